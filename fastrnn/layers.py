@@ -1,0 +1,290 @@
+"""The drop-in replacement for cs231n's ``rnn_layers``.
+
+    import fastrnn.layers as rnn_layers      # or: from fastrnn.layers import *
+
+Every function validates its inputs here, in Python, then hands the active
+backend (see ``fastrnn.set_backend``) C-contiguous arrays of one float dtype:
+
+* shapes that must agree are checked, and errors name the argument with the
+  expected and the actual shape; word indices must lie in [0, V);
+* the working dtype is NumPy's promotion of the inputs (``np.result_type``):
+  float32 stays float32, float32 next to float64 becomes float64;
+* float32 and float64 go to the active backend; other dtypes NumPy can compute
+  with (float16, integers, ...), and problems with an empty dimension, go to the
+  NumPy oracle, so nothing NumPy would accept is rejected;
+* inputs are never modified: a backend only ever reads them.
+
+A forward pass returns its cache wrapped in a ``LayerCache`` that remembers the
+backend that made it, so a backward pass always runs on the backend of its
+forward pass, whichever backend is active by then.
+"""
+
+import numpy as np
+
+from . import _backend
+from . import reference as _reference
+
+__all__ = list(_backend.LAYER_FUNCTIONS)
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class LayerCache:
+    """What a forward pass hands its backward pass; opaque to callers."""
+
+    __slots__ = ("layer", "backend", "data", "dtype", "out_shape")
+
+    def __init__(self, layer, backend, data, dtype, out_shape):
+        self.layer = layer  # e.g. "rnn", "lstm_step"
+        self.backend = backend  # the backend module that made ``data``
+        self.data = data  # a flat tuple of arrays, private to that backend
+        self.dtype = dtype  # the working dtype of the forward pass
+        self.out_shape = out_shape  # the shape the upstream gradient must have
+
+    def __repr__(self):
+        return f"<fastrnn cache of {self.layer}_forward, backend {self.backend.__name__}, {self.dtype}>"
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _array(name, a):
+    a = np.asarray(a)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
+def _indices(name, a, V):
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer word indices, got dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= V):
+        bad = a[(a < 0) | (a >= V)].flat[0]
+        raise IndexError(f"{name} holds word index {bad}, outside [0, V) = [0, {V})")
+    return np.asarray(a, dtype=np.intp, order="C")
+
+
+def _ndim(name, a, dims):
+    if a.ndim != len(dims.split(",")):
+        raise ValueError(f"{name} must be a {len(dims.split(','))}-D array ({dims}), got shape {a.shape}")
+
+
+def _shape(name, a, dims, expected):
+    if a.shape != expected:
+        raise ValueError(f"{name} must have shape ({dims}) = {expected}, got {a.shape}")
+
+
+def _bias(name, b, dims, size):
+    """A bias of shape (size,); (1, size) is accepted too, as NumPy would broadcast it."""
+    if b.shape == (1, size):
+        return b.reshape(size)
+    _shape(name, b, dims, (size,))
+    return b
+
+
+def _route(arrays, sizes):
+    """Picks the working dtype and the backend, and makes the arrays contiguous in that dtype."""
+    dtype = np.result_type(*arrays)
+    if dtype in _NATIVE and all(sizes):
+        module = _backend.backend_module()
+        return module, dtype, [np.asarray(a, dtype=dtype, order="C") for a in arrays]
+    return _reference, dtype, list(arrays)
+
+
+def _unwrap(cache, layer, grads):
+    """Checks a cache and the upstream gradients ``grads`` (name -> array) handed to a backward."""
+    if not isinstance(cache, LayerCache) or cache.layer != layer:
+        raise TypeError(
+            f"cache must be the cache returned by fastrnn.layers.{layer}_forward, got {type(cache).__name__}"
+            + (f" from {cache.layer}_forward" if isinstance(cache, LayerCache) else "")
+        )
+    out = []
+    for name, g in grads.items():
+        g = _array(name, g)
+        _shape(name, g, "shape of the forward output", cache.out_shape)
+        out.append(g)
+    data, dtype, module = cache.data, cache.dtype, cache.backend
+    if module is _reference or cache.dtype not in _NATIVE:
+        return module, data, out
+    promoted = np.result_type(dtype, *out)
+    if promoted != dtype and promoted in _NATIVE:  # float64 gradient into a float32 forward: promote
+        data = tuple(np.asarray(a, promoted) if getattr(a, "dtype", None) == dtype else a for a in data)
+        dtype = promoted
+    return module, data, [np.asarray(g, dtype=dtype, order="C") for g in out]
+
+
+# --------------------------------------------------------------------------- affine
+
+
+def affine_forward(x, w, b):
+    """Fully connected layer: x (N, d_1, ..., d_k) is flattened to (N, D); w (D, M), b (M,) -> (N, M)."""
+    x, w, b = _array("x", x), _array("w", w), _array("b", b)
+    if x.ndim < 1:
+        raise ValueError(f"x must have at least 1 dimension (N, ...), got shape {x.shape}")
+    N, D = x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64))
+    _ndim("w", w, "D, M")
+    M = w.shape[1]
+    _shape("w", w, "D, M", (D, M))
+    b = _bias("b", b, "M,", M)
+    module, dtype, (x, w, b) = _route((x, w, b), (N, D, M))
+    out, data = module.affine_forward(x, w, b)
+    return out, LayerCache("affine", module, data, dtype, (N, M))
+
+
+def affine_backward(dout, cache):
+    """Returns (dx, dw, db) for ``affine_forward``."""
+    module, data, (dout,) = _unwrap(cache, "affine", {"dout": dout})
+    return module.affine_backward(dout, data)
+
+
+# --------------------------------------------------------------------------- vanilla RNN
+
+
+def _rnn_shapes(x, prev_h, Wx, Wh, b, gates, seq):
+    """Checks the shapes of an RNN/LSTM step (seq=False) or sequence (seq=True); returns N, T, D, H."""
+    h_name = "h0" if seq else "prev_h"
+    _ndim("x", x, "N, T, D" if seq else "N, D")
+    N, D = x.shape[0], x.shape[-1]
+    T = x.shape[1] if seq else 1
+    _ndim("Wh", Wh, f"H, {gates}H" if gates > 1 else "H, H")
+    H = Wh.shape[0]
+    G = gates * H
+    G_dims = f"{gates}H" if gates > 1 else "H"
+    _shape("Wh", Wh, f"H, {G_dims}", (H, G))
+    _shape("Wx", Wx, f"D, {G_dims}", (D, G))
+    _shape(h_name, prev_h, "N, H", (N, H))
+    b = _bias("b", b, f"{G_dims},", G)
+    return N, T, D, H, b
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b). Returns (next_h, cache)."""
+    x, prev_h, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "prev_h", "Wx", "Wh", "b"), (x, prev_h, Wx, Wh, b)))
+    N, _, D, H, b = _rnn_shapes(x, prev_h, Wx, Wh, b, 1, seq=False)
+    module, dtype, arrays = _route((x, prev_h, Wx, Wh, b), (N, D, H))
+    next_h, data = module.rnn_step_forward(*arrays)
+    return next_h, LayerCache("rnn_step", module, data, dtype, (N, H))
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Returns (dx, dprev_h, dWx, dWh, db) for ``rnn_step_forward``."""
+    module, data, (dnext_h,) = _unwrap(cache, "rnn_step", {"dnext_h": dnext_h})
+    return module.rnn_step_backward(dnext_h, data)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
+    x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
+    N, T, D, H, b = _rnn_shapes(x, h0, Wx, Wh, b, 1, seq=True)
+    module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
+    h, data = module.rnn_forward(*arrays)
+    return h, LayerCache("rnn", module, data, dtype, (N, T, H))
+
+
+def rnn_backward(dh, cache):
+    """BPTT; dh (N, T, H) is the upstream gradient of every hidden state. Returns (dx, dh0, dWx, dWh, db)."""
+    module, data, (dh,) = _unwrap(cache, "rnn", {"dh": dh})
+    return module.rnn_backward(dh, data)
+
+
+# --------------------------------------------------------------------------- LSTM
+
+
+def sigmoid(x):
+    """Numerically stable logistic function, elementwise."""
+    x = _array("x", x)
+    module, _, (x,) = _route((x,), (x.size,))
+    return module.sigmoid(x)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step (gates i, f, o, g). Returns (next_h, next_c, cache)."""
+    names = ("x", "prev_h", "prev_c", "Wx", "Wh", "b")
+    x, prev_h, prev_c, Wx, Wh, b = (_array(n, a) for n, a in zip(names, (x, prev_h, prev_c, Wx, Wh, b)))
+    N, _, D, H, b = _rnn_shapes(x, prev_h, Wx, Wh, b, 4, seq=False)
+    _shape("prev_c", prev_c, "N, H", (N, H))
+    module, dtype, arrays = _route((x, prev_h, prev_c, Wx, Wh, b), (N, D, H))
+    next_h, next_c, data = module.lstm_step_forward(*arrays)
+    return next_h, next_c, LayerCache("lstm_step", module, data, dtype, (N, H))
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Returns (dx, dprev_h, dprev_c, dWx, dWh, db) for ``lstm_step_forward``."""
+    module, data, (dnext_h, dnext_c) = _unwrap(cache, "lstm_step", {"dnext_h": dnext_h, "dnext_c": dnext_c})
+    return module.lstm_step_backward(dnext_h, dnext_c, data)
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
+    x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
+    N, T, D, H, b = _rnn_shapes(x, h0, Wx, Wh, b, 4, seq=True)
+    module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
+    h, data = module.lstm_forward(*arrays)
+    return h, LayerCache("lstm", module, data, dtype, (N, T, H))
+
+
+def lstm_backward(dh, cache):
+    """BPTT; dh (N, T, H) is the upstream gradient of every hidden state. Returns (dx, dh0, dWx, dWh, db)."""
+    module, data, (dh,) = _unwrap(cache, "lstm", {"dh": dh})
+    return module.lstm_backward(dh, data)
+
+
+# --------------------------------------------------------------------------- words and scores
+
+
+def word_embedding_forward(x, W):
+    """Looks up word vectors: integer x of any shape, W (V, D) -> x.shape + (D,). Returns (out, cache)."""
+    W = _array("W", W)
+    _ndim("W", W, "V, D")
+    V, D = W.shape
+    x = _indices("x", x, V)
+    module, dtype, (W,) = _route((W,), (x.size, V, D))
+    out, data = module.word_embedding_forward(x, W)
+    return out, LayerCache("word_embedding", module, data, dtype, x.shape + (D,))
+
+
+def word_embedding_backward(dout, cache):
+    """Returns dW (V, D) for ``word_embedding_forward``; repeated indices are summed."""
+    module, data, (dout,) = _unwrap(cache, "word_embedding", {"dout": dout})
+    return module.word_embedding_backward(dout, data)
+
+
+def temporal_affine_forward(x, w, b):
+    """Affine layer at every time step: x (N, T, D), w (D, M), b (M,) -> (N, T, M). Returns (out, cache)."""
+    x, w, b = _array("x", x), _array("w", w), _array("b", b)
+    _ndim("x", x, "N, T, D")
+    N, T, D = x.shape
+    _ndim("w", w, "D, M")
+    M = w.shape[1]
+    _shape("w", w, "D, M", (D, M))
+    b = _bias("b", b, "M,", M)
+    module, dtype, (x, w, b) = _route((x, w, b), (N, T, D, M))
+    out, data = module.temporal_affine_forward(x, w, b)
+    return out, LayerCache("temporal_affine", module, data, dtype, (N, T, M))
+
+
+def temporal_affine_backward(dout, cache):
+    """Returns (dx, dw, db) for ``temporal_affine_forward``."""
+    module, data, (dout,) = _unwrap(cache, "temporal_affine", {"dout": dout})
+    return module.temporal_affine_backward(dout, data)
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Masked softmax cross-entropy over time, summed and divided by N.
+
+    x (N, T, V) scores, y (N, T) integer targets in [0, V), mask (N, T) (boolean,
+    or numeric weights). Returns (loss, dx).
+    """
+    x = _array("x", x)
+    _ndim("x", x, "N, T, V")
+    N, T, V = x.shape
+    y = np.asarray(y)
+    _shape("y", y, "N, T", (N, T))
+    y = _indices("y", y, V)
+    mask = _array("mask", mask)
+    _shape("mask", mask, "N, T", (N, T))
+    module, dtype, (x,) = _route((x,), (N, T, V))
+    if module is not _reference:
+        mask = np.asarray(mask, dtype=dtype, order="C")
+    return module.temporal_softmax_loss(x, y, mask, verbose=verbose)

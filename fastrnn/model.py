@@ -1,0 +1,114 @@
+"""CaptioningRNN: cs231n's image-captioning model on top of ``fastrnn.layers``.
+
+It only calls the public layer functions, so it runs on whichever backend is
+active (``fastrnn.set_backend``).
+"""
+
+import numpy as np
+
+from . import layers
+
+__all__ = ["CaptioningRNN"]
+
+_CELLS = ("rnn", "lstm")
+
+
+class CaptioningRNN:
+    """Image features -> initial hidden state -> RNN/LSTM over word vectors -> vocabulary scores.
+
+    Parameters: ``word_to_idx`` (dict word -> index; must contain ``<NULL>``, ``<START>``
+    and ``<END>``), ``input_dim`` D of the image features, ``wordvec_dim`` W,
+    ``hidden_dim`` H, ``cell_type`` ("rnn" or "lstm"), ``dtype`` of the parameters.
+    """
+
+    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
+                 dtype=np.float32):
+        if cell_type not in _CELLS:
+            raise ValueError(f'Invalid cell_type "{cell_type}"; expected one of {_CELLS}')
+        missing = [w for w in ("<NULL>", "<START>", "<END>") if w not in word_to_idx]
+        if missing:
+            raise ValueError(f"word_to_idx must contain {missing}")
+        self.cell_type = cell_type
+        self.dtype = dtype
+        self.word_to_idx = word_to_idx
+        self.idx_to_word = {i: w for w, i in word_to_idx.items()}
+        self._null = word_to_idx["<NULL>"]
+        self._start = word_to_idx.get("<START>", None)
+        self._end = word_to_idx.get("<END>", None)
+
+        V, D, W, H = len(word_to_idx), input_dim, wordvec_dim, hidden_dim
+        G = 4 * H if cell_type == "lstm" else H
+        self.params = {
+            "W_embed": np.random.randn(V, W) / 100,
+            "W_proj": np.random.randn(D, H) / np.sqrt(D),
+            "b_proj": np.zeros(H),
+            "Wx": np.random.randn(W, G) / np.sqrt(W),
+            "Wh": np.random.randn(H, G) / np.sqrt(H),
+            "b": np.zeros(G),
+            "W_vocab": np.random.randn(H, V) / np.sqrt(H),
+            "b_vocab": np.zeros(V),
+        }
+        for k, v in self.params.items():
+            self.params[k] = v.astype(self.dtype)
+
+    def _cell(self):
+        if self.cell_type == "rnn":
+            return layers.rnn_forward, layers.rnn_backward
+        return layers.lstm_forward, layers.lstm_backward
+
+    def loss(self, features, captions):
+        """Training loss and gradients for features (N, D) and captions (N, T + 1).
+
+        The RNN reads ``captions[:, :-1]`` and is scored on predicting ``captions[:, 1:]``;
+        positions whose target is ``<NULL>`` are not scored. Returns ``(loss, grads)``,
+        ``grads`` keyed like ``self.params``.
+        """
+        captions = np.asarray(captions)
+        if captions.ndim != 2 or captions.shape[1] < 2:
+            raise ValueError(f"captions must have shape (N, T + 1) with T >= 1, got {captions.shape}")
+        features = np.asarray(features, dtype=self.dtype)  # the model computes in its own dtype
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+        mask = captions_out != self._null
+        p = self.params
+        cell_forward, cell_backward = self._cell()
+
+        h0, proj_cache = layers.affine_forward(features, p["W_proj"], p["b_proj"])
+        words, embed_cache = layers.word_embedding_forward(captions_in, p["W_embed"])
+        h, cell_cache = cell_forward(words, h0, p["Wx"], p["Wh"], p["b"])
+        scores, vocab_cache = layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])
+        loss, dscores = layers.temporal_softmax_loss(scores, captions_out, mask)
+
+        grads = {}
+        dh, grads["W_vocab"], grads["b_vocab"] = layers.temporal_affine_backward(dscores, vocab_cache)
+        dwords, dh0, grads["Wx"], grads["Wh"], grads["b"] = cell_backward(dh, cell_cache)
+        grads["W_embed"] = layers.word_embedding_backward(dwords, embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = layers.affine_backward(dh0, proj_cache)
+        return loss, grads
+
+    def sample(self, features, max_length=30):
+        """Greedy captions for features (N, D): an int array (N, max_length).
+
+        Starts from ``<START>``, feeds back the highest-scoring word each step; column 0 is
+        the first generated word. Positions after a caption's ``<END>`` are ``<NULL>``.
+        """
+        p = self.params
+        features = np.asarray(features, dtype=self.dtype)
+        N = features.shape[0]
+        captions = np.full((N, max_length), self._null, dtype=np.int64)
+        h, _ = layers.affine_forward(features, p["W_proj"], p["b_proj"])
+        c = np.zeros_like(h)
+        words = np.full(N, self._start, dtype=np.int64)
+        finished = np.zeros(N, dtype=bool)
+        for t in range(max_length):
+            x, _ = layers.word_embedding_forward(words, p["W_embed"])
+            if self.cell_type == "rnn":
+                h, _ = layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
+            else:
+                h, c, _ = layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
+            scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
+            words = scores.argmax(axis=1)
+            captions[~finished, t] = words[~finished]
+            finished |= words == self._end
+            if finished.all():
+                break
+        return captions

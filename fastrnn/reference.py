@@ -1,0 +1,261 @@
+"""The oracle: the cs231n assignment-3 RNN layers in plain NumPy.
+
+Every compiled backend is checked against this module, so it is written to be
+obviously correct rather than fast: one function per layer, the textbook
+equations, no compiled code and no cleverness.  It is also the ``"numpy"``
+backend.
+
+Conventions shared with the other backends:
+
+* every ``*_forward`` returns ``(out, cache)`` and ``cache`` is a flat tuple of
+  arrays, so ``fastrnn.layers`` can cast it when a backward pass promotes dtype;
+* float32 inputs give float32 outputs (NumPy's own promotion rules apply);
+* inputs are never modified.
+
+The functions here do not validate their inputs beyond what NumPy itself does;
+``fastrnn.layers`` is the validating front door.
+"""
+
+import numpy as np
+
+__all__ = [
+    "affine_forward",
+    "affine_backward",
+    "rnn_step_forward",
+    "rnn_step_backward",
+    "rnn_forward",
+    "rnn_backward",
+    "word_embedding_forward",
+    "word_embedding_backward",
+    "sigmoid",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "temporal_affine_forward",
+    "temporal_affine_backward",
+    "temporal_softmax_loss",
+]
+
+
+def affine_forward(x, w, b):
+    """Fully connected layer: ``x.reshape(N, -1) @ w + b``."""
+    out = x.reshape(x.shape[0], -1) @ w + b
+    return out, (x, w)
+
+
+def affine_backward(dout, cache):
+    """Returns ``(dx, dw, db)``; ``dx`` has the shape of the original ``x``."""
+    x, w = cache
+    x2 = x.reshape(x.shape[0], -1)
+    dx = (dout @ w.T).reshape(x.shape)
+    dw = x2.T @ dout
+    db = dout.sum(axis=0)
+    return dx, dw, db
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One vanilla RNN step: ``next_h = tanh(x @ Wx + prev_h @ Wh + b)``."""
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Returns ``(dx, dprev_h, dWx, dWh, db)``."""
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h * next_h)  # tanh'(a) = 1 - tanh(a)^2
+    dx = da @ Wx.T
+    dprev_h = da @ Wh.T
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Runs the RNN over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H)."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b)
+    h = np.empty((N, T, H), dtype=dtype)
+    prev_h = h0
+    for t in range(T):
+        prev_h, _ = rnn_step_forward(x[:, t], prev_h, Wx, Wh, b)
+        h[:, t] = prev_h
+    return h, (x, h0, Wx, Wh, b, h)
+
+
+def rnn_backward(dh, cache):
+    """Backpropagation through time.
+
+    ``dh`` (N, T, H) is the upstream gradient of every hidden state (not the
+    gradient flowing between steps).  Returns ``(dx, dh0, dWx, dWh, db)``.
+    """
+    x, h0, Wx, Wh, b, h = cache
+    N, T, D = x.shape
+    dtype = np.result_type(dh, h)
+    dx = np.empty((N, T, D), dtype=dtype)
+    dWx = np.zeros(Wx.shape, dtype=dtype)
+    dWh = np.zeros(Wh.shape, dtype=dtype)
+    db = np.zeros(b.shape, dtype=dtype)
+    dprev_h = np.zeros(h0.shape, dtype=dtype)
+    for t in reversed(range(T)):
+        prev_h = h0 if t == 0 else h[:, t - 1]
+        step_cache = (x[:, t], prev_h, Wx, Wh, h[:, t])
+        dx_t, dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t] + dprev_h, step_cache)
+        dx[:, t] = dx_t
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+def word_embedding_forward(x, W):
+    """Looks up word vectors: integer x of any shape, W (V, D) -> x.shape + (D,)."""
+    return W[x], (x, W)
+
+
+def word_embedding_backward(dout, cache):
+    """Returns dW (V, D); rows of repeated indices are summed."""
+    x, W = cache
+    dW = np.zeros(W.shape, dtype=np.result_type(dout, W))
+    np.add.at(dW, x, dout)
+    return dW
+
+
+def sigmoid(x):
+    """Logistic function, stable for large |x| (never exponentiates a positive number)."""
+    x = np.asarray(x)
+    dtype = np.result_type(x, np.float16)  # integers become floats, as np.exp would make them
+    z = np.exp(-np.abs(x).astype(dtype))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(dtype, copy=False)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step with gates in the order i, f, o, g.
+
+    Returns ``(next_h, next_c, cache)``.
+    """
+    H = prev_h.shape[1]
+    a = x @ Wx + prev_h @ Wh + b
+    i = sigmoid(a[:, 0 * H:1 * H])
+    f = sigmoid(a[:, 1 * H:2 * H])
+    o = sigmoid(a[:, 2 * H:3 * H])
+    g = np.tanh(a[:, 3 * H:4 * H])
+    next_c = f * prev_c + i * g
+    tanh_c = np.tanh(next_c)
+    next_h = o * tanh_c
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Returns ``(dx, dprev_h, dprev_c, dWx, dWh, db)``."""
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, tanh_c = cache
+    dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)
+    di = dc * g
+    df = dc * prev_c
+    do = dnext_h * tanh_c
+    dg = dc * i
+    da = np.concatenate(
+        [di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g * g)], axis=1
+    )
+    dx = da @ Wx.T
+    dprev_h = da @ Wh.T
+    dprev_c = dc * f
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """Runs the LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> h (N, T, H)."""
+    N, T, _ = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(x, h0, Wx, Wh, b)
+    h = np.empty((N, T, H), dtype=dtype)
+    c = np.empty((N, T, H), dtype=dtype)
+    gates = np.empty((N, T, 4 * H), dtype=dtype)  # activated i, f, o, g of every step
+    prev_h, prev_c = h0, np.zeros((N, H), dtype=dtype)
+    for t in range(T):
+        prev_h, prev_c, step = lstm_step_forward(x[:, t], prev_h, prev_c, Wx, Wh, b)
+        h[:, t] = prev_h
+        c[:, t] = prev_c
+        gates[:, t] = np.concatenate(step[5:9], axis=1)
+    return h, (x, h0, Wx, Wh, h, c, gates)
+
+
+def lstm_backward(dh, cache):
+    """Backpropagation through time for the LSTM.
+
+    ``dh`` (N, T, H) is the upstream gradient of every hidden state.
+    Returns ``(dx, dh0, dWx, dWh, db)``.
+    """
+    x, h0, Wx, Wh, h, c, gates = cache
+    N, T, D = x.shape
+    H = h0.shape[1]
+    dtype = np.result_type(dh, h)
+    dx = np.empty((N, T, D), dtype=dtype)
+    dWx = np.zeros(Wx.shape, dtype=dtype)
+    dWh = np.zeros(Wh.shape, dtype=dtype)
+    db = np.zeros(4 * H, dtype=dtype)
+    dprev_h = np.zeros((N, H), dtype=dtype)
+    dprev_c = np.zeros((N, H), dtype=dtype)
+    for t in reversed(range(T)):
+        prev_h = h0 if t == 0 else h[:, t - 1]
+        prev_c = np.zeros((N, H), dtype=c.dtype) if t == 0 else c[:, t - 1]
+        i, f, o, g = np.split(gates[:, t], 4, axis=1)
+        step_cache = (x[:, t], prev_h, prev_c, Wx, Wh, i, f, o, g, np.tanh(c[:, t]))
+        dx_t, dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(
+            dh[:, t] + dprev_h, dprev_c, step_cache
+        )
+        dx[:, t] = dx_t
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+def temporal_affine_forward(x, w, b):
+    """Affine layer applied at every time step: x (N, T, D), w (D, M) -> (N, T, M)."""
+    N, T, D = x.shape
+    out = (x.reshape(N * T, D) @ w).reshape(N, T, w.shape[1]) + b
+    return out, (x, w)
+
+
+def temporal_affine_backward(dout, cache):
+    """Returns ``(dx, dw, db)``."""
+    x, w = cache
+    N, T, D = x.shape
+    M = w.shape[1]
+    dout2 = dout.reshape(N * T, M)
+    dx = (dout2 @ w.T).reshape(N, T, D)
+    dw = x.reshape(N * T, D).T @ dout2
+    db = dout2.sum(axis=0)
+    return dx, dw, db
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Masked softmax cross-entropy summed over time steps, divided by N.
+
+    x (N, T, V) scores, y (N, T) integer targets in [0, V), mask (N, T) saying
+    which entries count.  Returns ``(loss, dx)``.  Uses log-softmax so a very
+    unlikely target gives a large finite loss instead of ``log(0)``.
+    """
+    N, T, V = x.shape
+    x_flat = x.reshape(N * T, V)
+    y_flat = y.reshape(N * T)
+    mask_flat = mask.reshape(N * T)
+    rows = np.arange(N * T)
+
+    shifted = x_flat - x_flat.max(axis=1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -np.sum(mask_flat * log_probs[rows, y_flat]) / N
+
+    dx_flat = np.exp(log_probs)
+    dx_flat[rows, y_flat] -= 1
+    dx_flat /= N
+    dx_flat *= mask_flat[:, None]
+    if verbose:
+        print("dx_flat: ", dx_flat.shape)
+    return loss, dx_flat.reshape(N, T, V)

@@ -1,0 +1,65 @@
+"""Shared test helpers: the one tolerance table, input factories, comparisons."""
+
+import os
+
+import numpy as np
+
+import fastrnn
+
+# The one place tolerances live. A compiled backend is compared with the oracle run on the
+# same inputs in the same dtype; BLAS sums in a different order, so results differ by
+# rounding that grows with the length of the sums (D, H, N*T) and with T through BPTT.
+# atol is relative to the largest magnitude of the expected array.
+TOLERANCES = {
+    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
+    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
+}
+
+COMPILED_BACKENDS = [b for b in fastrnn.available_backends() if b != "numpy"]
+
+# CI sets this (e.g. "numba,cython") so a missing backend fails instead of silently skipping.
+REQUIRED_BACKENDS = [b for b in os.environ.get("FASTRNN_REQUIRE_BACKENDS", "").split(",") if b]
+
+
+def assert_close(actual, expected, dtype=None, err_msg=""):
+    """Compares one array (or scalar) with the oracle's, at the tolerance of its dtype."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape, f"{err_msg}: shape {actual.shape} != {expected.shape}"
+    if dtype is None:
+        dtype = expected.dtype
+    tol = TOLERANCES[np.dtype(dtype)]
+    scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
+    np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=err_msg)
+
+
+def assert_all_close(actual, expected, dtype=None, err_msg=""):
+    """Compares tuples of results element by element, and their dtypes."""
+    if not isinstance(expected, tuple):
+        actual, expected = (actual,), (expected,)
+    assert len(actual) == len(expected), err_msg
+    for k, (a, e) in enumerate(zip(actual, expected)):
+        if isinstance(e, np.ndarray):
+            assert isinstance(a, np.ndarray), f"{err_msg} [{k}]: {type(a)} is not an ndarray"
+            assert a.dtype == e.dtype, f"{err_msg} [{k}]: dtype {a.dtype} != oracle's {e.dtype}"
+        assert_close(a, e, dtype, err_msg=f"{err_msg} [{k}]")
+
+
+def layout(a, kind, rng=None):
+    """Returns ``a`` (values unchanged) as a C, Fortran-ordered, strided or readonly array."""
+    a = np.array(a)
+    if kind == "C":
+        return a
+    if kind == "F":
+        return np.asfortranarray(a)
+    if kind == "strided":  # a view with every axis strided by 2
+        big = np.zeros(tuple(2 * s for s in a.shape), dtype=a.dtype)
+        view = big[tuple(slice(None, None, 2) for _ in a.shape)]
+        view[...] = a
+        return view
+    if kind == "readonly":
+        a.setflags(write=False)
+        return a
+    raise ValueError(kind)
+
+
+LAYOUTS = ("C", "F", "strided", "readonly")
