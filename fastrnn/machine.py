@@ -1,0 +1,157 @@
+"""What this install runs on: versions, CPU, BLAS and its threads, backends, the Numba cache.
+
+``fastrnn info`` prints it, and ``fastrnn bench`` prints it above its table and stores it in
+its JSON, so a measured number always comes with the machine it was measured on.
+
+Versions are read from the installed distributions' metadata, so asking for them does not
+import Numba, Cython or PyTorch.
+"""
+
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "describe"]
+
+# distribution name -> label
+_PACKAGES = {
+    "fastrnn": "fastrnn",
+    "numpy": "numpy",
+    "scipy": "scipy",
+    "numba": "numba",
+    "Cython": "Cython",
+    "torch": "torch",
+    "threadpoolctl": "threadpoolctl",
+}
+
+
+def versions():
+    """label -> installed version, or None when the package is not installed."""
+    out = {"python": platform.python_version()}
+    for dist, label in _PACKAGES.items():
+        try:
+            out[label] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[label] = None
+    if out["fastrnn"] is None:  # running from a source tree that was never installed
+        from ._version import __version__
+
+        out["fastrnn"] = __version__
+    return out
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu():
+    """CPU model, logical cores, and the cores this process may run on."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return {
+        "model": _cpu_model(),
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+    }
+
+
+def blas(load_scipy=True):
+    """The BLAS and OpenMP libraries loaded in this process, with their thread counts (threadpoolctl).
+
+    SciPy's BLAS (which the compiled kernels call) is only listed once ``scipy.linalg`` is
+    imported, so by default it is imported first.
+    """
+    import numpy  # noqa: F401  (loads NumPy's BLAS)
+
+    if load_scipy:
+        try:
+            import scipy.linalg  # noqa: F401
+        except ImportError:
+            pass
+    from threadpoolctl import threadpool_info
+
+    keys = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "architecture", "filepath")
+    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+
+
+def blas_threads(libraries=None):
+    """The largest thread count of the loaded BLAS libraries (what a GEMM will use)."""
+    libraries = blas() if libraries is None else libraries
+    counts = [lib["num_threads"] for lib in libraries if lib["user_api"] == "blas" and lib["num_threads"]]
+    return max(counts) if counts else 1
+
+
+def numba_cache():
+    """Where Numba keeps the compiled kernels (``cache=True``), without importing Numba.
+
+    NUMBA_CACHE_DIR when set; otherwise Numba writes next to the source, in
+    ``fastrnn/_numba/__pycache__``, and falls back to a per-user cache directory when that
+    is not writable.
+    """
+    env = os.environ.get("NUMBA_CACHE_DIR", "").strip()
+    source_dir = Path(__file__).resolve().parent / "_numba"
+    if env:
+        where, how = Path(env), "NUMBA_CACHE_DIR"
+    else:
+        where, how = source_dir / "__pycache__", "default (next to the source)"
+        if source_dir.is_dir() and not os.access(source_dir, os.W_OK):
+            xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+            where, how = Path(xdg) / "numba", "default (source not writable: per-user cache)"
+    files = list(where.rglob("*.nbi")) if where.is_dir() else []
+    return {"path": str(where), "source": how, "cached_kernel_indexes": len(files)}
+
+
+def backends():
+    """Available backends (fastest first) and the active one.
+
+    This imports the backend modules: the registry decides availability by importing them.
+    """
+    from . import _backend
+
+    return {"available": _backend.available_backends(), "active": _backend.get_backend()}
+
+
+def describe(include_backends=True):
+    """Everything above, as one JSON-serialisable dict."""
+    libs = blas()
+    out = {
+        "versions": versions(),
+        "cpu": cpu(),
+        "blas": libs,
+        "blas_threads": blas_threads(libs),
+        "numba_cache": numba_cache(),
+    }
+    if include_backends:
+        out["backends"] = backends()
+    return out
+
+
+def summary_lines(info):
+    """A few human lines for the top of a benchmark table."""
+    c, v = info["cpu"], info["versions"]
+    blas_libs = [lib for lib in info["blas"] if lib["user_api"] == "blas"]
+    blas_text = "; ".join(
+        f"{lib['internal_api']} {lib['version'] or ''} ({lib['architecture'] or '?'}, {lib['num_threads']} threads)"
+        .replace("  ", " ")
+        for lib in blas_libs
+    ) or "none found"
+    lines = [
+        f"CPU: {c['model']} ({c['machine']}), {c['logical_cores']} logical cores, {c['usable_cores']} usable",
+        f"BLAS: {blas_text}",
+        "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
+    ]
+    if "backends" in info:
+        lines.append(f"backends: {', '.join(info['backends']['available'])} (active: {info['backends']['active']})")
+    return lines

@@ -1,0 +1,39 @@
+"""The canonical problem sizes, defined once: ``fastrnn bench`` and ``benchmarks/`` both use these.
+
+A sequence size is (N, T, D, H): batch, time steps, input dimension, hidden dimension.
+The captioning configuration is cs231n's COCO model with a 1004-word vocabulary.
+"""
+
+from typing import NamedTuple
+
+__all__ = ["Size", "SIZES", "DEFAULT_BENCH_SIZES", "CAPTIONING", "CAPTIONING_BATCHES", "gates"]
+
+
+class Size(NamedTuple):
+    N: int  # batch
+    T: int  # time steps
+    D: int  # input dimension
+    H: int  # hidden dimension
+
+
+SIZES = {
+    "tiny": Size(10, 13, 30, 40),  # cs231n's own test size: all Python overhead
+    "small": Size(25, 16, 256, 512),  # the captioning model's cell at batch 25
+    "medium": Size(100, 16, 256, 512),  # ... and at batch 100
+    "large": Size(64, 64, 512, 1024),  # GEMM-bound
+}
+
+# What ``fastrnn bench`` runs without --sizes: "large" alone takes minutes on 2 cores.
+DEFAULT_BENCH_SIZES = ("tiny", "small", "medium")
+
+# cs231n's captioning model on COCO: V words, image features of input_dim, T caption steps.
+CAPTIONING = dict(vocab_size=1004, input_dim=512, wordvec_dim=256, hidden_dim=512, T=16)
+CAPTIONING_BATCHES = (25, 100)
+
+
+def gates(cell):
+    """Gate blocks per hidden unit: G = gates(cell) * H columns in Wx, Wh and b."""
+    try:
+        return {"rnn": 1, "lstm": 4}[cell]
+    except KeyError:
+        raise ValueError(f"unknown cell {cell!r}; expected 'rnn' or 'lstm'") from None
