@@ -16,8 +16,8 @@ _CELLS = ("rnn", "lstm")
 class CaptioningRNN:
     """Image features -> initial hidden state -> RNN/LSTM over word vectors -> vocabulary scores.
 
-    Parameters: ``word_to_idx`` (dict word -> index; must contain ``<NULL>``, ``<START>``
-    and ``<END>``), ``input_dim`` D of the image features, ``wordvec_dim`` W,
+    Parameters: ``word_to_idx`` (dict word -> index; must contain ``<NULL>``, and
+    ``<START>`` for sampling; ``<END>`` ends a sampled caption), ``input_dim`` D of the image features, ``wordvec_dim`` W,
     ``hidden_dim`` H, ``cell_type`` ("rnn" or "lstm"), ``dtype`` of the parameters.
     """
 
@@ -25,9 +25,8 @@ class CaptioningRNN:
                  dtype=np.float32):
         if cell_type not in _CELLS:
             raise ValueError(f'Invalid cell_type "{cell_type}"; expected one of {_CELLS}')
-        missing = [w for w in ("<NULL>", "<START>", "<END>") if w not in word_to_idx]
-        if missing:
-            raise ValueError(f"word_to_idx must contain {missing}")
+        if "<NULL>" not in word_to_idx:
+            raise ValueError("word_to_idx must contain '<NULL>' (the padding word)")
         self.cell_type = cell_type
         self.dtype = dtype
         self.word_to_idx = word_to_idx
@@ -91,6 +90,8 @@ class CaptioningRNN:
         Starts from ``<START>``, feeds back the highest-scoring word each step; column 0 is
         the first generated word. Positions after a caption's ``<END>`` are ``<NULL>``.
         """
+        if self._start is None:
+            raise ValueError("sample needs '<START>' in word_to_idx")
         p = self.params
         features = np.asarray(features, dtype=self.dtype)
         N = features.shape[0]

@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 import fastrnn
+from fastrnn.gradcheck import rel_error
 
 # The one place tolerances live. A compiled backend is compared with the oracle run on the
 # same inputs in the same dtype; BLAS sums in a different order, so results differ by
@@ -14,6 +15,15 @@ TOLERANCES = {
     np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
     np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
 }
+
+# Numerical gradient checks (float64, centred differences with h = 1e-5): cs231n's
+# relative-error threshold. Finite differences carry an absolute round-off of about
+# eps * |f| / h (~1e-10 for the |f| ~ 10 of the checks here), so an entry of 1e-4 cannot be
+# checked to a relative 1e-8: rel_error applies to entries above GRAD_ABS_FLOOR, and
+# smaller entries must agree to GRAD_ABS_TOL, a few times that round-off.
+GRAD_THRESHOLD = 1e-8
+GRAD_ABS_FLOOR = 1e-2
+GRAD_ABS_TOL = 1e-9
 
 COMPILED_BACKENDS = [b for b in fastrnn.available_backends() if b != "numpy"]
 
@@ -42,6 +52,17 @@ def assert_all_close(actual, expected, dtype=None, err_msg=""):
             assert isinstance(a, np.ndarray), f"{err_msg} [{k}]: {type(a)} is not an ndarray"
             assert a.dtype == e.dtype, f"{err_msg} [{k}]: dtype {a.dtype} != oracle's {e.dtype}"
         assert_close(a, e, dtype, err_msg=f"{err_msg} [{k}]")
+
+
+def assert_gradient_close(num, analytic, threshold=GRAD_THRESHOLD, what=""):
+    """A numerical gradient against an analytic one, as described at GRAD_THRESHOLD."""
+    num, analytic = np.asarray(num, dtype=np.float64), np.asarray(analytic, dtype=np.float64)
+    assert num.shape == analytic.shape, f"{what}: shape {analytic.shape} != {num.shape}"
+    big = np.abs(num) + np.abs(analytic) > GRAD_ABS_FLOOR
+    err = rel_error(num[big], analytic[big]) if big.any() else 0.0
+    assert err < threshold, f"{what}: rel error {err}"
+    abs_err = float(np.max(np.abs(num - analytic)[~big], initial=0.0))
+    assert abs_err < GRAD_ABS_TOL, f"{what}: abs error {abs_err} on entries below {GRAD_ABS_FLOOR}"
 
 
 def layout(a, kind, rng=None):
