@@ -83,10 +83,14 @@ def _bias(name, b, dims, size):
     return b
 
 
-def _route(arrays, sizes):
-    """Picks the working dtype and the backend, and makes the arrays contiguous in that dtype."""
+def _route(arrays, sizes, native=True):
+    """Picks the working dtype and the backend, and makes the arrays contiguous in that dtype.
+
+    The oracle takes what the compiled backends do not: dtypes other than float32/float64,
+    problems with an empty dimension (``sizes`` holds a zero), and ``native=False`` cases.
+    """
     dtype = np.result_type(*arrays)
-    if dtype in _NATIVE and all(sizes):
+    if native and dtype in _NATIVE and all(sizes):
         module = _backend.backend_module()
         return module, dtype, [np.asarray(a, dtype=dtype, order="C") for a in arrays]
     return _reference, dtype, list(arrays)
@@ -141,28 +145,51 @@ def affine_backward(dout, cache):
 # --------------------------------------------------------------------------- vanilla RNN
 
 
-def _rnn_shapes(x, prev_h, Wx, Wh, b, gates, seq):
-    """Checks the shapes of an RNN/LSTM step (seq=False) or sequence (seq=True); returns N, T, D, H."""
-    h_name = "h0" if seq else "prev_h"
-    _ndim("x", x, "N, T, D" if seq else "N, D")
-    N, D = x.shape[0], x.shape[-1]
-    T = x.shape[1] if seq else 1
-    _ndim("Wh", Wh, f"H, {gates}H" if gates > 1 else "H, H")
-    H = Wh.shape[0]
-    G = gates * H
+def _cell_weights(Wx, Wh, b, gates, D):
+    """Checks Wx (D, G), Wh (H, G) and b (G,) with G = gates * H; returns H and b."""
     G_dims = f"{gates}H" if gates > 1 else "H"
-    _shape("Wh", Wh, f"H, {G_dims}", (H, G))
-    _shape("Wx", Wx, f"D, {G_dims}", (D, G))
-    _shape(h_name, prev_h, "N, H", (N, H))
-    b = _bias("b", b, f"{G_dims},", G)
+    _ndim("Wh", Wh, f"H, {G_dims}")
+    H = Wh.shape[0]
+    _shape("Wh", Wh, f"H, {G_dims}", (H, gates * H))
+    _shape("Wx", Wx, f"D, {G_dims}", (D, gates * H))
+    return H, _bias("b", b, f"{G_dims},", gates * H)
+
+
+def _sequence_shapes(x, h0, Wx, Wh, b, gates):
+    """Checks a sequence layer's inputs; returns N, T, D, H and b."""
+    _ndim("x", x, "N, T, D")
+    N, T, D = x.shape
+    H, b = _cell_weights(Wx, Wh, b, gates, D)
+    _shape("h0", h0, "N, H", (N, H))
     return N, T, D, H, b
+
+
+def _step_shapes(x, states, Wx, Wh, b, gates):
+    """Checks a step's inputs; ``states`` maps names to prev_h (and prev_c).
+
+    As in NumPy, x and the states may also be 1-D (one row, broadcast over the others' N
+    rows), as cs231n sampling code produces with ``np.squeeze``. Returns N, D, H, b and
+    whether every row-input is 2-D (only then is the step computed natively).
+    """
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x must be a 2-D array (N, D), got shape {x.shape}")
+    D = x.shape[-1]
+    H, b = _cell_weights(Wx, Wh, b, gates, D)
+    rows = [a.shape[0] for a in (x, *states.values()) if a.ndim == 2]
+    N = rows[0] if rows else 1
+    for name, state in states.items():
+        if state.ndim == 1:
+            _shape(name, state, "H,", (H,))
+        else:
+            _shape(name, state, "N, H", (N, H))
+    return N, D, H, b, len(rows) == 1 + len(states)
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """One vanilla RNN step: next_h = tanh(x @ Wx + prev_h @ Wh + b). Returns (next_h, cache)."""
     x, prev_h, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "prev_h", "Wx", "Wh", "b"), (x, prev_h, Wx, Wh, b)))
-    N, _, D, H, b = _rnn_shapes(x, prev_h, Wx, Wh, b, 1, seq=False)
-    module, dtype, arrays = _route((x, prev_h, Wx, Wh, b), (N, D, H))
+    N, D, H, b, rows = _step_shapes(x, {"prev_h": prev_h}, Wx, Wh, b, 1)
+    module, dtype, arrays = _route((x, prev_h, Wx, Wh, b), (N, D, H), native=rows)
     next_h, data = module.rnn_step_forward(*arrays)
     return next_h, LayerCache("rnn_step", module, data, dtype, (N, H))
 
@@ -176,7 +203,7 @@ def rnn_step_backward(dnext_h, cache):
 def rnn_forward(x, h0, Wx, Wh, b):
     """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
     x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
-    N, T, D, H, b = _rnn_shapes(x, h0, Wx, Wh, b, 1, seq=True)
+    N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 1)
     module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
     h, data = module.rnn_forward(*arrays)
     return h, LayerCache("rnn", module, data, dtype, (N, T, H))
@@ -202,9 +229,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     """One LSTM step (gates i, f, o, g). Returns (next_h, next_c, cache)."""
     names = ("x", "prev_h", "prev_c", "Wx", "Wh", "b")
     x, prev_h, prev_c, Wx, Wh, b = (_array(n, a) for n, a in zip(names, (x, prev_h, prev_c, Wx, Wh, b)))
-    N, _, D, H, b = _rnn_shapes(x, prev_h, Wx, Wh, b, 4, seq=False)
-    _shape("prev_c", prev_c, "N, H", (N, H))
-    module, dtype, arrays = _route((x, prev_h, prev_c, Wx, Wh, b), (N, D, H))
+    N, D, H, b, rows = _step_shapes(x, {"prev_h": prev_h, "prev_c": prev_c}, Wx, Wh, b, 4)
+    module, dtype, arrays = _route((x, prev_h, prev_c, Wx, Wh, b), (N, D, H), native=rows)
     next_h, next_c, data = module.lstm_step_forward(*arrays)
     return next_h, next_c, LayerCache("lstm_step", module, data, dtype, (N, H))
 
@@ -218,7 +244,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 def lstm_forward(x, h0, Wx, Wh, b):
     """LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
     x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
-    N, T, D, H, b = _rnn_shapes(x, h0, Wx, Wh, b, 4, seq=True)
+    N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 4)
     module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
     h, data = module.lstm_forward(*arrays)
     return h, LayerCache("lstm", module, data, dtype, (N, T, H))

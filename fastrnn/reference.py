@@ -136,12 +136,12 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
 
     Returns ``(next_h, next_c, cache)``.
     """
-    H = prev_h.shape[1]
+    H = Wh.shape[0]
     a = x @ Wx + prev_h @ Wh + b
-    i = sigmoid(a[:, 0 * H:1 * H])
-    f = sigmoid(a[:, 1 * H:2 * H])
-    o = sigmoid(a[:, 2 * H:3 * H])
-    g = np.tanh(a[:, 3 * H:4 * H])
+    i = sigmoid(a[..., 0 * H:1 * H])
+    f = sigmoid(a[..., 1 * H:2 * H])
+    o = sigmoid(a[..., 2 * H:3 * H])
+    g = np.tanh(a[..., 3 * H:4 * H])
     next_c = f * prev_c + i * g
     tanh_c = np.tanh(next_c)
     next_h = o * tanh_c

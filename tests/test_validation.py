@@ -217,3 +217,22 @@ def test_all_contract_names_exported():
     exec("from fastrnn.layers import *", namespace)
     for name in _backend.LAYER_FUNCTIONS:
         assert callable(namespace[name]) and callable(getattr(reference, name))
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("x_shape,h_shape", [((D,), (N, H)), ((N, D), (H,)), ((D,), (H,)), ((D,), (1, H))])
+def test_step_with_1d_rows_like_numpy(backend, cell, x_shape, h_shape):
+    # cs231n sampling code often squeezes (N, 1, W) word vectors: with N = 1 they become 1-D.
+    rng = np.random.default_rng(3)
+    gates = 4 if cell == "lstm" else 1
+    x, h = rng.standard_normal(x_shape), rng.standard_normal(h_shape)
+    Wx, Wh, b = rng.standard_normal((D, gates * H)), rng.standard_normal((H, gates * H)), rng.standard_normal(gates * H)
+    states = (h, np.zeros(h_shape)) if cell == "lstm" else (h,)
+    out = getattr(layers, f"{cell}_step_forward")(x, *states, Wx, Wh, b)[:-1]
+    expected = getattr(reference, f"{cell}_step_forward")(x, *states, Wx, Wh, b)[:-1]
+    assert_all_close(out, expected)
+
+
+def test_step_row_count_mismatch_names_the_state(no_backend):
+    with pytest.raises(ValueError, match=r"^prev_h must have shape \(N, H\) = \(2, 5\), got \(3, 5\)"):
+        layers.rnn_step_forward(np.zeros((2, D)), np.zeros((3, H)), np.zeros((D, H)), np.zeros((H, H)), np.zeros(H))
