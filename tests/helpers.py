@@ -5,16 +5,12 @@ import os
 import numpy as np
 
 import fastrnn
+from fastrnn import _tolerances
 from fastrnn.gradcheck import rel_error
 
-# The one place tolerances live. A compiled backend is compared with the oracle run on the
-# same inputs in the same dtype; BLAS sums in a different order, so results differ by
-# rounding that grows with the length of the sums (D, H, N*T) and with T through BPTT.
-# atol is relative to the largest magnitude of the expected array.
-TOLERANCES = {
-    np.dtype(np.float32): dict(rtol=1e-4, atol=1e-5),
-    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
-}
+# The one tolerance table (shared with `fastrnn check` and `fastrnn bench`): a compiled
+# backend is compared with the oracle run on the same inputs in the same dtype.
+TOLERANCES = _tolerances.TOLERANCES
 
 # Numerical gradient checks (float64, centred differences with h = 1e-5): cs231n's
 # relative-error threshold. Finite differences carry an absolute round-off of about
