@@ -83,7 +83,22 @@ def blas(load_scipy=True):
     from threadpoolctl import threadpool_info
 
     keys = ("user_api", "internal_api", "version", "num_threads", "threading_layer", "architecture", "filepath")
-    return [{k: lib.get(k) for k in keys} for lib in threadpool_info()]
+    out = []
+    for lib in threadpool_info():
+        entry = {k: lib.get(k) for k in keys}
+        entry["loaded_by"] = _owner(entry["filepath"] or "")
+        out.append(entry)
+    return out
+
+
+def _owner(path):
+    """Which package shipped a library, from its path: who calls it."""
+    parts = Path(path).parts
+    for name, label in (("numpy.libs", "numpy"), ("numpy", "numpy"), ("scipy.libs", "scipy"), ("scipy", "scipy"),
+                        ("torch", "torch")):
+        if name in parts:
+            return label
+    return None
 
 
 def blas_threads(libraries=None):
@@ -143,8 +158,8 @@ def summary_lines(info):
     c, v = info["cpu"], info["versions"]
     blas_libs = [lib for lib in info["blas"] if lib["user_api"] == "blas"]
     blas_text = "; ".join(
-        f"{lib['internal_api']} {lib['version'] or ''} ({lib['architecture'] or '?'}, {lib['num_threads']} threads)"
-        .replace("  ", " ")
+        f"{lib['loaded_by'] or '?'}'s {lib['internal_api']} {lib['version'] or ''} ({lib['architecture'] or '?'}, "
+        f"{lib['num_threads']} threads)"
         for lib in blas_libs
     ) or "none found"
     lines = [

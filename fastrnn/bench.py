@@ -1,0 +1,272 @@
+"""``fastrnn bench``: times the oracle, the compiled backends, PyTorch and the BLAS floor, case by case.
+
+How a case is measured (all implementations in one process):
+
+1. every implementation is built on the same inputs (``fastrnn.workloads``);
+2. the oracle runs once, then every other implementation runs once and its values and
+   gradients are compared with the oracle's at the tolerance of the dtype
+   (``fastrnn._tolerances``); one that disagrees, or raises, is reported and not timed.
+   This first call is timed on its own and reported as ``first_call_s``: for Numba it
+   includes compiling (or loading the cached) kernels;
+3. every implementation runs once more as a warm-up, which also sizes its batch: a sample
+   times ``number`` back-to-back calls, enough to last ``min_sample`` seconds;
+4. rounds: in each round every implementation takes one sample, in turn (round-robin,
+   starting one further along each round), so slow drifts of the machine hit all alike;
+   the garbage collector is off during a sample;
+5. the time of an implementation is the median of its samples, and every ratio is taken
+   between medians of the same run.
+
+``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
+under 0.05 s, 7 under 0.25 s, else 5 (a default run of the default cases stays near a minute
+on 2 cores).
+"""
+
+import contextlib
+import gc
+import math
+import statistics
+import time
+
+import numpy as np
+
+from . import _backend, machine, workloads
+from ._tolerances import excess
+from .sizes import DEFAULT_BENCH_SIZES
+
+__all__ = ["run", "auto_rounds", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
+
+SCHEMA = "fastrnn-bench/1"
+DEFAULT_KINDS = workloads.KINDS
+DEFAULT_SIZES = DEFAULT_BENCH_SIZES
+MIN_SAMPLE_S = 0.005
+
+
+def auto_rounds(round_s):
+    """Rounds for a case whose one round (one sample of every implementation) takes ``round_s``."""
+    if round_s < 0.05:
+        return 9
+    if round_s < 0.25:
+        return 7
+    return 5
+
+
+@contextlib.contextmanager
+def thread_settings(threads, with_torch):
+    """Limits BLAS to ``threads`` (threadpoolctl) and sets torch's to the same; restores both after.
+
+    Without ``threads`` BLAS is left alone and torch gets as many threads as the BLAS has.
+    Yields {"blas": n, "torch": n or None}.
+    """
+    from threadpoolctl import threadpool_limits
+
+    machine.blas()  # loads SciPy's BLAS too, so the limit reaches the one the kernels call
+    limiter = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+    with limiter:
+        blas_threads = machine.blas_threads()
+        torch_threads = previous = None
+        if with_torch:
+            import torch
+
+            previous = torch.get_num_threads()
+            torch.set_num_threads(blas_threads)
+            torch_threads = torch.get_num_threads()
+        try:
+            yield {"blas": blas_threads, "torch": torch_threads}
+        finally:
+            if previous is not None:
+                torch.set_num_threads(previous)
+
+
+def _sample(fn, number, clock):
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        start = clock()
+        for _ in range(number):
+            fn()
+        return (clock() - start) / number
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _timed_call(w, clock):
+    with w.context():
+        start = clock()
+        raw = w.run()
+        return raw, clock() - start
+
+
+def _verify(results, expected, dtype):
+    """(verified, worst excess, name of the worst array or of what is missing)."""
+    missing = sorted(set(expected) - set(results))
+    if missing:
+        return False, math.inf, f"missing {', '.join(missing)}"
+    worst, worst_name = 0.0, None
+    for name, e in expected.items():
+        a = np.asarray(results[name])
+        e = np.asarray(e)
+        x = excess(a, e, dtype)
+        if a.dtype != e.dtype:
+            x = math.inf
+        if x > worst or worst_name is None:
+            worst, worst_name = x, name
+    return worst <= 1.0, worst, worst_name
+
+
+def _entry(role):
+    return {"role": role, "median_s": None, "iqr_s": None, "samples_s": [], "number": None,
+            "first_call_s": None, "verified": None, "max_excess": None, "worst": None, "error": None}
+
+
+def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter):
+    """Measures one case; returns its JSON-able record (see the module docstring)."""
+    started = time.perf_counter()
+    record = {
+        "label": case.label, "kind": case.kind, "cell": case.cell, "size": case.size, "dims": case.dim,
+        "dtype": case.dtype, "pass": case.pass_label, "gemm_flops": workloads.gemm_flops(case),
+        "rounds": None, "results": {}, "ratios": {},
+    }
+    arrays = workloads.inputs(case, seed)
+    runnable = []
+    expected = None
+    for name in names:
+        if name == "floor" and case.kind == "model":
+            continue
+        entry = record["results"][name] = _entry(
+            "oracle" if name == workloads.ORACLE else name if name in ("torch", "floor") else "backend")
+        try:
+            w = workloads.build(case, name, arrays)
+            raw, entry["first_call_s"] = _timed_call(w, clock)
+            if w.results is not None:
+                got = w.results(raw)
+                if name == workloads.ORACLE:
+                    expected = got
+                    entry["verified"], entry["max_excess"] = True, 0.0
+                else:
+                    ok, worst, worst_name = _verify(got, expected, case.dtype)
+                    entry["verified"], entry["max_excess"], entry["worst"] = ok, worst, worst_name
+                    if not ok:
+                        entry["error"] = f"differs from the oracle: {worst_name} at {worst:.3g}x the tolerance"
+                        continue
+            del raw
+            _, warm = _timed_call(w, clock)  # warm-up, and the size of a sample
+        except Exception as exc:  # a failing implementation is reported, the others still run
+            entry["error"] = f"{type(exc).__name__}: {exc}"
+            entry["verified"] = False if name != "floor" else None
+            if name == workloads.ORACLE:
+                raise
+            continue
+        entry["number"] = max(1, math.ceil(min_sample / max(warm, 1e-9)))
+        runnable.append((name, w, entry, warm))
+
+    if rounds is None:
+        rounds = auto_rounds(sum(e["number"] * warm for _, _, e, warm in runnable))
+    record["rounds"] = rounds
+    for r in range(rounds):
+        k = r % len(runnable) if runnable else 0
+        for name, w, entry, _ in runnable[k:] + runnable[:k]:
+            with w.context():
+                entry["samples_s"].append(_sample(w.run, entry["number"], clock))
+    for name, w, entry, _ in runnable:
+        s = entry["samples_s"]
+        entry["median_s"] = statistics.median(s)
+        if len(s) >= 3:
+            q = statistics.quantiles(s, n=4)
+            entry["iqr_s"] = q[2] - q[0]
+    record["ratios"] = ratios(record["results"])
+    record["elapsed_s"] = time.perf_counter() - started
+    return record
+
+
+def ratios(results):
+    """Per implementation: speed-up over the oracle, time / BLAS floor, time / torch (None when unknown)."""
+    def median(name):
+        return results.get(name, {}).get("median_s")
+
+    oracle, floor, torch_t = median(workloads.ORACLE), median("floor"), median("torch")
+    out = {}
+    for name, entry in results.items():
+        t = entry["median_s"]
+        if t is None or name == "floor":
+            continue
+        out[name] = {
+            "speedup_vs_oracle": oracle / t if oracle else None,
+            "time_over_floor": t / floor if floor else None,
+            "time_over_torch": t / torch_t if torch_t and name != "torch" else None,
+        }
+    return out
+
+
+def implementations(backends=None, torch=None):
+    """The implementations to run: the oracle, the chosen fastrnn backends, torch, the floor.
+
+    ``backends`` is a list of backend names, and may include "torch"; by default every
+    available backend and torch when it is installed. Unknown or unavailable names: ValueError.
+    """
+    available = _backend.available_backends()
+    if backends is None:
+        chosen = list(available) + (["torch"] if workloads.torch_available() else [])
+    else:
+        chosen = []
+        for name in backends:
+            if name == "torch":
+                if not workloads.torch_available():
+                    raise ValueError("torch is not installed: pip install 'fastrnn[torch]'")
+            elif name not in available:
+                raise ValueError(f"backend {name!r} is not available; available backends: {available} (and torch)")
+            if name not in chosen:
+                chosen.append(name)
+    # The oracle first (the others are checked against it), then the compiled backends, torch, floor.
+    order = [workloads.ORACLE] + [b for b in available if b != workloads.ORACLE and b in chosen]
+    if "torch" in chosen:
+        order.append("torch")
+    return order + ["floor"]
+
+
+def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S, progress=False,
+        clock=time.perf_counter):
+    """Runs the benchmark; returns the report (JSON-able dict).
+
+    ``cases`` from ``fastrnn.workloads.cases``, ``names`` from ``implementations``;
+    ``progress`` shows a tqdm bar on stderr.
+    """
+    from tqdm.auto import tqdm
+
+    if rounds is not None and rounds < 1:
+        raise ValueError("rounds must be at least 1")
+    with thread_settings(threads, "torch" in names) as thread_counts:
+        report = {
+            "schema": SCHEMA,
+            "machine": machine.describe(),
+            "settings": {
+                "implementations": list(names), "rounds": rounds if rounds is not None else "auto",
+                "threads": thread_counts, "seed": seed, "min_sample_s": min_sample,
+            },
+            "cases": [],
+        }
+        started = time.perf_counter()
+        with tqdm(total=len(cases), unit="case", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+            for case in cases:
+                bar.set_postfix_str(case.label, refresh=True)
+                report["cases"].append(measure_case(case, names, rounds, seed, min_sample, clock))
+                bar.update()
+        report["elapsed_s"] = time.perf_counter() - started
+    report["first_calls"] = first_calls(report["cases"])
+    report["failures"] = [
+        f"{c['label']}: {name}: {e['error']}"
+        for c in report["cases"] for name, e in c["results"].items() if e["error"]
+    ]
+    report["ok"] = not report["failures"]
+    return report
+
+
+def first_calls(records):
+    """Per implementation, its slowest first call and the case it was in (Numba: the compile/cache load)."""
+    out = {}
+    for c in records:
+        for name, e in c["results"].items():
+            t = e["first_call_s"]
+            if t is not None and (name not in out or t > out[name]["first_call_s"]):
+                out[name] = {"first_call_s": t, "case": c["label"]}
+    return out

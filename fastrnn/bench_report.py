@@ -1,0 +1,162 @@
+"""Presenting a ``fastrnn bench`` report: a terminal or Markdown table, and a PNG plot."""
+
+import math
+
+from . import machine
+from ._table import render
+
+__all__ = ["table", "plot", "require_matplotlib", "format_time"]
+
+_KIND_TITLES = {
+    "sequence": "Sequences: rnn_forward / lstm_forward (+ backward)",
+    "step": "Single steps: rnn_step_forward / lstm_step_forward (+ backward)",
+    "model": "CaptioningRNN.loss (loss and all gradients), V=1004, input 512, wordvec 256, hidden 512, T=16",
+}
+
+
+def format_time(seconds):
+    """Seconds as a short human string with 3 significant digits: '12.3 ms', '456 us', '1.20 s'."""
+    if seconds is None:
+        return "-"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale or unit == "us":
+            v = seconds / scale
+            digits = 0 if v >= 100 else 1 if v >= 10 else 2
+            return f"{v:.{digits}f} {unit}"
+
+
+def _ratio(x):
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def _spread(entry):
+    if entry["iqr_s"] is None or not entry["median_s"]:
+        return "-"
+    return f"{100 * entry['iqr_s'] / entry['median_s']:.0f}%"
+
+
+def _status(entry):
+    if entry["error"]:
+        return "FAIL" if entry["verified"] is False else "ERROR"
+    if entry["verified"] is None:
+        return "n/a"
+    return "ok"
+
+
+def _dims(record):
+    d = record["dims"]
+    if record["kind"] == "model":
+        return f"N={d['N']}"
+    return f"({d['N']},{d['T']},{d['D']},{d['H']})"
+
+
+def table(report, markdown=False):
+    """The report as text: the machine, then one table per kind of case, a legend and any failures."""
+    s = report["settings"]
+    threads = s["threads"]
+    lines = machine.summary_lines(report["machine"])
+    rounds = s["rounds"]
+    lines.append(
+        f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
+        + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds, "
+        f"each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
+        f"run took {report.get('elapsed_s', 0):.0f} s"
+    )
+    out = [f"- {line}" for line in lines] if markdown else list(lines)
+    headers = ["case", "shape", "impl", "median", "IQR", "check", "x oracle", "/ floor", "/ torch"]
+    for kind in ("sequence", "step", "model"):
+        records = [r for r in report["cases"] if r["kind"] == kind]
+        if not records:
+            continue
+        rows = []
+        for r in records:
+            first = True
+            for name, e in r["results"].items():
+                q = r["ratios"].get(name, {})
+                label = f"{r['cell']} {r['size']} {r['dtype']} {r['pass']}" if kind != "model" else (
+                    f"{r['cell']} {r['dtype']} {r['pass']}")
+                rows.append([
+                    label if first else "", _dims(r) if first else "", name,
+                    format_time(e["median_s"]), _spread(e), _status(e),
+                    _ratio(q.get("speedup_vs_oracle")), _ratio(q.get("time_over_floor")),
+                    _ratio(q.get("time_over_torch")),
+                ])
+                first = False
+        title = _KIND_TITLES[kind]
+        out += ["", f"### {title}" if markdown else title, ""]
+        out.append(render(headers, rows, markdown=markdown, align="lllrrlrrr"))
+    legend = (
+        "shape = (N, T, D, H). impl: numpy = the NumPy oracle (fastrnn.reference via fastrnn.layers); "
+        "torch = torch.nn.RNN/LSTM (RNNCell/LSTMCell for steps), forward with autograd recording + "
+        "torch.autograd.grad; floor = the BLAS floor, only the GEMMs the kernel design needs, numpy.matmul into "
+        "preallocated buffers. median = median time of one call; IQR = interquartile range of the samples "
+        "relative to the median; check = values and gradients within the dtype's tolerance of the oracle; "
+        "x oracle = speed-up over the oracle (higher is better); / floor = time / BLAS floor "
+        "(1 = nothing but the GEMMs); / torch = time / torch's time (below 1: faster than torch)."
+    )
+    out += ["", legend]
+    fc = report.get("first_calls", {})
+    slow = [(name, v) for name, v in fc.items() if name not in ("floor",)]
+    if slow:
+        out += ["", "first call (not in the timings; numba includes compiling or loading cached kernels): "
+                + "; ".join(f"{name} {format_time(v['first_call_s'])} ({v['case']})" for name, v in slow)]
+    if report.get("failures"):
+        out += ["", "FAILURES:"] + [f"  {f}" for f in report["failures"]]
+    return "\n".join(out)
+
+
+def require_matplotlib():
+    """Imports matplotlib (Agg) or raises ImportError saying how to get it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("--plot needs matplotlib: pip install 'fastrnn[plot]' (or pip install matplotlib)") from exc
+    return plt
+
+
+def plot(report, path):
+    """Writes a PNG: per case, every implementation's speed-up over the oracle and its time / BLAS floor."""
+    plt = require_matplotlib()
+    records = report["cases"]
+    all_names = []
+    for r in records:
+        for name in r["ratios"]:
+            if name not in all_names:
+                all_names.append(name)
+    labels = [f"{r['cell']}{'_step' if r['kind'] == 'step' else ' model' if r['kind'] == 'model' else ''} "
+              f"{r['size']} f{r['dtype'][5:]} {r['pass']}" for r in records]
+    height = min(60.0, max(3.0, 0.12 * len(records) * max(1, len(all_names)) + 1.5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, height), sharey=True)
+    panels = ((axes[0], "speedup_vs_oracle", "speed-up over the NumPy oracle (higher is better)"),
+              (axes[1], "time_over_floor", "time / BLAS floor (1 = only the GEMMs; lower is better)"))
+    for ax, key, title in panels:
+        # The oracle's speed-up over itself is 1 by definition: not drawn.
+        names = [n for n in all_names if not (key == "speedup_vs_oracle" and n == "numpy")]
+        bar = 0.8 / max(1, len(names))
+        for k, name in enumerate(names):
+            ys, xs = [], []
+            for i, r in enumerate(records):
+                v = r["ratios"].get(name, {}).get(key)
+                if v:
+                    ys.append(i + (k - (len(names) - 1) / 2) * bar)
+                    xs.append(v)
+            ax.barh(ys, xs, height=bar, label=name, color=f"C{all_names.index(name)}")
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=0.8)
+        ax.set_title(title, fontsize=10)
+        ax.grid(axis="x", which="both", alpha=0.3)
+    axes[0].set_yticks(range(len(records)))
+    axes[0].set_yticklabels(labels, fontsize=7)
+    axes[0].invert_yaxis()
+    axes[1].legend(fontsize=8)
+    cpu = report["machine"]["cpu"]
+    fig.suptitle(f"fastrnn bench: {cpu['model']}, BLAS threads {report['settings']['threads']['blas']}", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / height))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,205 @@
+"""The ``fastrnn`` command: ``info``, ``check``, ``bench``.
+
+    fastrnn info                      versions, backends, CPU, BLAS and threads, Numba cache
+    fastrnn check                     every backend against the NumPy oracle; exit 1 on a mismatch
+    fastrnn bench                     oracle vs compiled backends vs torch vs the BLAS floor
+
+The work is done in ``fastrnn.machine``, ``fastrnn.check``, ``fastrnn.bench`` and
+``fastrnn.bench_report``; this module only parses arguments and prints.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+from ._version import __version__
+
+__all__ = ["main"]
+
+
+def _csv(choices=None, allow_all=False):
+    """An argparse type: a comma-separated list, each item checked against ``choices``."""
+    def parse(text):
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if allow_all and items == ["all"]:
+            return list(choices)
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        if choices is not None:
+            bad = [t for t in items if t not in choices]
+            if bad:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {', '.join(bad)}; choose from {', '.join(choices)}" + (" or all" if allow_all else ""))
+        return items
+    return parse
+
+
+def _positive(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _parser():
+    from .sizes import DEFAULT_BENCH_SIZES, SIZES
+    from .workloads import KINDS, PASSES
+
+    parser = argparse.ArgumentParser(
+        prog="fastrnn", description="cs231n's RNN layers with compiled time loops: information, checks, benchmarks.")
+    parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,check,bench}")
+    sub.required = True
+
+    info = sub.add_parser("info", help="versions, backends, CPU, BLAS and threads, Numba cache")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    check = sub.add_parser("check", help="every backend against the NumPy oracle on random shapes; exit 1 on a mismatch")
+    check.add_argument("--backends", type=_csv(), default=None, help="comma-separated (default: every available one)")
+    check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    check.add_argument("--trials", type=_positive, default=50, help="random draws of shapes and dtype (default 50)")
+    check.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    check.add_argument("--json", metavar="FILE", help="also write the result as JSON ('-' for stdout only)")
+
+    bench = sub.add_parser(
+        "bench", help="time the oracle, the compiled backends, torch and the BLAS floor",
+        description="Times every implementation on the same inputs in one process, after checking its values and "
+                    "gradients against the oracle: medians of interleaved rounds, ratios from the same run.")
+    bench.add_argument("--kinds", type=_csv(KINDS, allow_all=True), default=list(KINDS),
+                       help=f"what to time: {', '.join(KINDS)} (default all)")
+    bench.add_argument("--cells", type=_csv(("rnn", "lstm")), default=["rnn", "lstm"], help="rnn,lstm (default both)")
+    bench.add_argument("--sizes", type=_csv(tuple(SIZES), allow_all=True), default=list(DEFAULT_BENCH_SIZES),
+                       help=f"{', '.join(f'{k}={tuple(v)}' for k, v in SIZES.items())} as (N,T,D,H), or all "
+                            f"(default {','.join(DEFAULT_BENCH_SIZES)}); the model runs at its own sizes")
+    bench.add_argument("--dtypes", type=_csv(("float32", "float64")), default=["float32", "float64"],
+                       help="float32,float64 (default both; the model is float32)")
+    bench.add_argument("--passes", type=_csv(PASSES), default=list(PASSES),
+                       help="fwd,fwd+bwd (default both; the model is fwd+bwd)")
+    bench.add_argument("--backends", type=_csv(), default=None,
+                       help="fastrnn backends and/or torch to time (default: every available one, and torch when "
+                            "installed); the oracle and the BLAS floor always run")
+    bench.add_argument("--rounds", type=_positive, default=None,
+                       help="interleaved rounds per case (default: 9, 7 or 5 as one round takes <0.05 s, <0.25 s, more)")
+    bench.add_argument("--threads", type=_positive, default=None,
+                       help="limit BLAS threads (threadpoolctl) and set torch's to the same (default: leave BLAS "
+                            "as it is, torch gets as many)")
+    bench.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
+    bench.add_argument("--json", metavar="FILE", help="write the full report (every sample, the machine) as JSON")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw speed-ups and time/floor (needs matplotlib)")
+    bench.add_argument("--markdown", action="store_true", help="print Markdown tables (for a README)")
+    progress = bench.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="show a progress bar on stderr (default: when stderr is a terminal)")
+    progress.add_argument("--no-progress", dest="progress", action="store_false")
+    return parser
+
+
+def _jsonable(obj):
+    """``obj`` with non-finite floats as strings ("inf", "nan"), so the output is strict JSON."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def _dump(obj, path=None):
+    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    if path in (None, "-"):
+        print(text)
+    else:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+
+
+def _info(args):
+    from . import machine
+
+    info = machine.describe()
+    if args.json:
+        _dump(info)
+        return 0
+    v, c, nc = info["versions"], info["cpu"], info["numba_cache"]
+    print(f"fastrnn {v['fastrnn']}  (python {v['python']})")
+    for name in ("numpy", "scipy", "numba", "Cython", "torch", "threadpoolctl"):
+        print(f"  {name:<14}{v[name] or 'not installed'}")
+    b = info["backends"]
+    env = os.environ.get("FASTRNN_BACKEND")
+    print(f"backends        {', '.join(b['available'])}")
+    print(f"active backend  {b['active']}" + (f"  (FASTRNN_BACKEND={env})" if env else "  (the fastest available)"))
+    print(f"CPU             {c['model']} ({c['machine']}), {c['logical_cores']} logical cores, "
+          f"{c['usable_cores']} usable; {c['system']}")
+    users = {"numpy": "the oracle and the BLAS floor", "scipy": "the compiled kernels, via scipy.linalg.cython_blas",
+             "torch": "torch"}
+    for lib in info["blas"]:
+        print(f"{lib['user_api'].upper() + ' library':<16}{lib['internal_api']} {lib['version'] or ''} "
+              f"({lib['architecture'] or lib['threading_layer'] or '-'}), {lib['num_threads']} threads, "
+              f"from {lib['loaded_by'] or '?'}" + (f" (used by {users[lib['loaded_by']]})" if lib["loaded_by"] in users
+                                                   else ""))
+        print(f"{'':<16}{lib['filepath']}")
+    print(f"numba cache     {nc['path']}  ({nc['source']}; {nc['cached_kernel_indexes']} cached kernel indexes)")
+    return 0
+
+
+def _check(args):
+    from . import check
+
+    try:
+        result = check.run(backends=args.backends, seed=args.seed, trials=args.trials)
+    except ValueError as exc:
+        print(f"fastrnn check: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json == "-":
+        _dump(result)
+    else:
+        print(check.table(result, markdown=args.markdown))
+        if args.json:
+            _dump(result, args.json)
+    return 0 if result["ok"] else 1
+
+
+def _bench(args):
+    from . import bench, bench_report, workloads
+
+    if args.plot:
+        try:
+            bench_report.require_matplotlib()  # fail before spending a minute measuring
+        except ImportError as exc:
+            print(f"fastrnn bench: error: {exc}", file=sys.stderr)
+            return 2
+    try:
+        names = bench.implementations(args.backends)
+    except ValueError as exc:
+        print(f"fastrnn bench: error: {exc}", file=sys.stderr)
+        return 2
+    cases = workloads.cases(kinds=args.kinds, cells=args.cells, sizes=args.sizes, dtypes=args.dtypes,
+                            passes=args.passes)
+    if not cases:
+        print("fastrnn bench: error: no case matches these options", file=sys.stderr)
+        return 2
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    report = bench.run(cases, names, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=progress)
+    print(bench_report.table(report, markdown=args.markdown))
+    if args.json:
+        _dump(report, args.json)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        bench_report.plot(report, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0 if report["ok"] else 1
+
+
+def main(argv=None):
+    """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = _parser().parse_args(argv)
+    return {"info": _info, "check": _check, "bench": _bench}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
