@@ -1,0 +1,80 @@
+"""How the kernels are compiled: options, and one signature per float dtype.
+
+Every kernel is compiled ahead of its first use for exactly one signature per
+dtype, with its input arrays typed *readonly* and C-contiguous.  Numba converts
+a writable array to a readonly one for free, so a readonly input (NumPy's
+``asarray`` passes readonly arrays through) reuses the same machine code instead
+of compiling a variant per combination of flags.  Compilation happens on the
+first call in that dtype, and is cached on disk (``cache=True``; Numba falls back
+to ``NUMBA_CACHE_DIR`` or the user's cache directory when the package directory
+is read-only).
+
+Options: ``error_model="numpy"`` so that a float division is a plain division
+(Python's model adds a zero check that stops LLVM from vectorizing loops);
+``fastmath={"contract"}`` lets LLVM fuse ``a * b + c`` into an FMA, and nothing
+else: no ``nnan``/``ninf``, so NaN and inf propagate as in NumPy; ``nogil`` so
+other Python threads run meanwhile.
+"""
+
+import numpy as np
+from numba import njit, types
+
+__all__ = ["OPTIONS", "kernel", "helper"]
+
+OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+_FLOATS = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
+
+
+def helper(func):
+    """A compiled function called only from kernels (specialized with its caller)."""
+    return njit(**OPTIONS)(func)
+
+
+def _arg_type(kind, float_type):
+    """'f<ndim>': readonly float array; 'i<ndim>': readonly intp array; 'n': an int."""
+    if kind == "n":
+        return types.intp
+    dtype = {"f": float_type, "i": types.intp}[kind[0]]
+    return types.Array(dtype, int(kind[1:]), "C", readonly=True)
+
+
+class _PerDtype(dict):
+    """dtype -> the dispatcher, compiled for that dtype on first lookup."""
+
+    def __init__(self, func, kinds):
+        super().__init__()
+        self.dispatcher = njit(**OPTIONS)(func)
+        self.kinds = kinds
+        self.__doc__ = func.__doc__
+        self.__name__ = func.__name__
+
+    def __missing__(self, dtype):
+        dtype = np.dtype(dtype)
+        float_type = _FLOATS[dtype]  # KeyError for anything but float32/float64
+        # Compiling is disabled between these explicit compilations: otherwise a call with a
+        # writable array would compile a writable variant instead of converting to readonly.
+        self.dispatcher.disable_compile(False)
+        try:
+            self.dispatcher.compile(tuple(_arg_type(k, float_type) for k in self.kinds))
+        finally:
+            self.dispatcher.disable_compile(True)
+        self[dtype] = self.dispatcher
+        return self.dispatcher
+
+    def compile_all(self):
+        """Compiles (or loads from the cache) both dtypes now."""
+        for dtype in _FLOATS:
+            self[dtype]
+
+    def __repr__(self):
+        return f"<fastrnn numba kernel {self.__name__}{self.kinds}>"
+
+
+def kernel(*kinds):
+    """Decorator: ``f = kernel('f3', 'f2', ...)(func)``; call as ``f[x.dtype](x, ...)``."""
+
+    def decorate(func):
+        return _PerDtype(func, kinds)
+
+    return decorate
