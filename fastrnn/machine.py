@@ -138,6 +138,14 @@ def backends():
     return {"available": _backend.available_backends(), "active": _backend.get_backend()}
 
 
+def load_average():
+    """The 1, 5 and 15 minute load averages (None where the system does not tell)."""
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):
+        return None
+
+
 def describe(include_backends=True):
     """Everything above, as one JSON-serialisable dict."""
     libs = blas()
@@ -147,6 +155,7 @@ def describe(include_backends=True):
         "blas": libs,
         "blas_threads": blas_threads(libs),
         "numba_cache": numba_cache(),
+        "load_average": load_average(),
     }
     if include_backends:
         out["backends"] = backends()
@@ -167,6 +176,11 @@ def summary_lines(info):
         f"BLAS: {blas_text}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
     ]
+    load = info.get("load_average")
+    if load:
+        busy = load[0] > 0.5 * (c["usable_cores"] or 1)
+        lines.append(f"load average at start: {load[0]:.2f} (1 min) on {c['usable_cores']} usable cores"
+                     + ("; other processes are busy, so expect noisy timings" if busy else ""))
     if "backends" in info:
         lines.append(f"backends: {', '.join(info['backends']['available'])} (active: {info['backends']['active']})")
     return lines
