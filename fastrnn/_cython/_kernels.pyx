@@ -1,0 +1,784 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+# cython: embedsignature=False, cpow=True
+"""Compiled kernels of the Cython backend (the layer functions themselves; backend.py re-exports them).
+
+How it wins its speed:
+* one compiled call per public function: no Python in the loop over T and nothing allocated per step;
+  the whole computation runs with the GIL released;
+* BLAS straight from scipy.linalg.cython_blas (sgemm/dgemm, column-major: a row-major C = A B is
+  computed as the column-major C^T = B^T A^T), on strided views with leading dimensions, so no slice
+  is ever copied:
+  - forward: the bias is written into the gate buffer, then ONE GEMM adds the input projection of all
+    N*T rows (beta = 1); per step one GEMM adds h_{t-1} Wh into that step's gate rows (beta = 1), and one
+    fused pointwise pass (pointwise.h) applies the activations and the cell update and stores what
+    backward needs;
+  - backward: per step one fused pointwise pass gives dA_t (and db, and the carried dc), then one GEMM
+    dh_{t-1} = dA_t Wh^T; after the loop ONE GEMM each for dX = dA Wx^T, dWx = X^T dA, dWh = Hprev^T dA;
+* batch-major buffers, the layout of the user's x and h, (N, T, G): rows (n, t) of every buffer line up
+  with the rows of x reshaped to (N*T, D), so the big GEMMs need no transposes; a step's slice is N rows
+  with a stride of T*G, which BLAS takes as its leading dimension.  The forward pass also writes the
+  "h stack" hs (N, T, H) with hs[:, 0] = h0 and hs[:, t] = h_{t-1}: the rows of Hprev for the dWh GEMM.
+
+Caches are flat tuples of contiguous arrays (fastrnn.layers may cast them all to float64 and call the
+backward with float64 everything, so a backward works from its tuple alone, in either dtype):
+  rnn:  (x, Wx, Wh, hs, h)                     h is the returned output, as in the oracle
+  lstm: (x, Wx, Wh, hs, c, tc, gates)          tc = tanh(c), gates = activated i, f, o, g (N, T, 4H)
+  rnn_step:  (x, prev_h, Wx, Wh, next_h)       lstm_step: (x, prev_h, prev_c, Wx, Wh, gates, tc)
+  affine, temporal_affine: (x, w)              word_embedding: (x, V)
+
+fastrnn.layers validates shapes, dtypes and word indices before calling here; the cheap structural
+checks below (dtype, contiguity, shapes that must agree, 32-bit BLAS sizes, index range) keep every
+memory access in bounds even when a function is called directly.
+"""
+
+cimport numpy as cnp
+from cython cimport floating
+from libc.limits cimport INT_MAX
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+cnp.import_array()
+
+ctypedef cnp.npy_intp intp
+
+cdef extern from "pointwise.h" nogil:
+    void fr_rnn_fwd_f(intp N, intp H, float *A, intp lda, float *hs, intp lds)
+    void fr_rnn_fwd_d(intp N, intp H, double *A, intp lda, double *hs, intp lds)
+    void fr_lstm_fwd_f(intp N, intp H, float *A, intp lda, const float *cprev, intp ldcp,
+                       float *c, intp ldc, float *tc, intp ldtc, float *h, intp ldh, float *hs, intp lds)
+    void fr_lstm_fwd_d(intp N, intp H, double *A, intp lda, const double *cprev, intp ldcp,
+                       double *c, intp ldc, double *tc, intp ldtc, double *h, intp ldh, double *hs, intp lds)
+    void fr_rnn_bwd_f(intp N, intp H, const float *dh, intp lddh, const float *dhp, intp lddhp,
+                      const float *h, intp ldh, float *dA, intp ldda, float *db)
+    void fr_rnn_bwd_d(intp N, intp H, const double *dh, intp lddh, const double *dhp, intp lddhp,
+                      const double *h, intp ldh, double *dA, intp ldda, double *db)
+    void fr_lstm_bwd_f(intp N, intp H, const float *dh, intp lddh, const float *dhp, intp lddhp,
+                       float *dc, intp lddc, const float *gates, intp ldg, const float *tc, intp ldtc,
+                       const float *cprev, intp ldcp, float *dA, intp ldda, float *db)
+    void fr_lstm_bwd_d(intp N, intp H, const double *dh, intp lddh, const double *dhp, intp lddhp,
+                       double *dc, intp lddc, const double *gates, intp ldg, const double *tc, intp ldtc,
+                       const double *cprev, intp ldcp, double *dA, intp ldda, double *db)
+    void fr_sigmoid_loop_f(intp n, const float *x, float *out)
+    void fr_sigmoid_loop_d(intp n, const double *x, double *out)
+    void fr_colsum_f(intp R, intp M, const float *A, intp lda, float *out)
+    void fr_colsum_d(intp R, intp M, const double *A, intp lda, double *out)
+    double fr_softmax_loss_f(intp R, intp V, const float *x, const intp *y, const float *mask,
+                             float inv_n, float *dx)
+    double fr_softmax_loss_d(intp R, intp V, const double *x, const intp *y, const double *mask,
+                             double inv_n, double *dx)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
+                    const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) op(B) + beta C, op(X) = X^T when tX; as column-major C^T = op(B)^T op(A)^T.
+
+    Every size was checked to fit BLAS's 32-bit int by the caller (_blas_sizes)."""
+    cdef int M = <int>n, N = <int>m, K = <int>k, LDA = <int>ldb, LDB = <int>lda, LDC = <int>ldc
+    cdef char *opa = b"T" if tb else b"N"
+    cdef char *opb = b"T" if ta else b"N"
+    cdef floating one = 1
+    if floating is float:
+        sgemm(opa, opb, &M, &N, &K, &one, <float *>B, &LDA, <float *>A, &LDB, &beta, C, &LDC)
+    else:
+        dgemm(opa, opb, &M, &N, &K, &one, <double *>B, &LDA, <double *>A, &LDB, &beta, C, &LDC)
+
+
+cdef inline void fill_rows(intp R, intp M, const floating *b, floating *out, intp ldo) noexcept nogil:
+    """Every row of out (R, M) = b: how a bias is folded into a GEMM that then accumulates (beta = 1)."""
+    cdef intp r
+    for r in range(R):
+        memcpy(out + r * ldo, b, M * sizeof(floating))
+
+
+cdef object shape_of(a):
+    """The Python shape tuple (for error messages; a typed ndarray's .shape is a C pointer)."""
+    return (<object>a).shape
+
+
+cdef inline int float_type(cnp.ndarray a) except -1:
+    cdef int tn = cnp.PyArray_TYPE(a)
+    if tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64:
+        raise TypeError(f"the Cython kernels take float32 or float64 arrays, got {a.dtype}")
+    return tn
+
+
+cdef inline int check(cnp.ndarray a, int tn, int ndim, intp d0=-1, intp d1=-1, intp d2=-1) except -1:
+    """a has dtype tn, is C-contiguous and aligned, has ndim dims, none empty, and dims[K] == dK where dK >= 0."""
+    cdef intp *dims
+    cdef int k
+    if cnp.PyArray_TYPE(a) != tn or not cnp.PyArray_ISCARRAY_RO(a) or cnp.PyArray_NDIM(a) != ndim:
+        raise ValueError(
+            f"the Cython kernels take C-contiguous {cnp.PyArray_DescrFromType(tn)} arrays of {ndim} dimensions "
+            f"that agree in shape (fastrnn.layers makes them so); got {a.dtype} {shape_of(a)}"
+        )
+    dims = cnp.PyArray_DIMS(a)
+    for k in range(ndim):
+        if dims[k] < 1:
+            raise ValueError(f"array of shape {shape_of(a)}: the Cython kernels take no empty dimension")
+    if ((d0 >= 0 and dims[0] != d0) or (ndim > 1 and d1 >= 0 and dims[1] != d1)
+            or (ndim > 2 and d2 >= 0 and dims[2] != d2)):
+        raise ValueError(f"array of shape {shape_of(a)} does not match the other arguments")
+    return 0
+
+
+cdef inline int check_index(cnp.ndarray a) except -1:
+    if (not cnp.PyArray_ISINTEGER(a) or cnp.PyArray_ITEMSIZE(a) != sizeof(intp)
+            or not cnp.PyArray_ISCARRAY_RO(a)):
+        raise ValueError(f"word indices must be a C-contiguous np.intp array, got {a.dtype}")
+    return 0
+
+
+cdef inline int blas_sizes(intp a, intp b=1, intp c=1, intp d=1) except -1:
+    if a > INT_MAX or b > INT_MAX or c > INT_MAX or d > INT_MAX:
+        raise ValueError("arrays too large for the 32-bit BLAS of scipy.linalg.cython_blas")
+    return 0
+
+
+cdef inline cnp.ndarray empty(int nd, intp d0, intp d1, intp d2, int tn):
+    cdef intp dims[3]
+    dims[0] = d0
+    dims[1] = d1
+    dims[2] = d2
+    return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, tn, 0)
+
+
+cdef inline cnp.ndarray zeros(int nd, intp d0, intp d1, int tn):
+    cdef intp dims[2]
+    dims[0] = d0
+    dims[1] = d1
+    return <cnp.ndarray>cnp.PyArray_ZEROS(nd, dims, tn, 0)
+
+
+cdef inline void *buffer(size_t nbytes, bint zero) except NULL:
+    """Scratch memory for one call (freed by the caller); never per step."""
+    cdef void *p = calloc(nbytes, 1) if zero else malloc(nbytes)
+    if p == NULL:
+        raise MemoryError()
+    return p
+
+
+# ------------------------------------------------------------------------------------------ vanilla RNN
+
+cdef void rnn_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
+                    const floating *Wx, const floating *Wh, const floating *b,
+                    floating *h, floating *hs) noexcept nogil:
+    cdef intp t, n, L = T * H
+    fill_rows(N * T, H, b, h, H)
+    mm(False, False, N * T, H, D, x, D, Wx, H, 1, h, H)
+    for n in range(N):
+        memcpy(hs + n * L, h0 + n * H, H * sizeof(floating))
+    for t in range(T):
+        if t == 0:
+            mm(False, False, N, H, H, h0, H, Wh, H, 1, h, L)
+        else:
+            mm(False, False, N, H, H, h + (t - 1) * H, L, Wh, H, 1, h + t * H, L)
+        if floating is float:
+            fr_rnn_fwd_f(N, H, h + t * H, L, hs + (t + 1) * H if t + 1 < T else NULL, L)
+        else:
+            fr_rnn_fwd_d(N, H, h + t * H, L, hs + (t + 1) * H if t + 1 < T else NULL, L)
+
+
+cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *x,
+                    const floating *Wx, const floating *Wh, const floating *hs, const floating *h,
+                    floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db,
+                    floating *dA, floating *dprev, const floating *zero) noexcept nogil:
+    cdef intp t, L = T * H
+    for t in range(H):
+        db[t] = 0
+    for t in range(T - 1, -1, -1):
+        if floating is float:
+            fr_rnn_bwd_f(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                         h + t * H, L, dA + t * H, L, db)
+        else:
+            fr_rnn_bwd_d(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                         h + t * H, L, dA + t * H, L, db)
+        mm(False, True, N, H, H, dA + t * H, L, Wh, H, 0, dh0 if t == 0 else dprev, H)
+    mm(False, True, N * T, D, H, dA, H, Wx, H, 0, dx, D)
+    mm(True, False, D, H, N * T, x, D, dA, H, 0, dWx, H)
+    mm(True, False, H, H, N * T, hs, H, dA, H, 0, dWh, H)
+
+
+def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
+    check(h0, tn, 2, N, H)
+    check(Wx, tn, 2, D, H)
+    check(Wh, tn, 2, H, H)
+    check(b, tn, 1, H)
+    blas_sizes(N * T, T * H, D)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn), hs = empty(3, N, T, H, tn)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rnn_fwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(h0), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
+                      <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(hs))
+        else:
+            rnn_fwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(h0), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
+                      <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(hs))
+    return h, (x, Wx, Wh, hs, h)
+
+
+def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
+    """BPTT for rnn_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+    cdef cnp.ndarray x, Wx, Wh, hs, h
+    x, Wx, Wh, hs, h = cache
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    check(Wx, tn, 2, D, H)
+    check(Wh, tn, 2, H, H)
+    check(hs, tn, 3, N, T, H)
+    check(h, tn, 3, N, T, H)
+    check(dh, tn, 3, N, T, H)
+    blas_sizes(N * T, T * H, D)
+    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef char *scratch = <char *>buffer((N * T * H + N * H) * item, False)
+    cdef char *zero = <char *>buffer(H * item, True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rnn_bwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(dh), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
+                      <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dh0),
+                      <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
+                      <float *>scratch, <float *>scratch + N * T * H, <float *>zero)
+        else:
+            rnn_bwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(dh), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
+                      <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dh0),
+                      <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
+                      <double *>scratch, <double *>scratch + N * T * H, <double *>zero)
+    free(scratch)
+    free(zero)
+    return dx, dh0, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------ LSTM
+
+cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
+                     const floating *Wx, const floating *Wh, const floating *b, floating *h,
+                     floating *hs, floating *c, floating *tc, floating *A, const floating *zero) noexcept nogil:
+    cdef intp t, n, G = 4 * H, L = T * H, LG = T * G
+    cdef floating *hsn
+    fill_rows(N * T, G, b, A, G)
+    mm(False, False, N * T, G, D, x, D, Wx, G, 1, A, G)
+    for n in range(N):
+        memcpy(hs + n * L, h0 + n * H, H * sizeof(floating))
+    for t in range(T):
+        if t == 0:
+            mm(False, False, N, G, H, h0, H, Wh, G, 1, A, LG)
+        else:
+            mm(False, False, N, G, H, h + (t - 1) * H, L, Wh, G, 1, A + t * G, LG)
+        hsn = hs + (t + 1) * H if t + 1 < T else NULL
+        if floating is float:
+            fr_lstm_fwd_f(N, H, A + t * G, LG, zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L,
+                          c + t * H, L, tc + t * H, L, h + t * H, L, hsn, L)
+        else:
+            fr_lstm_fwd_d(N, H, A + t * G, LG, zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L,
+                          c + t * H, L, tc + t * H, L, h + t * H, L, hsn, L)
+
+
+cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *x,
+                     const floating *Wx, const floating *Wh, const floating *hs, const floating *c,
+                     const floating *tc, const floating *gates, floating *dx, floating *dh0,
+                     floating *dWx, floating *dWh, floating *db, floating *dA, floating *dprev,
+                     floating *dc, const floating *zero) noexcept nogil:
+    cdef intp t, G = 4 * H, L = T * H, LG = T * G
+    for t in range(G):
+        db[t] = 0
+    for t in range(T - 1, -1, -1):
+        if floating is float:
+            fr_lstm_bwd_f(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                          dc, H, gates + t * G, LG, tc + t * H, L,
+                          zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L, dA + t * G, LG, db)
+        else:
+            fr_lstm_bwd_d(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                          dc, H, gates + t * G, LG, tc + t * H, L,
+                          zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L, dA + t * G, LG, db)
+        mm(False, True, N, H, G, dA + t * G, LG, Wh, G, 0, dh0 if t == 0 else dprev, H)
+    mm(False, True, N * T, D, G, dA, G, Wx, G, 0, dx, D)
+    mm(True, False, D, G, N * T, x, D, dA, G, 0, dWx, G)
+    mm(True, False, H, G, N * T, hs, H, dA, G, 0, dWh, G)
+
+
+def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                 cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
+    check(h0, tn, 2, N, H)
+    check(Wx, tn, 2, D, 4 * H)
+    check(Wh, tn, 2, H, 4 * H)
+    check(b, tn, 1, 4 * H)
+    blas_sizes(N * T, T * 4 * H, D)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn), hs = empty(3, N, T, H, tn)
+    cdef cnp.ndarray c = empty(3, N, T, H, tn), tc = empty(3, N, T, H, tn), A = empty(3, N, T, 4 * H, tn)
+    cdef void *zero = buffer(H * cnp.PyArray_ITEMSIZE(x), True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            lstm_fwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(h0), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
+                       <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(c),
+                       <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(A), <float *>zero)
+        else:
+            lstm_fwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(h0), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
+                       <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(c),
+                       <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(A), <double *>zero)
+    free(zero)
+    return h, (x, Wx, Wh, hs, c, tc, A)
+
+
+def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
+    """BPTT for lstm_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+    cdef cnp.ndarray x, Wx, Wh, hs, c, tc, A
+    x, Wx, Wh, hs, c, tc, A = cache
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef intp G = 4 * H
+    check(Wx, tn, 2, D, G)
+    check(Wh, tn, 2, H, G)
+    check(hs, tn, 3, N, T, H)
+    check(c, tn, 3, N, T, H)
+    check(tc, tn, 3, N, T, H)
+    check(A, tn, 3, N, T, G)
+    check(dh, tn, 3, N, T, H)
+    blas_sizes(N * T, T * G, D)
+    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef char *scratch = <char *>buffer((N * T * G + N * H) * item, False)
+    cdef char *zeroed = <char *>buffer((N * H + H) * item, True)  # dc (starts at 0), then a row of zeros
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            lstm_bwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(dh), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
+                       <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(c), <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(A),
+                       <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dh0), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh),
+                       <float *>cnp.PyArray_DATA(db), <float *>scratch, <float *>scratch + N * T * G,
+                       <float *>zeroed, <float *>zeroed + N * H)
+        else:
+            lstm_bwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(dh), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
+                       <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(c), <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(A),
+                       <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dh0), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh),
+                       <double *>cnp.PyArray_DATA(db), <double *>scratch, <double *>scratch + N * T * G,
+                       <double *>zeroed, <double *>zeroed + N * H)
+    free(scratch)
+    free(zeroed)
+    return dx, dh0, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------ single steps
+
+cdef void rnn_step_fwd_k(intp N, intp D, intp H, const floating *x, const floating *prev_h,
+                         const floating *Wx, const floating *Wh, const floating *b,
+                         floating *next_h) noexcept nogil:
+    fill_rows(N, H, b, next_h, H)
+    mm(False, False, N, H, D, x, D, Wx, H, 1, next_h, H)
+    mm(False, False, N, H, H, prev_h, H, Wh, H, 1, next_h, H)
+    if floating is float:
+        fr_rnn_fwd_f(N, H, next_h, H, NULL, 0)
+    else:
+        fr_rnn_fwd_d(N, H, next_h, H, NULL, 0)
+
+
+cdef void step_grads_k(intp N, intp D, intp H, intp G, const floating *dA, const floating *x,
+                       const floating *prev_h, const floating *Wx, const floating *Wh,
+                       floating *dx, floating *dprev_h, floating *dWx, floating *dWh) noexcept nogil:
+    """The four GEMMs of a step's backward pass, from dA (N, G)."""
+    mm(False, True, N, D, G, dA, G, Wx, G, 0, dx, D)
+    mm(False, True, N, H, G, dA, G, Wh, G, 0, dprev_h, H)
+    mm(True, False, D, G, N, x, D, dA, G, 0, dWx, G)
+    mm(True, False, H, G, N, prev_h, H, dA, G, 0, dWh, G)
+
+
+cdef void rnn_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const floating *x,
+                         const floating *prev_h, const floating *Wx, const floating *Wh,
+                         const floating *next_h, floating *dx, floating *dprev_h, floating *dWx,
+                         floating *dWh, floating *db, floating *dA, const floating *zero) noexcept nogil:
+    cdef intp j
+    for j in range(H):
+        db[j] = 0
+    if floating is float:
+        fr_rnn_bwd_f(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db)
+    else:
+        fr_rnn_bwd_d(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db)
+    step_grads_k(N, D, H, H, dA, x, prev_h, Wx, Wh, dx, dprev_h, dWx, dWh)
+
+
+def rnn_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.ndarray Wx not None,
+                     cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """One vanilla RNN step: next_h = tanh(x Wx + prev_h Wh + b) -> (next_h, cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 2)
+    cdef intp N = x.shape[0], D = x.shape[1], H = prev_h.shape[1] if prev_h.ndim == 2 else -1
+    check(prev_h, tn, 2, N, H)
+    check(Wx, tn, 2, D, H)
+    check(Wh, tn, 2, H, H)
+    check(b, tn, 1, H)
+    blas_sizes(N, D, H)
+    cdef cnp.ndarray next_h = empty(2, N, H, 0, tn)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rnn_step_fwd_k(N, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(Wx),
+                           <float *>cnp.PyArray_DATA(Wh), <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(next_h))
+        else:
+            rnn_step_fwd_k(N, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(prev_h), <double *>cnp.PyArray_DATA(Wx),
+                           <double *>cnp.PyArray_DATA(Wh), <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(next_h))
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(cnp.ndarray dnext_h not None, tuple cache not None):
+    """-> (dx, dprev_h, dWx, dWh, db) for rnn_step_forward."""
+    cdef cnp.ndarray x, prev_h, Wx, Wh, next_h
+    x, prev_h, Wx, Wh, next_h = cache
+    cdef int tn = float_type(x)
+    check(x, tn, 2)
+    cdef intp N = x.shape[0], D = x.shape[1], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    check(prev_h, tn, 2, N, H)
+    check(Wx, tn, 2, D, H)
+    check(Wh, tn, 2, H, H)
+    check(next_h, tn, 2, N, H)
+    check(dnext_h, tn, 2, N, H)
+    blas_sizes(N, D, H)
+    cdef cnp.ndarray dx = empty(2, N, D, 0, tn), dprev_h = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef char *scratch = <char *>buffer(N * H * item, False)
+    cdef char *zero = <char *>buffer(H * item, True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            rnn_step_bwd_k(N, D, H, <float *>cnp.PyArray_DATA(dnext_h), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h),
+                           <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh), <float *>cnp.PyArray_DATA(next_h), <float *>cnp.PyArray_DATA(dx),
+                           <float *>cnp.PyArray_DATA(dprev_h), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
+                           <float *>scratch, <float *>zero)
+        else:
+            rnn_step_bwd_k(N, D, H, <double *>cnp.PyArray_DATA(dnext_h), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(prev_h),
+                           <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh), <double *>cnp.PyArray_DATA(next_h), <double *>cnp.PyArray_DATA(dx),
+                           <double *>cnp.PyArray_DATA(dprev_h), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
+                           <double *>scratch, <double *>zero)
+    free(scratch)
+    free(zero)
+    return dx, dprev_h, dWx, dWh, db
+
+
+cdef void lstm_step_fwd_k(intp N, intp D, intp H, const floating *x, const floating *prev_h,
+                          const floating *prev_c, const floating *Wx, const floating *Wh,
+                          const floating *b, floating *next_h, floating *next_c, floating *A,
+                          floating *tc) noexcept nogil:
+    cdef intp G = 4 * H
+    fill_rows(N, G, b, A, G)
+    mm(False, False, N, G, D, x, D, Wx, G, 1, A, G)
+    mm(False, False, N, G, H, prev_h, H, Wh, G, 1, A, G)
+    if floating is float:
+        fr_lstm_fwd_f(N, H, A, G, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+    else:
+        fr_lstm_fwd_d(N, H, A, G, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+
+
+cdef void lstm_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const floating *dnext_c,
+                          const floating *x, const floating *prev_h, const floating *prev_c,
+                          const floating *Wx, const floating *Wh, const floating *gates,
+                          const floating *tc, floating *dx, floating *dprev_h, floating *dprev_c,
+                          floating *dWx, floating *dWh, floating *db, floating *dA,
+                          const floating *zero) noexcept nogil:
+    cdef intp j, G = 4 * H
+    for j in range(G):
+        db[j] = 0
+    memcpy(dprev_c, dnext_c, N * H * sizeof(floating))  # the kernel turns dc into dc * f in place
+    if floating is float:
+        fr_lstm_bwd_f(N, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+    else:
+        fr_lstm_bwd_d(N, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+    step_grads_k(N, D, H, G, dA, x, prev_h, Wx, Wh, dx, dprev_h, dWx, dWh)
+
+
+def lstm_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.ndarray prev_c not None,
+                      cnp.ndarray Wx not None, cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """One LSTM step (gates i, f, o, g) -> (next_h, next_c, cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 2)
+    cdef intp N = x.shape[0], D = x.shape[1], H = prev_h.shape[1] if prev_h.ndim == 2 else -1
+    check(prev_h, tn, 2, N, H)
+    check(prev_c, tn, 2, N, H)
+    check(Wx, tn, 2, D, 4 * H)
+    check(Wh, tn, 2, H, 4 * H)
+    check(b, tn, 1, 4 * H)
+    blas_sizes(N, D, 4 * H)
+    cdef cnp.ndarray next_h = empty(2, N, H, 0, tn), next_c = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray A = empty(2, N, 4 * H, 0, tn), tc = empty(2, N, H, 0, tn)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            lstm_step_fwd_k(N, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(prev_c),
+                            <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh), <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(next_h),
+                            <float *>cnp.PyArray_DATA(next_c), <float *>cnp.PyArray_DATA(A), <float *>cnp.PyArray_DATA(tc))
+        else:
+            lstm_step_fwd_k(N, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(prev_h), <double *>cnp.PyArray_DATA(prev_c),
+                            <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh), <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(next_h),
+                            <double *>cnp.PyArray_DATA(next_c), <double *>cnp.PyArray_DATA(A), <double *>cnp.PyArray_DATA(tc))
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, A, tc)
+
+
+def lstm_step_backward(cnp.ndarray dnext_h not None, cnp.ndarray dnext_c not None, tuple cache not None):
+    """-> (dx, dprev_h, dprev_c, dWx, dWh, db) for lstm_step_forward."""
+    cdef cnp.ndarray x, prev_h, prev_c, Wx, Wh, A, tc
+    x, prev_h, prev_c, Wx, Wh, A, tc = cache
+    cdef int tn = float_type(x)
+    check(x, tn, 2)
+    cdef intp N = x.shape[0], D = x.shape[1], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef intp G = 4 * H
+    check(prev_h, tn, 2, N, H)
+    check(prev_c, tn, 2, N, H)
+    check(Wx, tn, 2, D, G)
+    check(Wh, tn, 2, H, G)
+    check(A, tn, 2, N, G)
+    check(tc, tn, 2, N, H)
+    check(dnext_h, tn, 2, N, H)
+    check(dnext_c, tn, 2, N, H)
+    blas_sizes(N, D, G)
+    cdef cnp.ndarray dx = empty(2, N, D, 0, tn), dprev_h = empty(2, N, H, 0, tn), dprev_c = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
+    cdef char *scratch = <char *>buffer(N * G * item, False)
+    cdef char *zero = <char *>buffer(H * item, True)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            lstm_step_bwd_k(N, D, H, <float *>cnp.PyArray_DATA(dnext_h), <float *>cnp.PyArray_DATA(dnext_c), <float *>cnp.PyArray_DATA(x),
+                            <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(prev_c), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
+                            <float *>cnp.PyArray_DATA(A), <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dprev_h),
+                            <float *>cnp.PyArray_DATA(dprev_c), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
+                            <float *>scratch, <float *>zero)
+        else:
+            lstm_step_bwd_k(N, D, H, <double *>cnp.PyArray_DATA(dnext_h), <double *>cnp.PyArray_DATA(dnext_c), <double *>cnp.PyArray_DATA(x),
+                            <double *>cnp.PyArray_DATA(prev_h), <double *>cnp.PyArray_DATA(prev_c), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
+                            <double *>cnp.PyArray_DATA(A), <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dprev_h),
+                            <double *>cnp.PyArray_DATA(dprev_c), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
+                            <double *>scratch, <double *>zero)
+    free(scratch)
+    free(zero)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+# ------------------------------------------------------------------------------------------ affine layers
+
+cdef void affine_fwd_k(intp R, intp D, intp M, const floating *x, const floating *w, const floating *b,
+                       floating *out) noexcept nogil:
+    fill_rows(R, M, b, out, M)
+    mm(False, False, R, M, D, x, D, w, M, 1, out, M)
+
+
+cdef void affine_bwd_k(intp R, intp D, intp M, const floating *dout, const floating *x, const floating *w,
+                       floating *dx, floating *dw, floating *db) noexcept nogil:
+    cdef intp j
+    mm(False, True, R, D, M, dout, M, w, M, 0, dx, D)
+    mm(True, False, D, M, R, x, D, dout, M, 0, dw, M)
+    for j in range(M):
+        db[j] = 0
+    if floating is float:
+        fr_colsum_f(R, M, dout, M, db)
+    else:
+        fr_colsum_d(R, M, dout, M, db)
+
+
+cdef tuple affine_fwd(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b, intp R, cnp.ndarray out):
+    cdef int tn = cnp.PyArray_TYPE(x)
+    if R < 1:
+        raise ValueError(f"affine layer on x of shape {shape_of(x)}")
+    cdef intp D = cnp.PyArray_SIZE(x) // R, M = w.shape[1] if w.ndim == 2 else -1
+    check(w, tn, 2, D, M)
+    check(b, tn, 1, M)
+    check(out, tn, cnp.PyArray_NDIM(out))
+    if cnp.PyArray_SIZE(out) != R * M:
+        raise ValueError("affine output of the wrong size")
+    blas_sizes(R, D, M)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            affine_fwd_k(R, D, M, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(out))
+        else:
+            affine_fwd_k(R, D, M, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(out))
+    return out, (x, w)
+
+
+cdef tuple affine_bwd(cnp.ndarray dout, cnp.ndarray x, cnp.ndarray w, intp R):
+    cdef int tn = float_type(x)
+    if R < 1:
+        raise ValueError(f"affine layer on x of shape {shape_of(x)}")
+    check(x, tn, cnp.PyArray_NDIM(x))
+    cdef intp D = cnp.PyArray_SIZE(x) // R, M = w.shape[1] if w.ndim == 2 else -1
+    check(w, tn, 2, D, M)
+    check(dout, tn, cnp.PyArray_NDIM(dout))
+    if cnp.PyArray_SIZE(dout) != R * M or cnp.PyArray_SIZE(x) != R * D:
+        raise ValueError(f"dout of shape {shape_of(dout)} does not match the cache")
+    blas_sizes(R, D, M)
+    cdef cnp.ndarray dx = <cnp.ndarray>cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), tn, 0)
+    cdef cnp.ndarray dw = empty(2, D, M, 0, tn), db = empty(1, M, 0, 0, tn)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            affine_bwd_k(R, D, M, <float *>cnp.PyArray_DATA(dout), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(dx),
+                         <float *>cnp.PyArray_DATA(dw), <float *>cnp.PyArray_DATA(db))
+        else:
+            affine_bwd_k(R, D, M, <double *>cnp.PyArray_DATA(dout), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(dx),
+                         <double *>cnp.PyArray_DATA(dw), <double *>cnp.PyArray_DATA(db))
+    return dx, dw, db
+
+
+def affine_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None):
+    """x (N, d_1, ..., d_k) flattened to (N, D); w (D, M), b (M,) -> (out (N, M), cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, cnp.PyArray_NDIM(x))
+    if cnp.PyArray_NDIM(x) < 1 or x.shape[0] < 1 or w.ndim != 2:
+        raise ValueError(f"affine_forward: x of shape {shape_of(x)} with w of shape {shape_of(w)}")
+    cdef intp N = x.shape[0]
+    return affine_fwd(x, w, b, N, empty(2, N, w.shape[1], 0, tn))
+
+
+def affine_backward(cnp.ndarray dout not None, tuple cache not None):
+    """-> (dx, dw, db) for affine_forward; dx has the shape of x."""
+    cdef cnp.ndarray x, w
+    x, w = cache
+    if cnp.PyArray_NDIM(x) < 1 or x.shape[0] < 1:
+        raise ValueError(f"affine_backward: x of shape {shape_of(x)}")
+    return affine_bwd(dout, x, w, x.shape[0])
+
+
+def temporal_affine_forward(cnp.ndarray x not None, cnp.ndarray w not None, cnp.ndarray b not None):
+    """x (N, T, D), w (D, M), b (M,) -> (out (N, T, M), cache)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    if w.ndim != 2:
+        raise ValueError(f"temporal_affine_forward: w of shape {shape_of(w)}")
+    return affine_fwd(x, w, b, x.shape[0] * x.shape[1], empty(3, x.shape[0], x.shape[1], w.shape[1], tn))
+
+
+def temporal_affine_backward(cnp.ndarray dout not None, tuple cache not None):
+    """-> (dx, dw, db) for temporal_affine_forward."""
+    cdef cnp.ndarray x, w
+    x, w = cache
+    if cnp.PyArray_NDIM(x) != 3:
+        raise ValueError(f"temporal_affine_backward: x of shape {shape_of(x)}")
+    return affine_bwd(dout, x, w, x.shape[0] * x.shape[1])
+
+
+# ------------------------------------------------------------------------------------------ words, scores, sigmoid
+
+cdef int embed_fwd_k(intp n, intp V, intp D, const intp *x, const floating *W, floating *out) noexcept nogil:
+    cdef intp i, k
+    for i in range(n):
+        k = x[i]
+        if k < 0 or k >= V:
+            return -1
+        memcpy(out + i * D, W + k * D, D * sizeof(floating))
+    return 0
+
+
+cdef int embed_bwd_k(intp n, intp V, intp D, const intp *x, const floating *dout, floating *dW) noexcept nogil:
+    """dW[x[i]] += dout[i] in index order, like np.add.at."""
+    cdef intp i, j, k
+    cdef floating *row
+    cdef const floating *src
+    for i in range(n):
+        k = x[i]
+        if k < 0 or k >= V:
+            return -1
+        row = dW + k * D
+        src = dout + i * D
+        for j in range(D):
+            row[j] += src[j]
+    return 0
+
+
+def word_embedding_forward(cnp.ndarray x not None, cnp.ndarray W not None):
+    """Integer x of any shape, W (V, D) -> (W[x] of shape x.shape + (D,), cache)."""
+    cdef int tn = float_type(W)
+    check(W, tn, 2)
+    check_index(x)
+    cdef intp V = W.shape[0], D = W.shape[1], n = cnp.PyArray_SIZE(x), k
+    cdef int nd = cnp.PyArray_NDIM(x)
+    if nd > 31:
+        raise ValueError("x has too many dimensions")
+    cdef intp dims[32]
+    for k in range(nd):
+        dims[k] = x.shape[k]
+    dims[nd] = D
+    cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(nd + 1, dims, tn, 0)
+    cdef int status
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            status = embed_fwd_k(n, V, D, <intp *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(W), <float *>cnp.PyArray_DATA(out))
+        else:
+            status = embed_fwd_k(n, V, D, <intp *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(W), <double *>cnp.PyArray_DATA(out))
+    if status:
+        raise IndexError(f"x holds a word index outside [0, V) = [0, {V})")
+    return out, (x, V)
+
+
+def word_embedding_backward(cnp.ndarray dout not None, tuple cache not None):
+    """-> dW (V, D) for word_embedding_forward; rows of repeated indices are summed."""
+    cdef cnp.ndarray x = cache[0]
+    cdef intp V = cache[1]
+    check_index(x)
+    cdef int tn = float_type(dout)
+    cdef int nd = cnp.PyArray_NDIM(x)
+    check(dout, tn, nd + 1)
+    cdef intp n = cnp.PyArray_SIZE(x), D = dout.shape[nd], k
+    for k in range(nd):
+        if dout.shape[k] != x.shape[k]:
+            raise ValueError(f"dout of shape {shape_of(dout)} does not match x of shape {shape_of(x)}")
+    cdef cnp.ndarray dW = zeros(2, V, D, tn)
+    cdef int status
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            status = embed_bwd_k(n, V, D, <intp *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(dout), <float *>cnp.PyArray_DATA(dW))
+        else:
+            status = embed_bwd_k(n, V, D, <intp *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(dout), <double *>cnp.PyArray_DATA(dW))
+    if status:
+        raise IndexError(f"x holds a word index outside [0, V) = [0, {V})")
+    return dW
+
+
+def sigmoid(cnp.ndarray x not None):
+    """Numerically stable logistic function, elementwise; any shape."""
+    cdef int tn = float_type(x)
+    if not cnp.PyArray_ISCARRAY_RO(x):
+        raise ValueError("the Cython kernels take C-contiguous arrays (fastrnn.layers makes them so)")
+    cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), tn, 0)
+    cdef intp n = cnp.PyArray_SIZE(x)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            fr_sigmoid_loop_f(n, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(out))
+        else:
+            fr_sigmoid_loop_d(n, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(out))
+    return out
+
+
+def temporal_softmax_loss(cnp.ndarray x not None, cnp.ndarray y not None, cnp.ndarray mask not None,
+                          verbose=False):
+    """Masked softmax cross-entropy over x (N, T, V), targets y (N, T), mask (N, T) -> (loss, dx).
+
+    One fused pass per row (max, exp and sum, log-sum-exp, loss, gradient); loss divided by N."""
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], V = x.shape[2], R = N * T, r
+    check_index(y)
+    if cnp.PyArray_NDIM(y) != 2 or y.shape[0] != N or y.shape[1] != T:
+        raise ValueError(f"y of shape {shape_of(y)} does not match x of shape {shape_of(x)}")
+    check(mask, tn, 2, N, T)
+    cdef const intp *py = <intp *>cnp.PyArray_DATA(y)
+    for r in range(R):
+        if py[r] < 0 or py[r] >= V:
+            raise IndexError(f"y holds word index {py[r]}, outside [0, V) = [0, {V})")
+    cdef cnp.ndarray dx = empty(3, N, T, V, tn)
+    cdef double loss
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            loss = fr_softmax_loss_f(R, V, <float *>cnp.PyArray_DATA(x), py, <float *>cnp.PyArray_DATA(mask), <float>1 / <float>N,
+                                     <float *>cnp.PyArray_DATA(dx))
+        else:
+            loss = fr_softmax_loss_d(R, V, <double *>cnp.PyArray_DATA(x), py, <double *>cnp.PyArray_DATA(mask), 1.0 / <double>N,
+                                     <double *>cnp.PyArray_DATA(dx))
+    if verbose:
+        print("dx_flat: ", (R, V))
+    return (x.dtype.type(loss / N), dx)

@@ -1,0 +1,74 @@
+"""The "cython" backend: the layer functions, compiled (fastrnn/_cython/_kernels.pyx).
+
+fastrnn.layers validates and hands these functions C-contiguous float32/float64 arrays of one dtype;
+each is a single compiled call that releases the GIL.  Importing this module raises ImportError when
+the extension was not built, and the registry (fastrnn._backend) then leaves "cython" out of
+``available_backends()``.
+
+Import cost: the extension gets its BLAS from ``scipy.linalg.cython_blas``, and importing that module
+the usual way first runs ``scipy/linalg/__init__.py``, which imports most of scipy.linalg (about 0.2 s).
+The kernels need only the function pointers the compiled cython_blas module exports, so
+``_load_cython_blas`` loads that one extension module from its file (about 0.03 s) before the kernels
+are imported, then takes its name back out of ``sys.modules``: a later ``import scipy.linalg...`` finds
+everything as usual (Cython modules are created once per process, so it even gets the same module).
+If anything about that fails, the ordinary import runs instead: only slower.
+"""
+
+import sys
+
+_BLAS = "scipy.linalg.cython_blas"
+
+
+def _load_cython_blas():
+    """Loads scipy's compiled cython_blas without importing the scipy.linalg package; True if it did."""
+    if _BLAS in sys.modules or "scipy.linalg" in sys.modules:
+        return False
+    try:
+        import os
+        from importlib.machinery import EXTENSION_SUFFIXES
+        from importlib.util import find_spec, module_from_spec, spec_from_file_location
+
+        scipy_spec = find_spec("scipy")
+        for folder in (scipy_spec.submodule_search_locations or ()) if scipy_spec else ():
+            for suffix in EXTENSION_SUFFIXES:
+                path = os.path.join(folder, "linalg", "cython_blas" + suffix)
+                if os.path.isfile(path):
+                    spec = spec_from_file_location(_BLAS, path)
+                    module = module_from_spec(spec)
+                    sys.modules[_BLAS] = module
+                    spec.loader.exec_module(module)
+                    return True
+    except Exception:  # any surprise: fall back to the ordinary import
+        sys.modules.pop(_BLAS, None)
+    return False
+
+
+_preloaded = _load_cython_blas()
+try:
+    from ._kernels import (  # noqa: F401  (re-exported: these are the backend's layer functions)
+        affine_backward,
+        affine_forward,
+        lstm_backward,
+        lstm_forward,
+        lstm_step_backward,
+        lstm_step_forward,
+        rnn_backward,
+        rnn_forward,
+        rnn_step_backward,
+        rnn_step_forward,
+        sigmoid,
+        temporal_affine_backward,
+        temporal_affine_forward,
+        temporal_softmax_loss,
+        word_embedding_backward,
+        word_embedding_forward,
+    )
+except ImportError as exc:
+    raise ImportError(
+        f"the compiled Cython kernels (fastrnn._cython._kernels) are not importable: {exc}; "
+        "build them with `pip install -e .` (needs a C compiler; Cython, NumPy and SciPy are fetched)"
+    ) from exc
+finally:
+    if _preloaded:
+        sys.modules.pop(_BLAS, None)
+    del _preloaded

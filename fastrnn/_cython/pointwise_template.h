@@ -1,0 +1,198 @@
+/* The pointwise loops, instantiated by pointwise.h for REAL = float (suffix _f) and double (_d).
+ * No include guard on purpose.  Names: fr_<what>_f / fr_<what>_d.  See pointwise.h for conventions. */
+
+#define FR_FN(name) FR_CAT(FR_CAT(fr_, name), FR_SFX)
+#define FR_TANH FR_FN(tanh)
+#define FR_GATE FR_FN(gate)
+#define FR_EXPNEG FR_FN(expneg)
+#define FR_SIGMOID FR_FN(sigmoid)
+#define FR_LANES 16
+
+/* RNN forward step, in place: A (N, H) holds x Wx + h Wh + b and gets h = tanh(A); h is also copied to
+ * hs (the next row block of the h stack) unless hs is NULL. */
+FR_CLONES static void FR_FN(rnn_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda,
+                                     REAL *restrict hs, ptrdiff_t lds)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        REAL *restrict a = A + n * lda;
+        for (ptrdiff_t j = 0; j < H; j++)
+            a[j] = FR_TANH(a[j]);
+        if (hs)
+            memcpy(hs + n * lds, a, (size_t)H * sizeof(REAL));
+    }
+}
+
+/* One row of lstm_fwd. */
+static inline void FR_FN(lstm_fwd_row)(ptrdiff_t H, REAL *restrict a, const REAL *restrict cprev,
+                                       REAL *restrict c, REAL *restrict tc, REAL *restrict h)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        REAL i = FR_GATE(a[j]), f = FR_GATE(a[H + j]), o = FR_GATE(a[2 * H + j]), g = FR_TANH(a[3 * H + j]);
+        REAL cv = f * cprev[j] + i * g;
+        REAL t = FR_TANH(cv);
+        a[j] = i;
+        a[H + j] = f;
+        a[2 * H + j] = o;
+        a[3 * H + j] = g;
+        c[j] = cv;
+        tc[j] = t;
+        h[j] = o * t;
+    }
+}
+
+/* LSTM forward step.  A (N, 4H) holds the pre-activations (i, f, o, g) and gets the activated gates;
+ * writes c = f cprev + i g, tc = tanh(c), h = o tc, and h again to hs unless hs is NULL. */
+FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda,
+                                      const REAL *cprev, ptrdiff_t ldcp, REAL *c, ptrdiff_t ldc,
+                                      REAL *tc, ptrdiff_t ldtc, REAL *h, ptrdiff_t ldh, REAL *hs, ptrdiff_t lds)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        FR_FN(lstm_fwd_row)(H, A + n * lda, cprev + n * ldcp, c + n * ldc, tc + n * ldtc, h + n * ldh);
+        if (hs)
+            memcpy(hs + n * lds, h + n * ldh, (size_t)H * sizeof(REAL));
+    }
+}
+
+/* RNN backward step: dA = (dh + dhp) (1 - h^2); db += dA (summed over the N rows). */
+static inline void FR_FN(rnn_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
+                                      const REAL *restrict h, REAL *restrict da, REAL *restrict db)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        REAL d = (dh[j] + dhp[j]) * (1 - h[j] * h[j]);
+        da[j] = d;
+        db[j] += d;
+    }
+}
+
+FR_CLONES static void FR_FN(rnn_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh,
+                                     const REAL *dhp, ptrdiff_t lddhp, const REAL *h, ptrdiff_t ldh,
+                                     REAL *dA, ptrdiff_t ldda, REAL *db)
+{
+    for (ptrdiff_t n = 0; n < N; n++)
+        FR_FN(rnn_bwd_row)(H, dh + n * lddh, dhp + n * lddhp, h + n * ldh, dA + n * ldda, db);
+}
+
+/* One row of lstm_bwd.  Restrict parameters, one per gate block: what lets gcc vectorize it without
+ * alias checks (with one pointer per 4H row it gives up on the accesses H apart). */
+static inline void FR_FN(lstm_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
+                                       REAL *restrict dc, const REAL *restrict gi, const REAL *restrict gf,
+                                       const REAL *restrict go, const REAL *restrict gg, const REAL *restrict tc,
+                                       const REAL *restrict cprev, REAL *restrict dai, REAL *restrict daf,
+                                       REAL *restrict dao, REAL *restrict dag, REAL *restrict dbi,
+                                       REAL *restrict dbf, REAL *restrict dbo, REAL *restrict dbg)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        REAL i = gi[j], f = gf[j], o = go[j], g = gg[j], t = tc[j];
+        REAL dht = dh[j] + dhp[j];
+        REAL d = dc[j] + dht * o * (1 - t * t);
+        REAL vi = d * g * i * (1 - i);
+        REAL vf = d * cprev[j] * f * (1 - f);
+        REAL vo = dht * t * o * (1 - o);
+        REAL vg = d * i * (1 - g * g);
+        dai[j] = vi;
+        daf[j] = vf;
+        dao[j] = vo;
+        dag[j] = vg;
+        dbi[j] += vi;
+        dbf[j] += vf;
+        dbo[j] += vo;
+        dbg[j] += vg;
+        dc[j] = d * f;
+    }
+}
+
+/* LSTM backward step.  dc (N, H) holds the cell gradient flowing in from the next step and gets the one
+ * flowing to the previous step (dc f); gates (N, 4H) are the activated i, f, o, g; tc = tanh(c).
+ * Writes dA (N, 4H), the gradient of the pre-activations, and adds its column sums to db. */
+FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh,
+                                      const REAL *dhp, ptrdiff_t lddhp, REAL *dc, ptrdiff_t lddc,
+                                      const REAL *gates, ptrdiff_t ldg, const REAL *tc, ptrdiff_t ldtc,
+                                      const REAL *cprev, ptrdiff_t ldcp, REAL *dA, ptrdiff_t ldda, REAL *db)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const REAL *g = gates + n * ldg;
+        REAL *da = dA + n * ldda;
+        FR_FN(lstm_bwd_row)(H, dh + n * lddh, dhp + n * lddhp, dc + n * lddc, g, g + H, g + 2 * H, g + 3 * H,
+                            tc + n * ldtc, cprev + n * ldcp, da, da + H, da + 2 * H, da + 3 * H,
+                            db, db + H, db + 2 * H, db + 3 * H);
+    }
+}
+
+/* out[k] = sigmoid(x[k]), numerically stable. */
+FR_CLONES static void FR_FN(sigmoid_loop)(ptrdiff_t n, const REAL *restrict x, REAL *restrict out)
+{
+    for (ptrdiff_t k = 0; k < n; k++)
+        out[k] = FR_SIGMOID(x[k]);
+}
+
+/* out[j] += sum over the R rows of A[r, j]. */
+FR_CLONES static void FR_FN(colsum)(ptrdiff_t R, ptrdiff_t M, const REAL *restrict A, ptrdiff_t lda,
+                                    REAL *restrict out)
+{
+    for (ptrdiff_t r = 0; r < R; r++) {
+        const REAL *restrict ar = A + r * lda;
+        for (ptrdiff_t j = 0; j < M; j++)
+            out[j] += ar[j];
+    }
+}
+
+/* Masked softmax cross-entropy, one row of V scores at a time: max, exp and sum, log-sum-exp, the
+ * row's loss and its gradient, all while the row is in cache.  dx = mask inv_n (softmax - onehot(y)).
+ * Returns the sum over rows of -mask log softmax(x)[y] (not yet divided by N).  Max and sum run in
+ * FR_LANES independent lanes, so they vectorize without reassociating anything. */
+FR_CLONES static double FR_FN(softmax_loss)(ptrdiff_t R, ptrdiff_t V, const REAL *restrict x,
+                                            const ptrdiff_t *restrict y, const REAL *restrict mask,
+                                            REAL inv_n, REAL *restrict dx)
+{
+    double loss = 0.0;
+    const ptrdiff_t Vb = V - V % FR_LANES;
+    for (ptrdiff_t r = 0; r < R; r++) {
+        const REAL *restrict xr = x + r * V;
+        REAL *restrict dr = dx + r * V;
+        REAL lane[FR_LANES];
+        ptrdiff_t j;
+        REAL m = xr[0];
+        if (Vb) {
+            for (int l = 0; l < FR_LANES; l++)
+                lane[l] = xr[l];
+            for (j = FR_LANES; j < Vb; j += FR_LANES)
+                for (int l = 0; l < FR_LANES; l++)
+                    lane[l] = (xr[j + l] > lane[l]) ? xr[j + l] : lane[l];
+            for (int l = 0; l < FR_LANES; l++)
+                m = (lane[l] > m) ? lane[l] : m;
+        }
+        for (j = Vb; j < V; j++)
+            m = (xr[j] > m) ? xr[j] : m;
+
+        for (j = 0; j < V; j++)
+            dr[j] = FR_EXPNEG(xr[j] - m);
+        REAL s = 0;
+        if (Vb) {
+            for (int l = 0; l < FR_LANES; l++)
+                lane[l] = 0;
+            for (j = 0; j < Vb; j += FR_LANES)
+                for (int l = 0; l < FR_LANES; l++)
+                    lane[l] += dr[j + l];
+            for (int l = 0; l < FR_LANES; l++)
+                s += lane[l];
+        }
+        for (j = Vb; j < V; j++)
+            s += dr[j];
+
+        const ptrdiff_t yr = y[r];
+        const REAL ey = dr[yr];
+        loss -= (double)mask[r] * ((double)(xr[yr] - m) - log((double)s));
+        const REAL inv_s = 1 / s, scale = mask[r] * inv_n;
+        for (j = 0; j < V; j++)
+            dr[j] = dr[j] * inv_s * scale;
+        dr[yr] = (ey * inv_s - 1) * scale;
+    }
+    return loss;
+}
+
+#undef FR_FN
+#undef FR_TANH
+#undef FR_GATE
+#undef FR_EXPNEG
+#undef FR_SIGMOID
+#undef FR_LANES
