@@ -1,6 +1,7 @@
 """Presenting a ``fastrnn bench`` report: a terminal or Markdown table, and a PNG plot."""
 
 import math
+import textwrap
 
 from . import machine
 from ._table import render
@@ -96,12 +97,14 @@ def table(report, markdown=False):
         "x oracle = speed-up over the oracle (higher is better); / floor = time / BLAS floor "
         "(1 = nothing but the GEMMs); / torch = time / torch's time (below 1: faster than torch)."
     )
-    out += ["", legend]
+    wrap = (lambda text: text) if markdown else (lambda text: textwrap.fill(text, width=110))
+    out += ["", wrap(legend)]
     fc = report.get("first_calls", {})
-    slow = [(name, v) for name, v in fc.items() if name not in ("floor",)]
-    if slow:
-        out += ["", "first call (not in the timings; numba includes compiling or loading cached kernels): "
-                + "; ".join(f"{name} {format_time(v['first_call_s'])} ({v['case']})" for name, v in slow)]
+    if fc:
+        out += ["", wrap("one-time cost, not in the timings: first call minus median, summed over the cases "
+                         "(for numba this includes compiling or loading the cached kernels): "
+                         + "; ".join(f"{name} {format_time(v['overhead_s'])} (largest {format_time(v['largest_s'])}"
+                                     f" in {v['largest_case']})" for name, v in fc.items()))]
     if report.get("failures"):
         out += ["", "FAILURES:"] + [f"  {f}" for f in report["failures"]]
     return "\n".join(out)
