@@ -211,7 +211,11 @@ def table(result, markdown=False, max_failures=20):
             "inf" if not math.isfinite(worst) else f"{worst:.3f}",
             "ok" if r["passed"] == r["trials"] else "FAIL",
         ])
-    out = [render(["backend", "layer (forward + backward)", "trials", "passed", "worst err/tol", "status"], rows,
+    from ._version import __version__
+
+    out = [f"fastrnn {__version__} check: {', '.join(result['backends'])} against the NumPy oracle "
+           f"(fastrnn.reference), random shapes, dtypes and layouts", ""]
+    out += [render(["backend", "layer (forward + backward)", "trials", "passed", "worst err/tol", "status"], rows,
                   markdown=markdown, align="llrrrl")]
     n_fail = len(result["failures"])
     total = sum(r["trials"] for r in result["rows"])
