@@ -1,75 +1,158 @@
-"""GEMM called straight from compiled loops: SciPy's BLAS, bound by symbol name.
+"""GEMM called straight from compiled loops, bound by symbol name.
 
-How it wins its speed: ``gemm`` compiles to one direct call of ``sgemm``/``dgemm``
-from ``scipy.linalg.cython_blas`` (the BLAS SciPy ships, with its own threads).
-There is no Python, no temporaries and no allocation per call, so a time loop
-can call it T times at BLAS speed.  Numba's ``np.dot`` would allocate its result
-every call.
+How it wins its speed: ``gemm`` compiles to one direct call of a Fortran
+``sgemm``/``dgemm``: no Python, no temporaries and no allocation per call, so a
+time loop can call it T times at BLAS speed.  (Numba's ``np.dot`` would allocate
+its result on every call.)
 
-Caching: a Numba function that closes over a ctypes/cffi function pointer bakes
-the pointer's address into its code and cannot be cached.  Instead, ``_gemm_call``
-declares an *external* function by a name of ours, and at import we tell LLVM's
-JIT linker that name's address in this process (``llvmlite.binding.add_symbol``).
-Cached machine code refers to the name only, so it is valid in every process.
+Which BLAS: NumPy's own when NumPy bundles one (the ``scipy-openblas64`` of the
+NumPy wheels, ILP64), else SciPy's ``scipy.linalg.cython_blas`` (LP64).  NumPy's
+is preferred because (a) it is the BLAS that ``numpy.matmul`` -- the user's other
+code and the "BLAS floor" -- runs on, and the one SciPy bundles can be a different
+OpenBLAS release (measured here: SciPy's 0.3.30 is ~20% slower than NumPy's 0.3.31
+on the per-step float32 GEMMs), and (b) two OpenBLAS libraries mean two pools of
+busy-waiting worker threads competing for the same cores.
+``FASTRNN_NUMBA_BLAS=scipy`` forces SciPy's.
 
-Row-major: ``gemm(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
-computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices that start at
-element offsets a0, b0, c0 of the arrays A, B, C (op = transpose when ``ta``/``tb``
+The kernels receive a marker ``bi = BLAS_INT(0)`` and pass it to ``gemm``: its
+*type* (int64 for ILP64 NumPy, int32 for LP64 SciPy) selects the symbol and the
+integer width at compile time, and, being part of every kernel's signature, keeps
+Numba's on-disk cache from mixing code compiled for the two.
+
+Caching: a Numba function that closes over a ctypes/cffi function pointer bakes the
+address into its code and cannot be cached.  Instead ``gemm`` declares an *external*
+function by a name of ours, and at import we tell LLVM's JIT linker that name's
+address in this process (``llvmlite.binding.add_symbol``).  Cached machine code
+refers to the name only, so it is valid in every process.
+
+Row-major: ``gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
+computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
+element offsets a0, b0, c0 of the arrays A, B, C (op = transpose where ``ta``/``tb``
 is ``TRANS``), with leading dimensions (row strides, in elements) lda, ldb, ldc.
-Fortran BLAS is column-major, so it is asked for ``C^T = op(B)^T op(A)^T``.
-The caller keeps every matrix inside its array; BLAS takes 32-bit ints, which
-``blas_int`` checks.
+Fortran BLAS is column-major, so it is asked for ``C^T = op(B)^T op(A)^T``.  The
+caller keeps every matrix inside its array; ``check_blas_int`` rejects sizes an
+LP64 BLAS cannot take.
 """
 
-import llvmlite.binding as llvm
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic
+import ctypes
+import glob
+import os
 
-__all__ = ["gemm", "NOTRANS", "TRANS", "blas_int"]
+import llvmlite.binding as llvm
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic, overload
+
+__all__ = ["gemm", "NOTRANS", "TRANS", "BLAS_INT", "BLAS_NAME", "check_blas_int"]
 
 NOTRANS = ord("N")
 TRANS = ord("T")
 
-_SYMBOLS = {types.float32: "fastrnn_numba_sgemm", types.float64: "fastrnn_numba_dgemm"}
-for _dtype, _name in _SYMBOLS.items():
-    llvm.add_symbol(_name, get_cython_function_address("scipy.linalg.cython_blas", _name[-5:]))
+# (BLAS integer type, float type) -> the symbol name the compiled code calls
+_SYMBOLS = {
+    (types.int64, types.float32): "fastrnn_numba_sgemm_ilp64",
+    (types.int64, types.float64): "fastrnn_numba_dgemm_ilp64",
+    (types.int32, types.float32): "fastrnn_numba_sgemm_lp64",
+    (types.int32, types.float64): "fastrnn_numba_dgemm_lp64",
+}
 
-_INT32_MAX = 2**31 - 1
+
+def _numpy_ilp64_gemm():
+    """Addresses of sgemm/dgemm in the ILP64 OpenBLAS bundled with NumPy's wheels, or None."""
+    site = os.path.dirname(os.path.dirname(np.__file__))
+    candidates = glob.glob(os.path.join(site, "numpy.libs", "*openblas64*")) + glob.glob(
+        os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas64*")
+    )
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library, the same threads
+        except OSError:
+            continue
+        for pattern in ("scipy_{}gemm_64_", "{}gemm_64_"):
+            try:
+                found = {p: getattr(lib, pattern.format(p)) for p in "sd"}
+            except AttributeError:
+                continue
+            if _works_as_ilp64(found["d"]):
+                return {p: ctypes.cast(f, ctypes.c_void_p).value for p, f in found.items()}
+    return None
 
 
-@njit(cache=True)
-def blas_int(n):
-    """``n``, after checking that it fits BLAS's 32-bit integers."""
-    if n > _INT32_MAX:
-        raise ValueError("array too large for 32-bit BLAS (a dimension exceeds 2**31 - 1); use the numpy backend")
-    return n
+def _works_as_ilp64(dgemm):
+    """Calls dgemm once through ctypes with 64-bit integers and checks the product."""
+    i64, f64 = ctypes.c_int64, ctypes.c_double
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    b = np.array([[5.0, 6.0], [7.0, 8.0]])
+    c = np.zeros((2, 2))
+    n, one, zero, trans = i64(2), f64(1.0), f64(0.0), ctypes.c_char(b"N")
+    ptr = ctypes.POINTER(f64)
+    dgemm.restype = None
+    try:  # column-major c^T = b^T a^T, that is row-major c = a @ b
+        dgemm(ctypes.byref(trans), ctypes.byref(trans), ctypes.byref(n), ctypes.byref(n), ctypes.byref(n),
+              ctypes.byref(one), b.ctypes.data_as(ptr), ctypes.byref(n), a.ctypes.data_as(ptr), ctypes.byref(n),
+              ctypes.byref(zero), c.ctypes.data_as(ptr), ctypes.byref(n))
+    except Exception:  # pragma: no cover - a foreign library misbehaving
+        return False
+    return np.array_equal(c, a @ b)
+
+
+def _bind():
+    for p, ftype in (("s", types.float32), ("d", types.float64)):
+        llvm.add_symbol(_SYMBOLS[types.int32, ftype], get_cython_function_address("scipy.linalg.cython_blas", p + "gemm"))
+    if os.environ.get("FASTRNN_NUMBA_BLAS", "").strip().lower() != "scipy":
+        found = _numpy_ilp64_gemm()
+        if found is not None:
+            for p, ftype in (("s", types.float32), ("d", types.float64)):
+                llvm.add_symbol(_SYMBOLS[types.int64, ftype], found[p])
+            return np.int64, "NumPy's bundled OpenBLAS (ILP64)"
+    return np.int32, "scipy.linalg.cython_blas (LP64)"
+
+
+BLAS_INT, BLAS_NAME = _bind()
+
+
+def check_blas_int(bi, n):
+    """Raises ValueError if ``n`` does not fit the BLAS integer of marker ``bi``."""
+    raise NotImplementedError  # only callable from compiled code
+
+
+@overload(check_blas_int)
+def _check_blas_int(bi, n):
+    if bi == types.int64:
+        return lambda bi, n: None
+    limit = 2**31 - 1
+
+    def check32(bi, n):
+        if n > limit:
+            raise ValueError("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend")
+
+    return check32
 
 
 @intrinsic
-def gemm(typingctx, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     """Row-major GEMM on sub-matrices of C-contiguous arrays; see the module docstring."""
-    arrays = (A, B, C)
-    if not all(isinstance(a, types.Array) for a in arrays):
+    if not all(isinstance(a, types.Array) for a in (A, B, C)):
+        return None
+    key = (bi, C.dtype)
+    if key not in _SYMBOLS or A.dtype != C.dtype or B.dtype != C.dtype or not C.mutable:
+        return None
+    if not all(isinstance(i, types.Integer) for i in (ta, tb, M, N, K, a0, lda, b0, ldb, c0, ldc)):
         return None
     dtype = C.dtype
-    if dtype not in _SYMBOLS or any(a.dtype != dtype for a in arrays) or not C.mutable:
-        return None
-    ints = (ta, tb, M, N, K, a0, lda, b0, ldb, c0, ldc)
-    if not all(isinstance(i, types.Integer) for i in ints):
-        return None
-    signature = types.void(ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
+    signature = types.void(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
 
     def codegen(context, builder, sig, args):
-        ta_, tb_, M_, N_, K_, alpha_, A_, a0_, lda_, B_, b0_, ldb_, beta_, C_, c0_, ldc_ = args
-        i8, i32 = ir.IntType(8), ir.IntType(32)
+        _, ta_, tb_, M_, N_, K_, alpha_, A_, a0_, lda_, B_, b0_, ldb_, beta_, C_, c0_, ldc_ = args
+        i8, iblas = ir.IntType(8), ir.IntType(bi.bitwidth)
         fp = context.get_value_type(dtype)
-        p8, p32, pfp = i8.as_pointer(), i32.as_pointer(), fp.as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [p8, p8, p32, p32, p32, pfp, pfp, p32, pfp, p32, pfp, pfp, p32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[dtype])
+        p8, pint, pfp = i8.as_pointer(), iblas.as_pointer(), fp.as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [p8, p8, pint, pint, pint, pfp, pfp, pint, pfp, pint, pfp, pfp, pint])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[key])
 
-        def slot(value, ty):  # BLAS takes every argument by pointer
+        def slot(value, ty):  # Fortran takes every argument by pointer
             if value.type.width > ty.width:
                 value = builder.trunc(value, ty)
             elif value.type.width < ty.width:
@@ -86,12 +169,12 @@ def gemm(typingctx, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0,
         builder.call(
             fn,
             [
-                slot(tb_, i8), slot(ta_, i8), slot(N_, i32), slot(M_, i32), slot(K_, i32),
-                scalar(alpha_, sig.args[5]),
-                start(B_, B, b0_), slot(ldb_, i32),
-                start(A_, A, a0_), slot(lda_, i32),
-                scalar(beta_, sig.args[12]),
-                start(C_, C, c0_), slot(ldc_, i32),
+                slot(tb_, i8), slot(ta_, i8), slot(N_, iblas), slot(M_, iblas), slot(K_, iblas),
+                scalar(alpha_, sig.args[6]),
+                start(B_, B, b0_), slot(ldb_, iblas),
+                start(A_, A, a0_), slot(lda_, iblas),
+                scalar(beta_, sig.args[13]),
+                start(C_, C, c0_), slot(ldc_, iblas),
             ],
         )
         return context.get_dummy_value()

@@ -10,9 +10,23 @@ pass (see ``_math``).
 
 import numpy as np
 
-from ._blas import NOTRANS, TRANS, blas_int, gemm
+from ._blas import NOTRANS, TRANS, check_blas_int, gemm
 from ._jit import helper, kernel
 from ._math import vsigmoid
+
+
+@helper
+def copy_row(dst, src):
+    """dst[:] = src for 1-D arrays (a plain loop: Numba's slice assignment is slower on short rows)."""
+    for j in range(src.size):
+        dst[j] = src[j]
+
+
+@helper
+def copy_rows(dst, src):
+    """dst[:, :] = src for 2-D arrays, row by row."""
+    for r in range(src.shape[0]):
+        copy_row(dst[r], src[r])
 
 
 @helper
@@ -28,35 +42,35 @@ def column_sums(a):
 
 
 @helper
-def affine_grads(dout, x, w):
+def affine_grads(bi, dout, x, w):
     """For out = x @ w + b (x (R, D), w (D, M)): returns dx = dout @ w.T, dw = x.T @ dout, db."""
     R, M = dout.shape
     D = x.shape[1]
-    blas_int(R * max(D, M))
+    check_blas_int(bi, max(R, D, M))
     dx = np.empty((R, D), dout.dtype)
     dw = np.empty((D, M), dout.dtype)
-    gemm(NOTRANS, TRANS, R, D, M, 1.0, dout, 0, M, w, 0, M, 0.0, dx, 0, D)
-    gemm(TRANS, NOTRANS, D, M, R, 1.0, x, 0, D, dout, 0, M, 0.0, dw, 0, M)
+    gemm(bi, NOTRANS, TRANS, R, D, M, 1.0, dout, 0, M, w, 0, M, 0.0, dx, 0, D)
+    gemm(bi, TRANS, NOTRANS, D, M, R, 1.0, x, 0, D, dout, 0, M, 0.0, dw, 0, M)
     return dx, dw, column_sums(dout)
 
 
-@kernel("f2", "f2", "f1")
-def affine_forward(x, w, b):
+@kernel("b", "f2", "f2", "f1")
+def affine_forward(bi, x, w, b):
     """x (R, D), w (D, M), b (M,) -> x @ w + b (R, M)."""
     R, D = x.shape
     M = w.shape[1]
-    blas_int(R * max(D, M))
+    check_blas_int(bi, max(R, D, M))
     out = np.empty((R, M), x.dtype)
     for r in range(R):
-        out[r] = b
-    gemm(NOTRANS, NOTRANS, R, M, D, 1.0, x, 0, D, w, 0, M, 1.0, out, 0, M)
+        copy_row(out[r], b)
+    gemm(bi, NOTRANS, NOTRANS, R, M, D, 1.0, x, 0, D, w, 0, M, 1.0, out, 0, M)
     return out
 
 
-@kernel("f2", "f2", "f2")
-def affine_backward(dout, x, w):
+@kernel("b", "f2", "f2", "f2")
+def affine_backward(bi, dout, x, w):
     """Returns (dx, dw, db) for ``affine_forward``."""
-    return affine_grads(dout, x, w)
+    return affine_grads(bi, dout, x, w)
 
 
 @kernel("f1")

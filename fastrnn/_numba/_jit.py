@@ -19,6 +19,8 @@ other Python threads run meanwhile.
 import numpy as np
 from numba import njit, types
 
+from ._blas import BLAS_INT
+
 __all__ = ["OPTIONS", "kernel", "helper"]
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -32,9 +34,12 @@ def helper(func):
 
 
 def _arg_type(kind, float_type):
-    """'f<ndim>': readonly float array; 'i<ndim>': readonly intp array; 'n': an int."""
+    """'f<ndim>': readonly float array; 'i<ndim>': readonly intp array; 'n': an int;
+    'b': the BLAS marker (see ``_blas``)."""
     if kind == "n":
         return types.intp
+    if kind == "b":
+        return types.int64 if BLAS_INT == np.int64 else types.int32
     dtype = {"f": float_type, "i": types.intp}[kind[0]]
     return types.Array(dtype, int(kind[1:]), "C", readonly=True)
 

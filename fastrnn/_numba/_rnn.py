@@ -16,39 +16,39 @@ h_{T-2}), so that dWh = hprev^T dA is a single GEMM over all N*T rows.
 
 import numpy as np
 
-from ._blas import NOTRANS, TRANS, blas_int, gemm
-from ._dense import affine_grads
+from ._blas import NOTRANS, TRANS, check_blas_int, gemm
+from ._dense import affine_grads, copy_row, copy_rows
 from ._jit import kernel
 from ._math import vtanh
 
 
-@kernel("f3", "f2", "f2", "f2", "f1")
-def rnn_forward(x, h0, Wx, Wh, b):
+@kernel("b", "f3", "f2", "f2", "f2", "f1")
+def rnn_forward(bi, x, h0, Wx, Wh, b):
     """x (N, T, D), h0 (N, H) -> (h, hprev), both (N, T, H)."""
     N, T, D = x.shape
     H = h0.shape[1]
-    blas_int(N * T * max(D, H))
+    check_blas_int(bi, max(N * T, T * H, D))
     h = np.empty((N, T, H), x.dtype)
     hprev = np.empty((N, T, H), x.dtype)
-    gemm(NOTRANS, NOTRANS, N * T, H, D, 1.0, x, 0, D, Wx, 0, H, 0.0, h, 0, H)
-    hprev[:, 0] = h0
+    gemm(bi, NOTRANS, NOTRANS, N * T, H, D, 1.0, x, 0, D, Wx, 0, H, 0.0, h, 0, H)
+    copy_rows(hprev[:, 0], h0)
     for t in range(T):
-        gemm(NOTRANS, NOTRANS, N, H, H, 1.0, hprev, t * H, T * H, Wh, 0, H, 1.0, h, t * H, T * H)
+        gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, hprev, t * H, T * H, Wh, 0, H, 1.0, h, t * H, T * H)
         for n in range(N):
             a = h[n, t]
             for j in range(H):
                 a[j] = vtanh(a[j] + b[j])
             if t + 1 < T:
-                hprev[n, t + 1] = a
+                copy_row(hprev[n, t + 1], a)
     return h, hprev
 
 
-@kernel("f3", "f3", "f2", "f2", "f3", "f3")
-def rnn_backward(dh, x, Wx, Wh, h, hprev):
+@kernel("b", "f3", "f3", "f2", "f2", "f3", "f3")
+def rnn_backward(bi, dh, x, Wx, Wh, h, hprev):
     """Returns (dx, dh0, dWx, dWh, db); dh (N, T, H) is the upstream gradient of every h_t."""
     N, T, D = x.shape
     H = Wh.shape[0]
-    blas_int(N * T * max(D, H))
+    check_blas_int(bi, max(N * T, T * H, D))
     dA = np.empty((N, T, H), dh.dtype)  # gradient of each step's pre-activation
     dnext = np.zeros((N, H), dh.dtype)  # gradient flowing from step t+1 into h_t
     one = dh.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
@@ -58,8 +58,8 @@ def rnn_backward(dh, x, Wx, Wh, h, hprev):
             dn = dnext[n]
             for j in range(H):
                 da[j] = (g[j] + dn[j]) * (one - ht[j] * ht[j])
-        gemm(NOTRANS, TRANS, N, H, H, 1.0, dA, t * H, T * H, Wh, 0, H, 0.0, dnext, 0, H)
-    dx, dWx, db = affine_grads(dA.reshape(N * T, H), x.reshape(N * T, D), Wx)
+        gemm(bi, NOTRANS, TRANS, N, H, H, 1.0, dA, t * H, T * H, Wh, 0, H, 0.0, dnext, 0, H)
+    dx, dWx, db = affine_grads(bi, dA.reshape(N * T, H), x.reshape(N * T, D), Wx)
     dWh = np.empty((H, H), dh.dtype)
-    gemm(TRANS, NOTRANS, H, H, N * T, 1.0, hprev, 0, H, dA, 0, H, 0.0, dWh, 0, H)
+    gemm(bi, TRANS, NOTRANS, H, H, N * T, 1.0, hprev, 0, H, dA, 0, H, 0.0, dWh, 0, H)
     return dx.reshape(N, T, D), dnext, dWx, dWh, db

@@ -18,6 +18,9 @@ how they are compiled and cached.
 import numpy as np
 
 from . import _dense, _lstm, _rnn, _words
+from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
+
+_BI = BLAS_INT(0)  # the marker that selects that BLAS in the kernels' signatures
 
 __all__ = [
     "affine_forward",
@@ -62,26 +65,26 @@ def compile_all():
 
 
 def affine_forward(x, w, b):
-    out = _dense.affine_forward[x.dtype](x.reshape(x.shape[0], -1), w, b)
+    out = _dense.affine_forward[x.dtype](_BI, x.reshape(x.shape[0], -1), w, b)
     return out, (x, w)
 
 
 def affine_backward(dout, cache):
     x, w = cache
-    dx, dw, db = _dense.affine_backward[dout.dtype](dout, x.reshape(x.shape[0], -1), w)
+    dx, dw, db = _dense.affine_backward[dout.dtype](_BI, dout, x.reshape(x.shape[0], -1), w)
     return dx.reshape(x.shape), dw, db
 
 
 def temporal_affine_forward(x, w, b):
     N, T, D = x.shape
-    out = _dense.affine_forward[x.dtype](x.reshape(N * T, D), w, b)
+    out = _dense.affine_forward[x.dtype](_BI, x.reshape(N * T, D), w, b)
     return out.reshape(N, T, -1), (x, w)
 
 
 def temporal_affine_backward(dout, cache):
     x, w = cache
     N, T, D = x.shape
-    dx, dw, db = _dense.affine_backward[dout.dtype](dout.reshape(N * T, -1), x.reshape(N * T, D), w)
+    dx, dw, db = _dense.affine_backward[dout.dtype](_BI, dout.reshape(N * T, -1), x.reshape(N * T, D), w)
     return dx.reshape(N, T, D), dw, db
 
 
@@ -89,17 +92,17 @@ def temporal_affine_backward(dout, cache):
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
-    h, hprev = _rnn.rnn_forward[x.dtype](x, h0, Wx, Wh, b)
+    h, hprev = _rnn.rnn_forward[x.dtype](_BI, x, h0, Wx, Wh, b)
     return h, (x, Wx, Wh, h, hprev)
 
 
 def rnn_backward(dh, cache):
-    return _rnn.rnn_backward[dh.dtype](dh, *cache)
+    return _rnn.rnn_backward[dh.dtype](_BI, dh, *cache)
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
     N, D = x.shape
-    h, hprev = _rnn.rnn_forward[x.dtype](x.reshape(N, 1, D), prev_h, Wx, Wh, b)
+    h, hprev = _rnn.rnn_forward[x.dtype](_BI, x.reshape(N, 1, D), prev_h, Wx, Wh, b)
     next_h = h.reshape(N, -1)
     return next_h, (x, Wx, Wh, h, hprev)
 
@@ -108,7 +111,7 @@ def rnn_step_backward(dnext_h, cache):
     x, Wx, Wh, h, hprev = cache
     N, D = x.shape
     dx, dprev_h, dWx, dWh, db = _rnn.rnn_backward[dnext_h.dtype](
-        dnext_h.reshape(N, 1, -1), x.reshape(N, 1, D), Wx, Wh, h, hprev
+        _BI, dnext_h.reshape(N, 1, -1), x.reshape(N, 1, D), Wx, Wh, h, hprev
     )
     return dx.reshape(N, D), dprev_h, dWx, dWh, db
 
@@ -122,19 +125,19 @@ def sigmoid(x):
 
 def lstm_forward(x, h0, Wx, Wh, b):
     c0 = np.zeros_like(h0)
-    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](x, h0, c0, Wx, Wh, b)
+    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b)
     return h, (x, Wx, Wh, hprev, c, tanh_c, gates)
 
 
 def lstm_backward(dh, cache):
     dcT = np.zeros((dh.shape[0], dh.shape[2]), dh.dtype)
-    dx, dh0, _, dWx, dWh, db = _lstm.lstm_backward[dh.dtype](dh, dcT, *cache)
+    dx, dh0, _, dWx, dWh, db = _lstm.lstm_backward[dh.dtype](_BI, dh, dcT, *cache)
     return dx, dh0, dWx, dWh, db
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     N, D = x.shape
-    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](x.reshape(N, 1, D), prev_h, prev_c, Wx, Wh, b)
+    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](_BI, x.reshape(N, 1, D), prev_h, prev_c, Wx, Wh, b)
     next_h, next_c = h.reshape(N, -1), c[:, 1].copy()
     return next_h, next_c, (x, Wx, Wh, hprev, c, tanh_c, gates)
 
@@ -143,7 +146,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     x, Wx, Wh, hprev, c, tanh_c, gates = cache
     N, D = x.shape
     dx, dprev_h, dprev_c, dWx, dWh, db = _lstm.lstm_backward[dnext_h.dtype](
-        dnext_h.reshape(N, 1, -1), dnext_c, x.reshape(N, 1, D), Wx, Wh, hprev, c, tanh_c, gates
+        _BI, dnext_h.reshape(N, 1, -1), dnext_c, x.reshape(N, 1, D), Wx, Wh, hprev, c, tanh_c, gates
     )
     return dx.reshape(N, D), dprev_h, dprev_c, dWx, dWh, db
 
