@@ -30,8 +30,8 @@ computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
 element offsets a0, b0, c0 of the arrays A, B, C (op = transpose where ``ta``/``tb``
 is ``TRANS``), with leading dimensions (row strides, in elements) lda, ldb, ldc.
 Fortran BLAS is column-major, so it is asked for ``C^T = op(B)^T op(A)^T``.  The
-caller keeps every matrix inside its array; ``check_blas_int`` rejects sizes an
-LP64 BLAS cannot take.
+wrapper checks that every matrix lies inside its array and that the sizes fit the
+BLAS integers (2**31 - 1 for an LP64 BLAS) before calling.
 """
 
 import ctypes
@@ -41,11 +41,11 @@ import os
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import get_cython_function_address, intrinsic, overload
 
-__all__ = ["gemm", "NOTRANS", "TRANS", "BLAS_INT", "BLAS_NAME", "check_blas_int"]
+__all__ = ["gemm", "NOTRANS", "TRANS", "BLAS_INT", "BLAS_NAME"]
 
 NOTRANS = ord("N")
 TRANS = ord("T")
@@ -113,27 +113,42 @@ def _bind():
 BLAS_INT, BLAS_NAME = _bind()
 
 
-def check_blas_int(bi, n):
-    """Raises ValueError if ``n`` does not fit the BLAS integer of marker ``bi``."""
+def _int_max(bi):
+    """The largest integer the BLAS selected by marker ``bi`` takes."""
     raise NotImplementedError  # only callable from compiled code
 
 
-@overload(check_blas_int)
-def _check_blas_int(bi, n):
-    if bi == types.int64:
-        return lambda bi, n: None
-    limit = 2**31 - 1
+@overload(_int_max)
+def _int_max_impl(bi):
+    limit = 2**63 - 1 if bi == types.int64 else 2**31 - 1
+    return lambda bi: limit
 
-    def check32(bi, n):
-        if n > limit:
-            raise ValueError("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend")
 
-    return check32
+@njit(cache=True, nogil=True)
+def _inside(array, offset, rows, cols, ld):
+    """Whether a row-major rows x cols matrix at ``offset`` with row stride ``ld`` lies in ``array``."""
+    return rows >= 1 and cols >= 1 and ld >= cols and offset >= 0 and offset + (rows - 1) * ld + cols <= array.size
+
+
+@njit(cache=True, nogil=True)
+def gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+    """Row-major ``C = alpha op(A) @ op(B) + beta C`` on sub-matrices; see the module docstring.
+
+    Checks first that every matrix lies inside its array and that the sizes fit the BLAS
+    integers, so no caller can make BLAS touch memory outside the arrays.
+    """
+    a_rows, a_cols = (M, K) if ta == NOTRANS else (K, M)
+    b_rows, b_cols = (K, N) if tb == NOTRANS else (N, K)
+    if not (_inside(A, a0, a_rows, a_cols, lda) and _inside(B, b0, b_rows, b_cols, ldb) and _inside(C, c0, M, N, ldc)):
+        raise ValueError("gemm: a matrix does not lie inside its array")
+    if max(M, N, K, lda, ldb, ldc) > _int_max(bi):
+        raise ValueError("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend")
+    _fortran_gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
 
 
 @intrinsic
-def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-    """Row-major GEMM on sub-matrices of C-contiguous arrays; see the module docstring."""
+def _fortran_gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+    """The call itself: swaps A and B for column-major BLAS and passes every argument by pointer."""
     if not all(isinstance(a, types.Array) for a in (A, B, C)):
         return None
     key = (bi, C.dtype)

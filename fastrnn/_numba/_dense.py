@@ -6,18 +6,27 @@ pass is two GEMMs writing straight into the results plus one vectorized pass for
 the column sums.  All of it is a single compiled call, so small layers pay one
 dispatch instead of NumPy's several temporaries.  ``sigmoid`` is one vectorized
 pass (see ``_math``).
+
+Arrays of a size that grows with the problem are allocated by the caller with NumPy
+(see ``backend``) and filled here; small ones (biases, db) are allocated here.
 """
 
 import numpy as np
 
-from ._blas import NOTRANS, TRANS, check_blas_int, gemm
+from ._blas import NOTRANS, TRANS, gemm
 from ._jit import helper, kernel
 from ._math import vsigmoid
 
 
 @helper
 def copy_row(dst, src):
-    """dst[:] = src for 1-D arrays (a plain loop: Numba's slice assignment is slower on short rows)."""
+    """dst[:] = src for 1-D arrays of the same size.
+
+    A plain loop: Numba's slice assignment is slower on short rows.  (Index with the loop
+    variable itself, as here: an index like ``H + j`` keeps LLVM from vectorizing.)
+    """
+    if dst.size != src.size:
+        raise ValueError("copy_row: sizes differ")  # a bug in a caller; never write out of bounds
     for j in range(src.size):
         dst[j] = src[j]
 
@@ -42,41 +51,33 @@ def column_sums(a):
 
 
 @helper
-def affine_grads(bi, dout, x, w):
-    """For out = x @ w + b (x (R, D), w (D, M)): returns dx = dout @ w.T, dw = x.T @ dout, db."""
+def affine_grads(bi, dout, x, w, dx, dw):
+    """For out = x @ w + b (x (R, D), w (D, M)): fills dx = dout @ w.T and dw = x.T @ dout; returns db."""
     R, M = dout.shape
     D = x.shape[1]
-    check_blas_int(bi, max(R, D, M))
-    dx = np.empty((R, D), dout.dtype)
-    dw = np.empty((D, M), dout.dtype)
     gemm(bi, NOTRANS, TRANS, R, D, M, 1.0, dout, 0, M, w, 0, M, 0.0, dx, 0, D)
     gemm(bi, TRANS, NOTRANS, D, M, R, 1.0, x, 0, D, dout, 0, M, 0.0, dw, 0, M)
-    return dx, dw, column_sums(dout)
+    return column_sums(dout)
 
 
-@kernel("b", "f2", "f2", "f1")
-def affine_forward(bi, x, w, b):
-    """x (R, D), w (D, M), b (M,) -> x @ w + b (R, M)."""
+@kernel("b", "f2", "f2", "f1", "o2")
+def affine_forward(bi, x, w, b, out):
+    """x (R, D), w (D, M), b (M,): fills out (R, M) = x @ w + b."""
     R, D = x.shape
     M = w.shape[1]
-    check_blas_int(bi, max(R, D, M))
-    out = np.empty((R, M), x.dtype)
     for r in range(R):
         copy_row(out[r], b)
     gemm(bi, NOTRANS, NOTRANS, R, M, D, 1.0, x, 0, D, w, 0, M, 1.0, out, 0, M)
-    return out
 
 
-@kernel("b", "f2", "f2", "f2")
-def affine_backward(bi, dout, x, w):
-    """Returns (dx, dw, db) for ``affine_forward``."""
-    return affine_grads(bi, dout, x, w)
+@kernel("b", "f2", "f2", "f2", "o2", "o2")
+def affine_backward(bi, dout, x, w, dx, dw):
+    """Fills dx (R, D) and dw (D, M) for ``affine_forward``; returns db."""
+    return affine_grads(bi, dout, x, w, dx, dw)
 
 
-@kernel("f1")
-def sigmoid(x):
-    """Elementwise logistic function of a 1-D array."""
-    out = np.empty_like(x)
+@kernel("f1", "o1")
+def sigmoid(x, out):
+    """Fills out with the elementwise logistic function of x (both 1-D)."""
     for i in range(x.size):
         out[i] = vsigmoid(x[i])
-    return out

@@ -34,12 +34,15 @@ def helper(func):
 
 
 def _arg_type(kind, float_type):
-    """'f<ndim>': readonly float array; 'i<ndim>': readonly intp array; 'n': an int;
-    'b': the BLAS marker (see ``_blas``)."""
+    """'f<ndim>': readonly float array (an input); 'o<ndim>': writable float array (an output
+    or scratch buffer); 'i<ndim>': readonly intp array; 'n': an int; 'b': the BLAS marker
+    (see ``_blas``).  Every array is C-contiguous."""
     if kind == "n":
         return types.intp
     if kind == "b":
         return types.int64 if BLAS_INT == np.int64 else types.int32
+    if kind[0] == "o":
+        return types.Array(float_type, int(kind[1:]), "C")
     dtype = {"f": float_type, "i": types.intp}[kind[0]]
     return types.Array(dtype, int(kind[1:]), "C", readonly=True)
 

@@ -14,28 +14,27 @@ import numpy as np
 
 from numba import njit
 
+from ._dense import copy_row
 from ._jit import helper, kernel
 from ._math import vexp, vmax
 
 
-@kernel("i1", "f2")
-def embedding_forward(x, W):
-    """x (L,) word indices, W (V, D) -> W[x] (L, D)."""
-    V, D = W.shape
-    out = np.empty((x.size, D), W.dtype)
+@kernel("i1", "f2", "o2")
+def embedding_forward(x, W, out):
+    """x (L,) word indices, W (V, D): fills out (L, D) = W[x]."""
+    V = W.shape[0]
     for k in range(x.size):
         idx = x[k]
         if idx < 0 or idx >= V:  # fastrnn.layers has checked; this only keeps the kernel safe
             raise IndexError("word index out of range")
-        out[k] = W[idx]
-    return out
+        copy_row(out[k], W[idx])
 
 
-@kernel("i1", "f2", "n")
-def embedding_backward(x, dout, V):
-    """dW (V, D): row dout[k] added into row x[k], repeated indices in order."""
-    D = dout.shape[1]
-    dW = np.zeros((V, D), dout.dtype)
+@kernel("i1", "f2", "o2")
+def embedding_backward(x, dout, dW):
+    """Adds row dout[k] into row x[k] of dW (V, D), which the caller zeroed; in order, so
+    repeated indices sum as in ``np.add.at``."""
+    V, D = dW.shape
     for k in range(x.size):
         idx = x[k]
         if idx < 0 or idx >= V:
@@ -43,7 +42,6 @@ def embedding_backward(x, dout, V):
         row, d = dW[idx], dout[k]
         for j in range(D):
             row[j] += d[j]
-    return dW
 
 
 @njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
@@ -64,11 +62,11 @@ def _max(a):
     return m
 
 
-@kernel("f2", "i1", "f1", "n")
-def softmax_loss(x, y, mask, N):
-    """Rows x (R, V), targets y (R,), weights mask (R,) -> (loss, dx), both divided by N."""
+@kernel("f2", "i1", "f1", "n", "o2")
+def softmax_loss(x, y, mask, N, dx):
+    """Rows x (R, V), targets y (R,), weights mask (R,): fills dx (R, V); returns the loss.
+    Both are divided by N."""
     R, V = x.shape
-    dx = np.empty((R, V), x.dtype)
     one = x.dtype.type(1)
     inv_n = one / x.dtype.type(N)
     loss = 0.0  # accumulated in float64
@@ -88,4 +86,4 @@ def softmax_loss(x, y, mask, N):
             d[j] *= c
         d[target] = (p_target - one) * scale
         loss -= mask[r] * ((row[target] - m) - math.log(s))
-    return loss / N, dx
+    return loss / N

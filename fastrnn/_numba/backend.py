@@ -1,26 +1,27 @@
 """The Numba backend: the cs231n layer functions over compiled kernels.
 
-Each public function is a thin wrapper: it reshapes (free, the inputs are
-C-contiguous) and makes exactly one call into a compiled kernel, so a small layer
-pays a single Numba dispatch.  ``fastrnn.layers`` has already validated every
-input and made it a C-contiguous float32/float64 array of one dtype (word
-indices: C-contiguous ``np.intp``); inputs may be readonly and are never written.
+Each public function is a thin wrapper: it allocates the arrays whose size grows
+with the problem (with NumPy: its allocator asks the OS for huge pages, which
+makes first-touching a big buffer ~3x cheaper than Numba's plain malloc), reshapes
+(free: inputs are C-contiguous) and makes exactly one call into a compiled kernel,
+so a small layer pays a single Numba dispatch.  ``fastrnn.layers`` has already
+validated every input and made it a C-contiguous float32/float64 array of one
+dtype (word indices: C-contiguous ``np.intp``); inputs may be readonly and are
+never written.
 
 Every forward pass returns its cache as a flat tuple of arrays (and ints), which
 is all its backward pass needs, in either float dtype.
 
 The kernels live in one module per concern: ``_rnn``, ``_lstm``, ``_dense``
 (affine, sigmoid), ``_words`` (embedding, softmax loss), over ``_blas`` (GEMM
-bound from SciPy) and ``_math`` (vectorizable exp/tanh/sigmoid); ``_jit`` says
-how they are compiled and cached.
+called directly) and ``_math`` (vectorizable exp/tanh/sigmoid); ``_jit`` says how
+they are compiled and cached.
 """
 
 import numpy as np
 
 from . import _dense, _lstm, _rnn, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
-
-_BI = BLAS_INT(0)  # the marker that selects that BLAS in the kernels' signatures
 
 __all__ = [
     "affine_forward",
@@ -54,6 +55,9 @@ KERNELS = (
     _words.softmax_loss,
 )
 
+_BI = BLAS_INT(0)  # the marker that selects that BLAS in the kernels' signatures (see _blas)
+_empty = np.empty
+
 
 def compile_all():
     """Compiles (or loads from Numba's cache) every kernel for float32 and float64 now."""
@@ -64,27 +68,38 @@ def compile_all():
 # --------------------------------------------------------------------------- affine
 
 
+def _affine(x2, w, b):
+    out = _empty((x2.shape[0], w.shape[1]), x2.dtype)
+    _dense.affine_forward[x2.dtype](_BI, x2, w, b, out)
+    return out
+
+
+def _affine_grads(dout2, x2, w):
+    dx = _empty(x2.shape, dout2.dtype)
+    dw = _empty(w.shape, dout2.dtype)
+    db = _dense.affine_backward[dout2.dtype](_BI, dout2, x2, w, dx, dw)
+    return dx, dw, db
+
+
 def affine_forward(x, w, b):
-    out = _dense.affine_forward[x.dtype](_BI, x.reshape(x.shape[0], -1), w, b)
-    return out, (x, w)
+    return _affine(x.reshape(x.shape[0], -1), w, b), (x, w)
 
 
 def affine_backward(dout, cache):
     x, w = cache
-    dx, dw, db = _dense.affine_backward[dout.dtype](_BI, dout, x.reshape(x.shape[0], -1), w)
+    dx, dw, db = _affine_grads(dout, x.reshape(x.shape[0], -1), w)
     return dx.reshape(x.shape), dw, db
 
 
 def temporal_affine_forward(x, w, b):
     N, T, D = x.shape
-    out = _dense.affine_forward[x.dtype](_BI, x.reshape(N * T, D), w, b)
-    return out.reshape(N, T, -1), (x, w)
+    return _affine(x.reshape(N * T, D), w, b).reshape(N, T, -1), (x, w)
 
 
 def temporal_affine_backward(dout, cache):
     x, w = cache
     N, T, D = x.shape
-    dx, dw, db = _dense.affine_backward[dout.dtype](_BI, dout.reshape(N * T, -1), x.reshape(N * T, D), w)
+    dx, dw, db = _affine_grads(dout.reshape(N * T, -1), x.reshape(N * T, D), w)
     return dx.reshape(N, T, D), dw, db
 
 
@@ -92,81 +107,96 @@ def temporal_affine_backward(dout, cache):
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
-    h, hprev = _rnn.rnn_forward[x.dtype](_BI, x, h0, Wx, Wh, b)
-    return h, (x, Wx, Wh, h, hprev)
+    h = _empty(x.shape[:2] + h0.shape[1:], x.dtype)
+    _rnn.rnn_forward[x.dtype](_BI, x, h0, Wx, Wh, b, h)
+    return h, (x, h0, Wx, Wh, h)
 
 
 def rnn_backward(dh, cache):
-    return _rnn.rnn_backward[dh.dtype](_BI, dh, *cache)
+    x, h0, Wx, Wh, h = cache
+    dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
+    dA, hprev = _empty(dh.shape, dh.dtype), _empty(dh.shape, dh.dtype)
+    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dh.copy(), dA, hprev, dx, dWx, dWh)
+    return dx, dh0, dWx, dWh, db
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
-    N, D = x.shape
-    h, hprev = _rnn.rnn_forward[x.dtype](_BI, x.reshape(N, 1, D), prev_h, Wx, Wh, b)
-    next_h = h.reshape(N, -1)
-    return next_h, (x, Wx, Wh, h, hprev)
+    h, cache = rnn_forward(x.reshape(x.shape[0], 1, -1), prev_h, Wx, Wh, b)
+    return h.reshape(prev_h.shape), cache
 
 
 def rnn_step_backward(dnext_h, cache):
-    x, Wx, Wh, h, hprev = cache
-    N, D = x.shape
-    dx, dprev_h, dWx, dWh, db = _rnn.rnn_backward[dnext_h.dtype](
-        _BI, dnext_h.reshape(N, 1, -1), x.reshape(N, 1, D), Wx, Wh, h, hprev
-    )
-    return dx.reshape(N, D), dprev_h, dWx, dWh, db
+    dx, dprev_h, dWx, dWh, db = rnn_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), cache)
+    return dx.reshape(dx.shape[0], -1), dprev_h, dWx, dWh, db
 
 
 # --------------------------------------------------------------------------- LSTM
 
 
 def sigmoid(x):
-    return _dense.sigmoid[x.dtype](x.reshape(-1)).reshape(x.shape)
+    out = _empty(x.shape, x.dtype)
+    _dense.sigmoid[x.dtype](x.reshape(-1), out.reshape(-1))
+    return out
+
+
+def _lstm_forward(x, h0, c0, Wx, Wh, b):
+    (N, T, _), H = x.shape, h0.shape[1]
+    h, c, tanh_c = _empty((N, T, H), x.dtype), _empty((N, T + 1, H), x.dtype), _empty((N, T, H), x.dtype)
+    gates = _empty((N, T, 4 * H), x.dtype)
+    _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates)
+    return h, c, (x, h0, Wx, Wh, h, c, tanh_c, gates)
+
+
+def _lstm_backward(dh, dcT, cache):
+    x, h0, Wx, Wh, h, c, tanh_c, gates = cache
+    dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
+    dA, hprev = _empty(gates.shape, dh.dtype), _empty(dh.shape, dh.dtype)
+    dh0, dc0, db = _lstm.lstm_backward[dh.dtype](
+        _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dh.copy(), dA, hprev, dx, dWx, dWh
+    )
+    return dx, dh0, dc0, dWx, dWh, db
 
 
 def lstm_forward(x, h0, Wx, Wh, b):
-    c0 = np.zeros_like(h0)
-    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b)
-    return h, (x, Wx, Wh, hprev, c, tanh_c, gates)
+    h, _, cache = _lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b)
+    return h, cache
 
 
 def lstm_backward(dh, cache):
-    dcT = np.zeros((dh.shape[0], dh.shape[2]), dh.dtype)
-    dx, dh0, _, dWx, dWh, db = _lstm.lstm_backward[dh.dtype](_BI, dh, dcT, *cache)
+    dx, dh0, _, dWx, dWh, db = _lstm_backward(dh, np.zeros((dh.shape[0], dh.shape[2]), dh.dtype), cache)
     return dx, dh0, dWx, dWh, db
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    N, D = x.shape
-    h, hprev, c, tanh_c, gates = _lstm.lstm_forward[x.dtype](_BI, x.reshape(N, 1, D), prev_h, prev_c, Wx, Wh, b)
-    next_h, next_c = h.reshape(N, -1), c[:, 1].copy()
-    return next_h, next_c, (x, Wx, Wh, hprev, c, tanh_c, gates)
+    h, c, cache = _lstm_forward(x.reshape(x.shape[0], 1, -1), prev_h, prev_c, Wx, Wh, b)
+    return h.reshape(prev_h.shape), c[:, 1].copy(), cache
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
-    x, Wx, Wh, hprev, c, tanh_c, gates = cache
-    N, D = x.shape
-    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm.lstm_backward[dnext_h.dtype](
-        _BI, dnext_h.reshape(N, 1, -1), dnext_c, x.reshape(N, 1, D), Wx, Wh, hprev, c, tanh_c, gates
-    )
-    return dx.reshape(N, D), dprev_h, dprev_c, dWx, dWh, db
+    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), dnext_c, cache)
+    return dx.reshape(dx.shape[0], -1), dprev_h, dprev_c, dWx, dWh, db
 
 
 # --------------------------------------------------------------------------- words and scores
 
 
 def word_embedding_forward(x, W):
-    out = _words.embedding_forward[W.dtype](x.reshape(-1), W)
+    out = _empty((x.size, W.shape[1]), W.dtype)
+    _words.embedding_forward[W.dtype](x.reshape(-1), W, out)
     return out.reshape(x.shape + (W.shape[1],)), (x, W.shape[0])
 
 
 def word_embedding_backward(dout, cache):
     x, V = cache
-    return _words.embedding_backward[dout.dtype](x.reshape(-1), dout.reshape(x.size, -1), V)
+    dW = np.zeros((V, dout.shape[-1]), dout.dtype)
+    _words.embedding_backward[dout.dtype](x.reshape(-1), dout.reshape(x.size, -1), dW)
+    return dW
 
 
 def temporal_softmax_loss(x, y, mask, verbose=False):
     N, T, V = x.shape
-    loss, dx = _words.softmax_loss[x.dtype](x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), N)
+    dx = _empty(x.shape, x.dtype)
+    loss = _words.softmax_loss[x.dtype](x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), N, dx.reshape(N * T, V))
     if verbose:
         print("dx_flat: ", (N * T, V))
-    return x.dtype.type(loss), dx.reshape(N, T, V)
+    return x.dtype.type(loss), dx
