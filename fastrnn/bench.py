@@ -17,8 +17,9 @@ How a case is measured (all implementations in one process):
    between medians of the same run.
 
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
-under 0.05 s, 7 under 0.25 s, else 5 (a default run of the default cases stays near a minute
-on 2 cores).
+under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
+and the model) a run takes about a minute on 2 idle cores; a busy machine makes it longer and
+noisier, which the load average printed above the table tells.
 """
 
 import contextlib

@@ -23,8 +23,10 @@ SIZES = {
     "large": Size(64, 64, 512, 1024),  # GEMM-bound
 }
 
-# What ``fastrnn bench`` runs without --sizes: "large" alone takes minutes on 2 cores.
-DEFAULT_BENCH_SIZES = ("tiny", "small", "medium")
+# What ``fastrnn bench`` runs without --sizes, chosen so a default run (with the model at both
+# batches) takes about a minute on 2 idle cores: "medium" would add about as much again, and
+# "large" takes minutes on its own. ``--sizes all`` runs every one.
+DEFAULT_BENCH_SIZES = ("tiny", "small")
 
 # cs231n's captioning model on COCO: V words, image features of input_dim, T caption steps.
 CAPTIONING = dict(vocab_size=1004, input_dim=512, wordvec_dim=256, hidden_dim=512, T=16)
