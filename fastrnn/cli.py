@@ -135,12 +135,12 @@ def _info(args):
     print(f"active backend  {b['active']}" + (f"  (FASTRNN_BACKEND={env})" if env else "  (the fastest available)"))
     print(f"CPU             {c['model']} ({c['machine']}), {c['logical_cores']} logical cores, "
           f"{c['usable_cores']} usable; {c['system']}")
-    users = {"numpy": "the oracle and the BLAS floor", "scipy": "the compiled kernels, via scipy.linalg.cython_blas",
+    users = {"numpy": "numpy.matmul: the oracle and the BLAS floor", "scipy": "scipy.linalg.cython_blas",
              "torch": "torch"}
     for lib in info["blas"]:
         print(f"{lib['user_api'].upper() + ' library':<16}{lib['internal_api']} {lib['version'] or ''} "
               f"({lib['architecture'] or lib['threading_layer'] or '-'}), {lib['num_threads']} threads, "
-              f"from {lib['loaded_by'] or '?'}" + (f" (used by {users[lib['loaded_by']]})" if lib["loaded_by"] in users
+              f"from {lib['loaded_by'] or '?'}" + (f" ({users[lib['loaded_by']]})" if lib["loaded_by"] in users
                                                    else ""))
         print(f"{'':<16}{lib['filepath']}")
     print(f"numba cache     {nc['path']}  ({nc['source']}; {nc['cached_kernel_indexes']} cached kernel indexes)")
