@@ -3,26 +3,29 @@
 """Compiled kernels of the Cython backend (the layer functions themselves; backend.py re-exports them).
 
 How it wins its speed:
-* one compiled call per public function: no Python in the loop over T and nothing allocated per step;
+* one compiled call per public function: no Python in the loop over T, nothing allocated per step, and
   the whole computation runs with the GIL released;
-* BLAS straight from scipy.linalg.cython_blas (sgemm/dgemm, column-major: a row-major C = A B is
-  computed as the column-major C^T = B^T A^T), on strided views with leading dimensions, so no slice
-  is ever copied:
-  - forward: the bias is written into the gate buffer, then ONE GEMM adds the input projection of all
-    N*T rows (beta = 1); per step one GEMM adds h_{t-1} Wh into that step's gate rows (beta = 1), and one
-    fused pointwise pass (pointwise.h) applies the activations and the cell update and stores what
-    backward needs;
+* BLAS straight from scipy.linalg.cython_blas (sgemm/dgemm; column-major, so a row-major C = A B is
+  computed as the column-major C^T = B^T A^T, see mm()):
+  - forward: the bias is written into the gate buffer and ONE GEMM adds the input projection of all T*N
+    rows (beta = 1); per step one GEMM adds h_{t-1} Wh into that step's gates (beta = 1, no temporary)
+    and one fused pointwise pass (pointwise.h) applies the activations and the cell update and stores
+    what backward needs;
   - backward: per step one fused pointwise pass gives dA_t (and db, and the carried dc), then one GEMM
     dh_{t-1} = dA_t Wh^T; after the loop ONE GEMM each for dX = dA Wx^T, dWx = X^T dA, dWh = Hprev^T dA;
-* batch-major buffers, the layout of the user's x and h, (N, T, G): rows (n, t) of every buffer line up
-  with the rows of x reshaped to (N*T, D), so the big GEMMs need no transposes; a step's slice is N rows
-  with a stride of T*G, which BLAS takes as its leading dimension.  The forward pass also writes the
-  "h stack" hs (N, T, H) with hs[:, 0] = h0 and hs[:, t] = h_{t-1}: the rows of Hprev for the dWh GEMM.
+* time-major (T, N, .) internal buffers: every step's slice (gates, h, c, dA) is one contiguous block,
+  which the per-step GEMMs run measurably faster on than on the (N, T, .) rows strided by T*G (up to
+  25% for the LSTM: power-of-two strides make the rows collide in cache); the user's batch-major x is
+  transposed once on the way in and dx once on the way out (N*T*D copies, cheap next to the GEMMs), and
+  the pointwise pass writes h straight into the batch-major output.  The h stack (h0, h_0 ... h_{T-2})
+  is then a contiguous (T*N, H) matrix: the Hprev of the single dWh GEMM.
 
 Caches are flat tuples of contiguous arrays (fastrnn.layers may cast them all to float64 and call the
 backward with float64 everything, so a backward works from its tuple alone, in either dtype):
-  rnn:  (x, Wx, Wh, hs, h)                     h is the returned output, as in the oracle
-  lstm: (x, Wx, Wh, hs, c, tc, gates)          tc = tanh(c), gates = activated i, f, o, g (N, T, 4H)
+  rnn:  (xt, Wx, Wh, hh)              xt = x as (T, N, D); hh (T+1, N, H) = h0, h_0, ..., h_{T-1}: hh[1:]
+                                      is the (activated) gate buffer and hh[:T] the h stack
+  lstm: (xt, Wx, Wh, hs, c, tc, A)    hs (T, N, H) the h stack, c and tc = tanh(c) (T, N, H),
+                                      A (T, N, 4H) the activated gates i, f, o, g
   rnn_step:  (x, prev_h, Wx, Wh, next_h)       lstm_step: (x, prev_h, prev_c, Wx, Wh, gates, tc)
   affine, temporal_affine: (x, w)              word_embedding: (x, V)
 
@@ -84,6 +87,22 @@ cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A,
         sgemm(opa, opb, &M, &N, &K, &one, <float *>B, &LDA, <float *>A, &LDB, &beta, C, &LDC)
     else:
         dgemm(opa, opb, &M, &N, &K, &one, <double *>B, &LDA, <double *>A, &LDB, &beta, C, &LDC)
+
+
+cdef inline void *P(cnp.ndarray a) noexcept nogil:
+    """The data pointer of a (borrowed: a outlives the call)."""
+    return cnp.PyArray_DATA(a)
+
+
+cdef inline void swap01(intp A, intp B, intp D, const floating *src, floating *dst) noexcept nogil:
+    """dst (B, A, D) = src (A, B, D) with its first two axes swapped: batch-major <-> time-major."""
+    cdef intp i, j
+    if A == 1 or B == 1:
+        memcpy(dst, src, A * B * D * sizeof(floating))
+        return
+    for i in range(A):
+        for j in range(B):
+            memcpy(dst + (j * A + i) * D, src + (i * B + j) * D, D * sizeof(floating))
 
 
 cdef inline void fill_rows(intp R, intp M, const floating *b, floating *out, intp ldo) noexcept nogil:
@@ -163,42 +182,41 @@ cdef inline void *buffer(size_t nbytes, bint zero) except NULL:
 # ------------------------------------------------------------------------------------------ vanilla RNN
 
 cdef void rnn_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
-                    const floating *Wx, const floating *Wh, const floating *b,
-                    floating *h, floating *hs) noexcept nogil:
-    cdef intp t, n, L = T * H
-    fill_rows(N * T, H, b, h, H)
-    mm(False, False, N * T, H, D, x, D, Wx, H, 1, h, H)
-    for n in range(N):
-        memcpy(hs + n * L, h0 + n * H, H * sizeof(floating))
+                    const floating *Wx, const floating *Wh, const floating *b, floating *h,
+                    floating *xt, floating *hh) noexcept nogil:
+    """hh (T+1, N, H): hh[0] = h0 and hh[t+1] = h_t, so hh[1:] is the gate buffer and hh[:T] the h stack."""
+    cdef intp t, NH = N * H
+    swap01(N, T, D, x, xt)
+    memcpy(hh, h0, NH * sizeof(floating))
+    fill_rows(T * N, H, b, hh + NH, H)
+    mm(False, False, T * N, H, D, xt, D, Wx, H, 1, hh + NH, H)
     for t in range(T):
-        if t == 0:
-            mm(False, False, N, H, H, h0, H, Wh, H, 1, h, L)
-        else:
-            mm(False, False, N, H, H, h + (t - 1) * H, L, Wh, H, 1, h + t * H, L)
+        mm(False, False, N, H, H, hh + t * NH, H, Wh, H, 1, hh + (t + 1) * NH, H)
         if floating is float:
-            fr_rnn_fwd_f(N, H, h + t * H, L, hs + (t + 1) * H if t + 1 < T else NULL, L)
+            fr_rnn_fwd_f(N, H, hh + (t + 1) * NH, H, h + t * H, T * H)
         else:
-            fr_rnn_fwd_d(N, H, h + t * H, L, hs + (t + 1) * H if t + 1 < T else NULL, L)
+            fr_rnn_fwd_d(N, H, hh + (t + 1) * NH, H, h + t * H, T * H)
 
 
-cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *x,
-                    const floating *Wx, const floating *Wh, const floating *hs, const floating *h,
-                    floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db,
-                    floating *dA, floating *dprev, const floating *zero) noexcept nogil:
-    cdef intp t, L = T * H
+cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
+                    const floating *Wx, const floating *Wh, const floating *hh, floating *dx,
+                    floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
+                    floating *dxt, floating *dprev, const floating *zero) noexcept nogil:
+    cdef intp t, NH = N * H
     for t in range(H):
         db[t] = 0
     for t in range(T - 1, -1, -1):
         if floating is float:
-            fr_rnn_bwd_f(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                         h + t * H, L, dA + t * H, L, db)
+            fr_rnn_bwd_f(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                         hh + (t + 1) * NH, H, dA + t * NH, H, db)
         else:
-            fr_rnn_bwd_d(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                         h + t * H, L, dA + t * H, L, db)
-        mm(False, True, N, H, H, dA + t * H, L, Wh, H, 0, dh0 if t == 0 else dprev, H)
-    mm(False, True, N * T, D, H, dA, H, Wx, H, 0, dx, D)
-    mm(True, False, D, H, N * T, x, D, dA, H, 0, dWx, H)
-    mm(True, False, H, H, N * T, hs, H, dA, H, 0, dWh, H)
+            fr_rnn_bwd_d(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                         hh + (t + 1) * NH, H, dA + t * NH, H, db)
+        mm(False, True, N, H, H, dA + t * NH, H, Wh, H, 0, dh0 if t == 0 else dprev, H)
+    mm(False, True, T * N, D, H, dA, H, Wx, H, 0, dxt, D)
+    swap01(T, N, D, dxt, dx)
+    mm(True, False, D, H, T * N, xt, D, dA, H, 0, dWx, H)
+    mm(True, False, H, H, T * N, hh, H, dA, H, 0, dWh, H)
 
 
 def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
@@ -211,48 +229,47 @@ def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx 
     check(Wx, tn, 2, D, H)
     check(Wh, tn, 2, H, H)
     check(b, tn, 1, H)
-    blas_sizes(N * T, T * H, D)
-    cdef cnp.ndarray h = empty(3, N, T, H, tn), hs = empty(3, N, T, H, tn)
+    blas_sizes(N * T, D, H)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hh = empty(3, T + 1, N, H, tn)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            rnn_fwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(h0), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
-                      <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(hs))
+            rnn_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
+                      <float *>P(h), <float *>P(xt), <float *>P(hh))
         else:
-            rnn_fwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(h0), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
-                      <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(hs))
-    return h, (x, Wx, Wh, hs, h)
+            rnn_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
+                      <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hh))
+    return h, (xt, Wx, Wh, hh)
 
 
 def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
     """BPTT for rnn_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
-    cdef cnp.ndarray x, Wx, Wh, hs, h
-    x, Wx, Wh, hs, h = cache
-    cdef int tn = float_type(x)
-    check(x, tn, 3)
-    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef cnp.ndarray xt, Wx, Wh, hh
+    xt, Wx, Wh, hh = cache
+    cdef int tn = float_type(xt)
+    check(xt, tn, 3)
+    cdef intp T = xt.shape[0], N = xt.shape[1], D = xt.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
     check(Wx, tn, 2, D, H)
     check(Wh, tn, 2, H, H)
-    check(hs, tn, 3, N, T, H)
-    check(h, tn, 3, N, T, H)
+    check(hh, tn, 3, T + 1, N, H)
     check(dh, tn, 3, N, T, H)
-    blas_sizes(N * T, T * H, D)
+    blas_sizes(N * T, D, H)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
-    cdef char *scratch = <char *>buffer((N * T * H + N * H) * item, False)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(xt)
+    cdef char *dA = <char *>buffer((T * N * H + T * N * D + N * H) * item, False)
+    cdef char *dxt = dA + T * N * H * item
+    cdef char *dprev = dxt + T * N * D * item
     cdef char *zero = <char *>buffer(H * item, True)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            rnn_bwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(dh), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
-                      <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dh0),
-                      <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
-                      <float *>scratch, <float *>scratch + N * T * H, <float *>zero)
+            rnn_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hh),
+                      <float *>P(dx), <float *>P(dh0), <float *>P(dWx), <float *>P(dWh), <float *>P(db),
+                      <float *>dA, <float *>dxt, <float *>dprev, <float *>zero)
         else:
-            rnn_bwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(dh), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
-                      <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dh0),
-                      <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
-                      <double *>scratch, <double *>scratch + N * T * H, <double *>zero)
-    free(scratch)
+            rnn_bwd_k(N, T, D, H, <double *>P(dh), <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
+                      <double *>P(hh), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
+                      <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero)
+    free(dA)
     free(zero)
     return dx, dh0, dWx, dWh, db
 
@@ -261,48 +278,46 @@ def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
 
 cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
                      const floating *Wx, const floating *Wh, const floating *b, floating *h,
-                     floating *hs, floating *c, floating *tc, floating *A, const floating *zero) noexcept nogil:
-    cdef intp t, n, G = 4 * H, L = T * H, LG = T * G
-    cdef floating *hsn
-    fill_rows(N * T, G, b, A, G)
-    mm(False, False, N * T, G, D, x, D, Wx, G, 1, A, G)
-    for n in range(N):
-        memcpy(hs + n * L, h0 + n * H, H * sizeof(floating))
+                     floating *xt, floating *hs, floating *c, floating *tc, floating *A,
+                     const floating *zero) noexcept nogil:
+    """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); c, tc = tanh(c) (T, N, H); A (T, N, 4H)."""
+    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H
+    swap01(N, T, D, x, xt)
+    memcpy(hs, h0, NH * sizeof(floating))
+    fill_rows(T * N, G, b, A, G)
+    mm(False, False, T * N, G, D, xt, D, Wx, G, 1, A, G)
     for t in range(T):
-        if t == 0:
-            mm(False, False, N, G, H, h0, H, Wh, G, 1, A, LG)
-        else:
-            mm(False, False, N, G, H, h + (t - 1) * H, L, Wh, G, 1, A + t * G, LG)
-        hsn = hs + (t + 1) * H if t + 1 < T else NULL
+        mm(False, False, N, G, H, hs + t * NH, H, Wh, G, 1, A + t * NG, G)
         if floating is float:
-            fr_lstm_fwd_f(N, H, A + t * G, LG, zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L,
-                          c + t * H, L, tc + t * H, L, h + t * H, L, hsn, L)
+            fr_lstm_fwd_f(N, H, A + t * NG, G, zero if t == 0 else c + (t - 1) * NH, 0 if t == 0 else H,
+                          c + t * NH, H, tc + t * NH, H, h + t * H, T * H, hs + (t + 1) * NH if t + 1 < T else NULL, H)
         else:
-            fr_lstm_fwd_d(N, H, A + t * G, LG, zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L,
-                          c + t * H, L, tc + t * H, L, h + t * H, L, hsn, L)
+            fr_lstm_fwd_d(N, H, A + t * NG, G, zero if t == 0 else c + (t - 1) * NH, 0 if t == 0 else H,
+                          c + t * NH, H, tc + t * NH, H, h + t * H, T * H, hs + (t + 1) * NH if t + 1 < T else NULL, H)
 
 
-cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *x,
+cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
                      const floating *Wx, const floating *Wh, const floating *hs, const floating *c,
-                     const floating *tc, const floating *gates, floating *dx, floating *dh0,
-                     floating *dWx, floating *dWh, floating *db, floating *dA, floating *dprev,
+                     const floating *tc, const floating *A, floating *dx, floating *dh0, floating *dWx,
+                     floating *dWh, floating *db, floating *dA, floating *dxt, floating *dprev,
                      floating *dc, const floating *zero) noexcept nogil:
-    cdef intp t, G = 4 * H, L = T * H, LG = T * G
+    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H
     for t in range(G):
         db[t] = 0
     for t in range(T - 1, -1, -1):
         if floating is float:
-            fr_lstm_bwd_f(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                          dc, H, gates + t * G, LG, tc + t * H, L,
-                          zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L, dA + t * G, LG, db)
+            fr_lstm_bwd_f(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                          dc, H, A + t * NG, G, tc + t * NH, H, zero if t == 0 else c + (t - 1) * NH,
+                          0 if t == 0 else H, dA + t * NG, G, db)
         else:
-            fr_lstm_bwd_d(N, H, dh + t * H, L, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                          dc, H, gates + t * G, LG, tc + t * H, L,
-                          zero if t == 0 else c + (t - 1) * H, 0 if t == 0 else L, dA + t * G, LG, db)
-        mm(False, True, N, H, G, dA + t * G, LG, Wh, G, 0, dh0 if t == 0 else dprev, H)
-    mm(False, True, N * T, D, G, dA, G, Wx, G, 0, dx, D)
-    mm(True, False, D, G, N * T, x, D, dA, G, 0, dWx, G)
-    mm(True, False, H, G, N * T, hs, H, dA, G, 0, dWh, G)
+            fr_lstm_bwd_d(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
+                          dc, H, A + t * NG, G, tc + t * NH, H, zero if t == 0 else c + (t - 1) * NH,
+                          0 if t == 0 else H, dA + t * NG, G, db)
+        mm(False, True, N, H, G, dA + t * NG, G, Wh, G, 0, dh0 if t == 0 else dprev, H)
+    mm(False, True, T * N, D, G, dA, G, Wx, G, 0, dxt, D)
+    swap01(T, N, D, dxt, dx)
+    mm(True, False, D, G, T * N, xt, D, dA, G, 0, dWx, G)
+    mm(True, False, H, G, T * N, hs, H, dA, G, 0, dWh, G)
 
 
 def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
@@ -315,59 +330,60 @@ def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx
     check(Wx, tn, 2, D, 4 * H)
     check(Wh, tn, 2, H, 4 * H)
     check(b, tn, 1, 4 * H)
-    blas_sizes(N * T, T * 4 * H, D)
-    cdef cnp.ndarray h = empty(3, N, T, H, tn), hs = empty(3, N, T, H, tn)
-    cdef cnp.ndarray c = empty(3, N, T, H, tn), tc = empty(3, N, T, H, tn), A = empty(3, N, T, 4 * H, tn)
+    blas_sizes(N * T, D, 4 * H)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
+    cdef cnp.ndarray c = empty(3, T, N, H, tn), tc = empty(3, T, N, H, tn), A = empty(3, T, N, 4 * H, tn)
     cdef void *zero = buffer(H * cnp.PyArray_ITEMSIZE(x), True)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            lstm_fwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(h0), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
-                       <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(h), <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(c),
-                       <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(A), <float *>zero)
+            lstm_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
+                       <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(c), <float *>P(tc),
+                       <float *>P(A), <float *>zero)
         else:
-            lstm_fwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(h0), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
-                       <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(h), <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(c),
-                       <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(A), <double *>zero)
+            lstm_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
+                       <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hs), <double *>P(c),
+                       <double *>P(tc), <double *>P(A), <double *>zero)
     free(zero)
-    return h, (x, Wx, Wh, hs, c, tc, A)
+    return h, (xt, Wx, Wh, hs, c, tc, A)
 
 
 def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
     """BPTT for lstm_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
-    cdef cnp.ndarray x, Wx, Wh, hs, c, tc, A
-    x, Wx, Wh, hs, c, tc, A = cache
-    cdef int tn = float_type(x)
-    check(x, tn, 3)
-    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef cnp.ndarray xt, Wx, Wh, hs, c, tc, A
+    xt, Wx, Wh, hs, c, tc, A = cache
+    cdef int tn = float_type(xt)
+    check(xt, tn, 3)
+    cdef intp T = xt.shape[0], N = xt.shape[1], D = xt.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
     cdef intp G = 4 * H
     check(Wx, tn, 2, D, G)
     check(Wh, tn, 2, H, G)
-    check(hs, tn, 3, N, T, H)
-    check(c, tn, 3, N, T, H)
-    check(tc, tn, 3, N, T, H)
-    check(A, tn, 3, N, T, G)
+    check(hs, tn, 3, T, N, H)
+    check(c, tn, 3, T, N, H)
+    check(tc, tn, 3, T, N, H)
+    check(A, tn, 3, T, N, G)
     check(dh, tn, 3, N, T, H)
-    blas_sizes(N * T, T * G, D)
+    blas_sizes(N * T, D, G)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
-    cdef char *scratch = <char *>buffer((N * T * G + N * H) * item, False)
-    cdef char *zeroed = <char *>buffer((N * H + H) * item, True)  # dc (starts at 0), then a row of zeros
+    cdef size_t item = cnp.PyArray_ITEMSIZE(xt)
+    cdef char *dA = <char *>buffer((T * N * G + T * N * D + N * H) * item, False)
+    cdef char *dxt = dA + T * N * G * item
+    cdef char *dprev = dxt + T * N * D * item
+    cdef char *dc = <char *>buffer((N * H + H) * item, True)  # dc starts at 0; then a row of zeros
+    cdef char *zero = dc + N * H * item
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            lstm_bwd_k(N, T, D, H, <float *>cnp.PyArray_DATA(dh), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
-                       <float *>cnp.PyArray_DATA(hs), <float *>cnp.PyArray_DATA(c), <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(A),
-                       <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dh0), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh),
-                       <float *>cnp.PyArray_DATA(db), <float *>scratch, <float *>scratch + N * T * G,
-                       <float *>zeroed, <float *>zeroed + N * H)
+            lstm_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hs),
+                       <float *>P(c), <float *>P(tc), <float *>P(A), <float *>P(dx), <float *>P(dh0),
+                       <float *>P(dWx), <float *>P(dWh), <float *>P(db), <float *>dA, <float *>dxt,
+                       <float *>dprev, <float *>dc, <float *>zero)
         else:
-            lstm_bwd_k(N, T, D, H, <double *>cnp.PyArray_DATA(dh), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
-                       <double *>cnp.PyArray_DATA(hs), <double *>cnp.PyArray_DATA(c), <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(A),
-                       <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dh0), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh),
-                       <double *>cnp.PyArray_DATA(db), <double *>scratch, <double *>scratch + N * T * G,
-                       <double *>zeroed, <double *>zeroed + N * H)
-    free(scratch)
-    free(zeroed)
+            lstm_bwd_k(N, T, D, H, <double *>P(dh), <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
+                       <double *>P(hs), <double *>P(c), <double *>P(tc), <double *>P(A), <double *>P(dx),
+                       <double *>P(dh0), <double *>P(dWx), <double *>P(dWh), <double *>P(db), <double *>dA,
+                       <double *>dxt, <double *>dprev, <double *>dc, <double *>zero)
+    free(dA)
+    free(dc)
     return dx, dh0, dWx, dWh, db
 
 
