@@ -87,7 +87,8 @@ def test_float32_kernels_compute_in_float32():
 
 def test_cache_is_used_with_a_readonly_package_dir(tmp_path):
     """A copy of the package, read-only, imported with NUMBA_CACHE_DIR set: the first process
-    compiles and writes the cache there (not into the package), the second only loads it."""
+    compiles and writes the cache there (not into the package), the second only loads it, and
+    after an edit of a module the kernels only inline (``_math``), a third compiles again."""
     pkg_root = tmp_path / "site"
     shutil.copytree(PACKAGE_DIR, pkg_root / "fastrnn", ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.c"))
     for root, dirs, files in os.walk(pkg_root):
@@ -116,6 +117,12 @@ def test_cache_is_used_with_a_readonly_package_dir(tmp_path):
         assert not any("__pycache__" in root for root, _, _ in os.walk(pkg_root / "fastrnn" / "_numba"))
         hits, misses = map(int, _run_subprocess(code, env, cwd=tmp_path).split())
         assert (hits, misses) == (2, 0)
+        math_py = pkg_root / "fastrnn" / "_numba" / "_math.py"
+        os.chmod(math_py, 0o644)
+        with open(math_py, "a") as f:
+            f.write("# an edit\n")
+        hits, misses = map(int, _run_subprocess(code, env, cwd=tmp_path).split())
+        assert (hits, misses) == (0, 2)
     finally:
         for root, dirs, _ in os.walk(tmp_path):
             for name in dirs:

@@ -1,13 +1,17 @@
 """How the kernels are compiled: options, and one signature per float dtype.
 
-Every kernel is compiled ahead of its first use for exactly one signature per
-dtype, with its input arrays typed *readonly* and C-contiguous.  Numba converts
-a writable array to a readonly one for free, so a readonly input (NumPy's
-``asarray`` passes readonly arrays through) reuses the same machine code instead
-of compiling a variant per combination of flags.  Compilation happens on the
-first call in that dtype, and is cached on disk (``cache=True``; Numba falls back
-to ``NUMBA_CACHE_DIR`` or the user's cache directory when the package directory
-is read-only).
+Every kernel is compiled for exactly one signature per dtype, with its input
+arrays typed *readonly* and C-contiguous.  Numba converts a writable array to a
+readonly one cheaply, so a readonly input (NumPy's ``asarray`` passes readonly
+arrays through) reuses the same machine code instead of compiling a variant per
+combination of flags.  Compilation happens on the first call in that dtype.
+
+It is cached on disk (``cache=True``): in ``NUMBA_CACHE_DIR`` when that is set,
+else in ``__pycache__`` next to the source, else (a read-only install) in the
+user's cache directory.  Numba keys a cached kernel on its own source file only,
+so an edit to a helper it inlines from another module (``_math``, ``_blas``, ...)
+would leave stale machine code in use; ``_Cache`` adds a hash of every source
+file of this package to the key.
 
 Options: ``error_model="numpy"`` so that a float division is a plain division
 (Python's model adds a zero check that stops LLVM from vectorizing loops);
@@ -16,8 +20,12 @@ else: no ``nnan``/``ninf``, so NaN and inf propagate as in NumPy; ``nogil`` so
 other Python threads run meanwhile.
 """
 
+import hashlib
+import os
+
 import numpy as np
 from numba import njit, types
+from numba.core.caching import FunctionCache
 
 from ._blas import BLAS_INT
 
@@ -28,9 +36,35 @@ OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"
 _FLOATS = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
 
+def _sources_hash():
+    here = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            with open(os.path.join(here, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()
+
+
+_SOURCES = _sources_hash()
+
+
+class _Cache(FunctionCache):
+    """Numba's on-disk cache, with the hash of this package's sources in every entry's key."""
+
+    def _index_key(self, sig, codegen):
+        return super()._index_key(sig, codegen) + (_SOURCES,)
+
+
+def _jit(func):
+    dispatcher = njit(**OPTIONS)(func)
+    dispatcher._cache = _Cache(func)
+    return dispatcher
+
+
 def helper(func):
     """A compiled function called only from kernels (specialized with its caller)."""
-    return njit(**OPTIONS)(func)
+    return _jit(func)
 
 
 def _arg_type(kind, float_type):
@@ -52,7 +86,7 @@ class _PerDtype(dict):
 
     def __init__(self, func, kinds):
         super().__init__()
-        self.dispatcher = njit(**OPTIONS)(func)
+        self.dispatcher = _jit(func)
         self.kinds = kinds
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
