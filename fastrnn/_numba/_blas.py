@@ -30,8 +30,8 @@ computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
 element offsets a0, b0, c0 of the arrays A, B, C (op = transpose where ``ta``/``tb``
 is ``TRANS``), with leading dimensions (row strides, in elements) lda, ldb, ldc.
 Fortran BLAS is column-major, so it is asked for ``C^T = op(B)^T op(A)^T``.  The
-wrapper checks that every matrix lies inside its array and that the sizes fit the
-BLAS integers (2**31 - 1 for an LP64 BLAS) before calling.
+generated code checks that every matrix lies inside its array and that the sizes
+fit the BLAS integers (2**31 - 1 for an LP64 BLAS) before calling.
 """
 
 import ctypes
@@ -41,9 +41,9 @@ import os
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import types
 from numba.core import cgutils
-from numba.extending import get_cython_function_address, intrinsic, overload
+from numba.extending import get_cython_function_address, intrinsic
 
 __all__ = ["gemm", "NOTRANS", "TRANS", "BLAS_INT", "BLAS_NAME"]
 
@@ -113,42 +113,16 @@ def _bind():
 BLAS_INT, BLAS_NAME = _bind()
 
 
-def _int_max(bi):
-    """The largest integer the BLAS selected by marker ``bi`` takes."""
-    raise NotImplementedError  # only callable from compiled code
-
-
-@overload(_int_max)
-def _int_max_impl(bi):
-    limit = 2**63 - 1 if bi == types.int64 else 2**31 - 1
-    return lambda bi: limit
-
-
-@njit(cache=True, nogil=True)
-def _inside(array, offset, rows, cols, ld):
-    """Whether a row-major rows x cols matrix at ``offset`` with row stride ``ld`` lies in ``array``."""
-    return rows >= 1 and cols >= 1 and ld >= cols and offset >= 0 and offset + (rows - 1) * ld + cols <= array.size
-
-
-@njit(cache=True, nogil=True)
-def gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
+@intrinsic
+def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
     """Row-major ``C = alpha op(A) @ op(B) + beta C`` on sub-matrices; see the module docstring.
 
-    Checks first that every matrix lies inside its array and that the sizes fit the BLAS
-    integers, so no caller can make BLAS touch memory outside the arrays.
+    The generated code first checks that every matrix lies inside its array and that the
+    sizes fit the BLAS integers, and raises ValueError otherwise: no caller can make BLAS
+    touch memory outside the arrays.  (An intrinsic rather than a jitted wrapper: Numba
+    would compile such a wrapper once per combination of argument types, which doubled
+    the kernels' compile time.)
     """
-    a_rows, a_cols = (M, K) if ta == NOTRANS else (K, M)
-    b_rows, b_cols = (K, N) if tb == NOTRANS else (N, K)
-    if not (_inside(A, a0, a_rows, a_cols, lda) and _inside(B, b0, b_rows, b_cols, ldb) and _inside(C, c0, M, N, ldc)):
-        raise ValueError("gemm: a matrix does not lie inside its array")
-    if max(M, N, K, lda, ldb, ldc) > _int_max(bi):
-        raise ValueError("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend")
-    _fortran_gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)
-
-
-@intrinsic
-def _fortran_gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc):
-    """The call itself: swaps A and B for column-major BLAS and passes every argument by pointer."""
     if not all(isinstance(a, types.Array) for a in (A, B, C)):
         return None
     key = (bi, C.dtype)
@@ -161,35 +135,71 @@ def _fortran_gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb,
 
     def codegen(context, builder, sig, args):
         _, ta_, tb_, M_, N_, K_, alpha_, A_, a0_, lda_, B_, b0_, ldb_, beta_, C_, c0_, ldc_ = args
+        names = ("ta", "tb", "M", "N", "K", "a0", "lda", "b0", "ldb", "c0", "ldc")
+        values = (ta_, tb_, M_, N_, K_, a0_, lda_, b0_, ldb_, c0_, ldc_)
+        int_types = (ta, tb, M, N, K, a0, lda, b0, ldb, c0, ldc)
+        n = {k: context.cast(builder, v, t, types.intp) for k, v, t in zip(names, values, int_types)}  # as intp
+        arrays = {k: context.make_array(t)(context, builder, v) for k, t, v in (("A", A, A_), ("B", B, B_), ("C", C, C_))}
+        intp = context.get_value_type(types.intp)
+
+        def const(v):
+            return ir.Constant(intp, v)
+
+        def inside(array, offset, rows, cols, ld):  # rows x cols, row stride ld, from offset: in array?
+            end = builder.add(builder.add(offset, builder.mul(builder.sub(rows, const(1)), ld)), cols)
+            checks = (
+                builder.icmp_signed(">=", rows, const(1)), builder.icmp_signed(">=", cols, const(1)),
+                builder.icmp_signed(">=", ld, cols), builder.icmp_signed(">=", offset, const(0)),
+                builder.icmp_signed("<=", end, array.nitems),
+            )
+            ok = checks[0]
+            for c in checks[1:]:
+                ok = builder.and_(ok, c)
+            return ok
+
+        a_plain = builder.icmp_signed("==", n["ta"], const(NOTRANS))
+        b_plain = builder.icmp_signed("==", n["tb"], const(NOTRANS))
+        ok = builder.and_(
+            inside(arrays["A"], n["a0"], builder.select(a_plain, n["M"], n["K"]), builder.select(a_plain, n["K"], n["M"]), n["lda"]),
+            inside(arrays["B"], n["b0"], builder.select(b_plain, n["K"], n["N"]), builder.select(b_plain, n["N"], n["K"]), n["ldb"]),
+        )
+        ok = builder.and_(ok, inside(arrays["C"], n["c0"], n["M"], n["N"], n["ldc"]))
+        with builder.if_then(builder.not_(ok), likely=False):
+            context.call_conv.return_user_exc(builder, ValueError, ("gemm: a matrix does not lie inside its array",))
+        if bi.bitwidth < 64:
+            limit = const(2 ** (bi.bitwidth - 1) - 1)
+            fits = builder.icmp_signed("<=", n["M"], limit)
+            for k in ("N", "K", "lda", "ldb", "ldc"):
+                fits = builder.and_(fits, builder.icmp_signed("<=", n[k], limit))
+            with builder.if_then(builder.not_(fits), likely=False):
+                context.call_conv.return_user_exc(
+                    builder, ValueError, ("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend",)
+                )
+
         i8, iblas = ir.IntType(8), ir.IntType(bi.bitwidth)
         fp = context.get_value_type(dtype)
         p8, pint, pfp = i8.as_pointer(), iblas.as_pointer(), fp.as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [p8, p8, pint, pint, pint, pfp, pfp, pint, pfp, pint, pfp, pfp, pint])
         fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[key])
 
-        def slot(value, ty):  # Fortran takes every argument by pointer
-            if value.type.width > ty.width:
-                value = builder.trunc(value, ty)
-            elif value.type.width < ty.width:
-                value = builder.sext(value, ty)
-            return cgutils.alloca_once_value(builder, value)
+        def slot(value, ty):  # Fortran takes every argument by pointer; value is an intp
+            return cgutils.alloca_once_value(builder, builder.trunc(value, ty) if ty.width < 64 else value)
 
         def scalar(value, ty):
             return cgutils.alloca_once_value(builder, context.cast(builder, value, ty, dtype))
 
-        def start(array, aty, offset):
-            data = context.make_array(aty)(context, builder, array).data
-            return builder.gep(data, [offset])
+        def start(name, offset):
+            return builder.gep(arrays[name].data, [offset])
 
         builder.call(
             fn,
             [
-                slot(tb_, i8), slot(ta_, i8), slot(N_, iblas), slot(M_, iblas), slot(K_, iblas),
+                slot(n["tb"], i8), slot(n["ta"], i8), slot(n["N"], iblas), slot(n["M"], iblas), slot(n["K"], iblas),
                 scalar(alpha_, sig.args[6]),
-                start(B_, B, b0_), slot(ldb_, iblas),
-                start(A_, A, a0_), slot(lda_, iblas),
+                start("B", n["b0"]), slot(n["ldb"], iblas),
+                start("A", n["a0"]), slot(n["lda"], iblas),
                 scalar(beta_, sig.args[13]),
-                start(C_, C, c0_), slot(ldc_, iblas),
+                start("C", n["c0"]), slot(n["ldc"], iblas),
             ],
         )
         return context.get_dummy_value()

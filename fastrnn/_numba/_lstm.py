@@ -40,10 +40,12 @@ from ._rnn import previous_states
 @helper
 def _gate_constants(H, dtype):
     """Per gate column (i, f, o: sigmoid; g: tanh), s and k of ``tanh(a * s) * s + k``."""
-    s = np.full(4 * H, dtype.type(0.5), dtype)
-    k = np.full(4 * H, dtype.type(0.5), dtype)
-    s[3 * H :] = dtype.type(1)
-    k[3 * H :] = dtype.type(0)
+    s = np.empty(4 * H, dtype)
+    k = np.empty(4 * H, dtype)
+    for j in range(4 * H):
+        sigmoid = j < 3 * H
+        s[j] = dtype.type(0.5) if sigmoid else dtype.type(1)
+        k[j] = dtype.type(0.5) if sigmoid else dtype.type(0)
     return s, k
 
 
