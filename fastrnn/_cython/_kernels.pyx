@@ -37,9 +37,11 @@ memory access in bounds even when a function is called directly.
 cimport numpy as cnp
 from cython cimport floating
 from libc.limits cimport INT_MAX
-from libc.stdlib cimport calloc, free, malloc
-from libc.string cimport memcpy
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
+
+import threading
 
 cnp.import_array()
 
@@ -74,19 +76,95 @@ cdef extern from "pointwise.h" nogil:
 
 # ------------------------------------------------------------------------------------------ helpers
 
+# Which BLAS: SciPy's cython_blas (LP64: 32-bit integers) unless backend.py hands over the addresses of
+# an ILP64 (64-bit integer) sgemm/dgemm -- NumPy's bundled OpenBLAS -- through set_ilp64_blas().
+ctypedef void (*sgemm64_t)(const char *, const char *, const int64_t *, const int64_t *, const int64_t *,
+                           const float *, const float *, const int64_t *, const float *, const int64_t *,
+                           const float *, float *, const int64_t *) noexcept nogil
+ctypedef void (*dgemm64_t)(const char *, const char *, const int64_t *, const int64_t *, const int64_t *,
+                           const double *, const double *, const int64_t *, const double *, const int64_t *,
+                           const double *, double *, const int64_t *) noexcept nogil
+cdef sgemm64_t sgemm64 = NULL
+cdef dgemm64_t dgemm64 = NULL
+
+
+def set_ilp64_blas(size_t sgemm_address, size_t dgemm_address):
+    """Calls the ILP64 sgemm/dgemm at these addresses from now on; (0, 0): SciPy's cython_blas again.
+
+    The caller vouches for the addresses (backend.py takes them from a library NumPy has loaded and
+    checks the results with blas_selftest())."""
+    global sgemm64, dgemm64
+    if sgemm_address and dgemm_address:
+        sgemm64 = <sgemm64_t>sgemm_address
+        dgemm64 = <dgemm64_t>dgemm_address
+    else:
+        sgemm64 = NULL
+        dgemm64 = NULL
+
+
+def blas_in_use():
+    """"ilp64" (addresses from set_ilp64_blas) or "scipy.linalg.cython_blas"."""
+    return "ilp64" if sgemm64 != NULL else "scipy.linalg.cython_blas"
+
+
 cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                     const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
     """Row-major C (m, n) = op(A) op(B) + beta C, op(X) = X^T when tX; as column-major C^T = op(B)^T op(A)^T.
 
-    Every size was checked to fit BLAS's 32-bit int by the caller (_blas_sizes)."""
-    cdef int M = <int>n, N = <int>m, K = <int>k, LDA = <int>ldb, LDB = <int>lda, LDC = <int>ldc
-    cdef char *opa = b"T" if tb else b"N"
-    cdef char *opb = b"T" if ta else b"N"
+    Every size was checked to fit a 32-bit int by the caller (blas_sizes), whichever BLAS is in use."""
+    cdef const char *opa = b"T" if tb else b"N"
+    cdef const char *opb = b"T" if ta else b"N"
     cdef floating one = 1
+    cdef int M = <int>n, N = <int>m, K = <int>k, LDA = <int>ldb, LDB = <int>lda, LDC = <int>ldc
+    cdef int64_t M8 = n, N8 = m, K8 = k, LDA8 = ldb, LDB8 = lda, LDC8 = ldc
     if floating is float:
-        sgemm(opa, opb, &M, &N, &K, &one, <float *>B, &LDA, <float *>A, &LDB, &beta, C, &LDC)
+        if sgemm64 != NULL:
+            sgemm64(opa, opb, &M8, &N8, &K8, &one, B, &LDA8, A, &LDB8, &beta, C, &LDC8)
+        else:
+            sgemm(<char *>opa, <char *>opb, &M, &N, &K, &one, <float *>B, &LDA, <float *>A, &LDB, &beta, C, &LDC)
     else:
-        dgemm(opa, opb, &M, &N, &K, &one, <double *>B, &LDA, <double *>A, &LDB, &beta, C, &LDC)
+        if dgemm64 != NULL:
+            dgemm64(opa, opb, &M8, &N8, &K8, &one, B, &LDA8, A, &LDB8, &beta, C, &LDC8)
+        else:
+            dgemm(<char *>opa, <char *>opb, &M, &N, &K, &one, <double *>B, &LDA, <double *>A, &LDB, &beta, C, &LDC)
+
+
+def blas_selftest():
+    """True when the BLAS in use computes a small product (all four transpose cases, both dtypes) right."""
+    cdef float fa[6]
+    cdef float fb[6]
+    cdef float fc[4]
+    cdef double da[6]
+    cdef double db[6]
+    cdef double dc[4]
+    cdef int i, ta, tb
+    # A (2, 3) = [[1, 2, 3], [4, 5, 6]], B (3, 2) = [[1, -1], [2, 0], [0, 3]]: A B = [[5, 8], [14, 14]]
+    cdef double a_rows[6]
+    cdef double a_cols[6]
+    cdef double b_rows[6]
+    cdef double b_cols[6]
+    cdef double want[4]
+    a_rows[:] = [1, 2, 3, 4, 5, 6]
+    a_cols[:] = [1, 4, 2, 5, 3, 6]
+    b_rows[:] = [1, -1, 2, 0, 0, 3]
+    b_cols[:] = [1, 2, 0, -1, 0, 3]
+    want[:] = [5, 8, 14, 14]
+    for ta in range(2):
+        for tb in range(2):
+            for i in range(6):
+                da[i] = a_cols[i] if ta else a_rows[i]
+                db[i] = b_cols[i] if tb else b_rows[i]
+                fa[i] = <float>da[i]
+                fb[i] = <float>db[i]
+            for i in range(4):
+                fc[i] = 1
+                dc[i] = 1
+            mm(ta, tb, 2, 2, 3, fa, 2 if ta else 3, fb, 3 if tb else 2, <float>0.5, fc, 2)
+            mm(ta, tb, 2, 2, 3, da, 2 if ta else 3, db, 3 if tb else 2, 0.5, dc, 2)
+            for i in range(4):
+                if fc[i] != want[i] + 0.5 or dc[i] != want[i] + 0.5:
+                    return False
+    return True
 
 
 cdef inline void *P(cnp.ndarray a) noexcept nogil:
@@ -171,12 +249,27 @@ cdef inline cnp.ndarray zeros(int nd, intp d0, intp d1, int tn):
     return <cnp.ndarray>cnp.PyArray_ZEROS(nd, dims, tn, 0)
 
 
-cdef inline void *buffer(size_t nbytes, bint zero) except NULL:
-    """Scratch memory for one call (freed by the caller); never per step."""
-    cdef void *p = calloc(nbytes, 1) if zero else malloc(nbytes)
-    if p == NULL:
-        raise MemoryError()
-    return p
+cdef object _scratch = threading.local()
+cdef size_t SCRATCH_KEPT = 256 << 20
+
+
+cdef cnp.ndarray scratch(size_t nbytes):
+    """Scratch memory for one call: this thread's buffer, reused by its later calls (kept up to 256 MiB).
+
+    Fresh memory costs a page fault per 4 KiB on first touch, measurable next to the GEMMs at the small
+    sizes; a thread runs one kernel at a time, so one buffer per thread is enough.  The caller keeps the
+    returned array referenced while it uses the memory."""
+    cdef cnp.ndarray buf = getattr(_scratch, "buf", None)
+    if buf is None or <size_t>cnp.PyArray_SIZE(buf) < nbytes:
+        buf = empty(1, <intp>nbytes, 0, 0, cnp.NPY_UINT8)
+        if nbytes <= SCRATCH_KEPT:
+            _scratch.buf = buf
+    return buf
+
+
+cdef inline size_t up64(size_t nbytes) noexcept nogil:
+    """nbytes rounded up to a multiple of 64: carves a scratch buffer into cache-line-aligned parts."""
+    return (nbytes + 63) & ~(<size_t>63)
 
 
 # ------------------------------------------------------------------------------------------ vanilla RNN
@@ -255,11 +348,14 @@ def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
     blas_sizes(N * T, D, H)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(xt)
-    cdef char *dA = <char *>buffer((T * N * H + T * N * D + N * H) * item, False)
-    cdef char *dxt = dA + T * N * H * item
-    cdef char *dprev = dxt + T * N * D * item
-    cdef char *zero = <char *>buffer(H * item, True)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * H * item), o2 = o1 + up64(T * N * D * item)
+    cdef size_t o3 = o2 + up64(N * H * item)
+    cdef cnp.ndarray work = scratch(o3 + H * item)
+    cdef char *dA = <char *>P(work)
+    cdef char *dxt = dA + o1
+    cdef char *dprev = dA + o2
+    cdef char *zero = dA + o3
+    memset(zero, 0, H * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hh),
@@ -269,8 +365,6 @@ def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
             rnn_bwd_k(N, T, D, H, <double *>P(dh), <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
                       <double *>P(hh), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
                       <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero)
-    free(dA)
-    free(zero)
     return dx, dh0, dWx, dWh, db
 
 
@@ -333,7 +427,9 @@ def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx
     blas_sizes(N * T, D, 4 * H)
     cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
     cdef cnp.ndarray c = empty(3, T, N, H, tn), tc = empty(3, T, N, H, tn), A = empty(3, T, N, 4 * H, tn)
-    cdef void *zero = buffer(H * cnp.PyArray_ITEMSIZE(x), True)
+    cdef cnp.ndarray work = scratch(H * cnp.PyArray_ITEMSIZE(x))
+    cdef void *zero = P(work)
+    memset(zero, 0, H * cnp.PyArray_ITEMSIZE(x))
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             lstm_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
@@ -343,7 +439,6 @@ def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx
             lstm_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
                        <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hs), <double *>P(c),
                        <double *>P(tc), <double *>P(A), <double *>zero)
-    free(zero)
     return h, (xt, Wx, Wh, hs, c, tc, A)
 
 
@@ -365,12 +460,15 @@ def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
     blas_sizes(N * T, D, G)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(xt)
-    cdef char *dA = <char *>buffer((T * N * G + T * N * D + N * H) * item, False)
-    cdef char *dxt = dA + T * N * G * item
-    cdef char *dprev = dxt + T * N * D * item
-    cdef char *dc = <char *>buffer((N * H + H) * item, True)  # dc starts at 0; then a row of zeros
+    cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * G * item), o2 = o1 + up64(T * N * D * item)
+    cdef size_t o3 = o2 + up64(N * H * item)
+    cdef cnp.ndarray work = scratch(o3 + (N * H + H) * item)
+    cdef char *dA = <char *>P(work)
+    cdef char *dxt = dA + o1
+    cdef char *dprev = dA + o2
+    cdef char *dc = dA + o3  # dc starts at 0; then a row of zeros
     cdef char *zero = dc + N * H * item
+    memset(dc, 0, (N * H + H) * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             lstm_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hs),
@@ -382,8 +480,6 @@ def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
                        <double *>P(hs), <double *>P(c), <double *>P(tc), <double *>P(A), <double *>P(dx),
                        <double *>P(dh0), <double *>P(dWx), <double *>P(dWh), <double *>P(db), <double *>dA,
                        <double *>dxt, <double *>dprev, <double *>dc, <double *>zero)
-    free(dA)
-    free(dc)
     return dx, dh0, dWx, dWh, db
 
 
@@ -462,22 +558,22 @@ def rnn_step_backward(cnp.ndarray dnext_h not None, tuple cache not None):
     blas_sizes(N, D, H)
     cdef cnp.ndarray dx = empty(2, N, D, 0, tn), dprev_h = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
-    cdef char *scratch = <char *>buffer(N * H * item, False)
-    cdef char *zero = <char *>buffer(H * item, True)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x), o1 = up64(N * H * item)
+    cdef cnp.ndarray work = scratch(o1 + H * item)
+    cdef char *dA = <char *>P(work)
+    cdef char *zero = dA + o1
+    memset(zero, 0, H * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_step_bwd_k(N, D, H, <float *>cnp.PyArray_DATA(dnext_h), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h),
                            <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh), <float *>cnp.PyArray_DATA(next_h), <float *>cnp.PyArray_DATA(dx),
                            <float *>cnp.PyArray_DATA(dprev_h), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
-                           <float *>scratch, <float *>zero)
+                           <float *>dA, <float *>zero)
         else:
             rnn_step_bwd_k(N, D, H, <double *>cnp.PyArray_DATA(dnext_h), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(prev_h),
                            <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh), <double *>cnp.PyArray_DATA(next_h), <double *>cnp.PyArray_DATA(dx),
                            <double *>cnp.PyArray_DATA(dprev_h), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
-                           <double *>scratch, <double *>zero)
-    free(scratch)
-    free(zero)
+                           <double *>dA, <double *>zero)
     return dx, dprev_h, dWx, dWh, db
 
 
@@ -557,24 +653,24 @@ def lstm_step_backward(cnp.ndarray dnext_h not None, cnp.ndarray dnext_c not Non
     blas_sizes(N, D, G)
     cdef cnp.ndarray dx = empty(2, N, D, 0, tn), dprev_h = empty(2, N, H, 0, tn), dprev_c = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(x)
-    cdef char *scratch = <char *>buffer(N * G * item, False)
-    cdef char *zero = <char *>buffer(H * item, True)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x), o1 = up64(N * G * item)
+    cdef cnp.ndarray work = scratch(o1 + H * item)
+    cdef char *dA = <char *>P(work)
+    cdef char *zero = dA + o1
+    memset(zero, 0, H * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             lstm_step_bwd_k(N, D, H, <float *>cnp.PyArray_DATA(dnext_h), <float *>cnp.PyArray_DATA(dnext_c), <float *>cnp.PyArray_DATA(x),
                             <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(prev_c), <float *>cnp.PyArray_DATA(Wx), <float *>cnp.PyArray_DATA(Wh),
                             <float *>cnp.PyArray_DATA(A), <float *>cnp.PyArray_DATA(tc), <float *>cnp.PyArray_DATA(dx), <float *>cnp.PyArray_DATA(dprev_h),
                             <float *>cnp.PyArray_DATA(dprev_c), <float *>cnp.PyArray_DATA(dWx), <float *>cnp.PyArray_DATA(dWh), <float *>cnp.PyArray_DATA(db),
-                            <float *>scratch, <float *>zero)
+                            <float *>dA, <float *>zero)
         else:
             lstm_step_bwd_k(N, D, H, <double *>cnp.PyArray_DATA(dnext_h), <double *>cnp.PyArray_DATA(dnext_c), <double *>cnp.PyArray_DATA(x),
                             <double *>cnp.PyArray_DATA(prev_h), <double *>cnp.PyArray_DATA(prev_c), <double *>cnp.PyArray_DATA(Wx), <double *>cnp.PyArray_DATA(Wh),
                             <double *>cnp.PyArray_DATA(A), <double *>cnp.PyArray_DATA(tc), <double *>cnp.PyArray_DATA(dx), <double *>cnp.PyArray_DATA(dprev_h),
                             <double *>cnp.PyArray_DATA(dprev_c), <double *>cnp.PyArray_DATA(dWx), <double *>cnp.PyArray_DATA(dWh), <double *>cnp.PyArray_DATA(db),
-                            <double *>scratch, <double *>zero)
-    free(scratch)
-    free(zero)
+                            <double *>dA, <double *>zero)
     return dx, dprev_h, dprev_c, dWx, dWh, db
 
 

@@ -12,8 +12,18 @@ The kernels need only the function pointers the compiled cython_blas module expo
 are imported, then takes its name back out of ``sys.modules``: a later ``import scipy.linalg...`` finds
 everything as usual (Cython modules are created once per process, so it even gets the same module).
 If anything about that fails, the ordinary import runs instead: only slower.
+
+Which BLAS: the GEMMs go to NumPy's own OpenBLAS when NumPy's wheel bundles one (the ILP64
+``scipy-openblas64``; found among the libraries NumPy has already loaded, never loaded anew, and checked
+with a small product), else to SciPy's ``scipy.linalg.cython_blas``.  NumPy's is preferred because it is
+the BLAS that ``numpy.matmul`` -- the user's other code, the oracle and the "BLAS floor" -- runs on:
+SciPy's bundled OpenBLAS can be another release (here 0.3.30 against NumPy's 0.3.31, up to 30% slower
+on some per-step GEMM shapes), and two OpenBLAS libraries bring two pools of worker threads that spin
+on the same cores.  The Numba backend makes the same choice.  ``FASTRNN_CYTHON_BLAS=scipy`` forces
+SciPy's.
 """
 
+import os
 import sys
 
 _BLAS = "scipy.linalg.cython_blas"
@@ -43,8 +53,46 @@ def _load_cython_blas():
     return False
 
 
+def _numpy_ilp64_gemm():
+    """Addresses of sgemm/dgemm in the ILP64 OpenBLAS that NumPy's wheel bundles and has loaded, or None."""
+    try:
+        import ctypes
+        import glob
+
+        import numpy
+
+        root = os.path.dirname(numpy.__file__)
+        paths = glob.glob(os.path.join(os.path.dirname(root), "numpy.libs", "*openblas64*"))
+        paths += glob.glob(os.path.join(root, ".dylibs", "*openblas64*"))
+        for path in sorted(paths):
+            try:  # RTLD_NOLOAD: only a library NumPy has loaded already, never a second copy
+                lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+            except OSError:
+                continue
+            for s_name, d_name in (("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_")):
+                s_fn, d_fn = getattr(lib, s_name, None), getattr(lib, d_name, None)
+                if s_fn is not None and d_fn is not None:
+                    address = lambda fn: ctypes.cast(fn, ctypes.c_void_p).value  # noqa: E731
+                    return address(s_fn), address(d_fn)
+    except Exception:
+        pass
+    return None
+
+
+def _choose_blas(kernels):
+    """NumPy's bundled BLAS if there is one and it multiplies right, else SciPy's cython_blas."""
+    if os.environ.get("FASTRNN_CYTHON_BLAS", "").strip().lower() == "scipy":
+        return
+    addresses = _numpy_ilp64_gemm()
+    if addresses:
+        kernels.set_ilp64_blas(*addresses)
+        if not kernels.blas_selftest():
+            kernels.set_ilp64_blas(0, 0)
+
+
 _preloaded = _load_cython_blas()
 try:
+    from . import _kernels
     from ._kernels import (  # noqa: F401  (re-exported: these are the backend's layer functions)
         affine_backward,
         affine_forward,
@@ -72,3 +120,10 @@ finally:
     if _preloaded:
         sys.modules.pop(_BLAS, None)
     del _preloaded
+
+_choose_blas(_kernels)
+
+
+def blas():
+    """Which BLAS the kernels call: "ilp64" (NumPy's bundled OpenBLAS) or "scipy.linalg.cython_blas"."""
+    return _kernels.blas_in_use()
