@@ -100,21 +100,22 @@ static inline double fr_tanh_d(double x)
     return copysign(em / (em + 2.0), x);
 }
 
-/* exp(z) for z <= 0 (or NaN); underflows to exactly 0 below the smallest normal. */
+/* exp(z) for z <= 0 (or NaN); flushes to exactly 0 where the result would be subnormal
+ * (z < ln(FLT_MIN) = -87.34, ln(DBL_MIN) = -708.40), an absolute error below the smallest normal. */
 static inline float fr_expneg_f(float z)
 {
-    float zc = (z < -87.0f) ? -87.0f : z, s;
+    float zc = (z < -87.33f) ? -87.33f : z, s;
     float p = fr_expm1_red_f(zc, &s);
     float e = s * p + s;
-    return (z < -87.0f) ? 0.0f : e;
+    return (z < -87.33f) ? 0.0f : e;
 }
 
 static inline double fr_expneg_d(double z)
 {
-    double zc = (z < -708.0) ? -708.0 : z, s;
+    double zc = (z < -708.39) ? -708.39 : z, s;
     double p = fr_expm1_red_d(zc, &s);
     double e = s * p + s;
-    return (z < -708.0) ? 0.0 : e;
+    return (z < -708.39) ? 0.0 : e;
 }
 
 /* The gates' sigmoid: 0.5 + 0.5 tanh(x/2) -- one tanh, no extra division.  Its absolute error is a few
