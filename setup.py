@@ -22,7 +22,9 @@ extensions = [
     Extension(
         "fastrnn._cython._kernels",
         sources=["fastrnn/_cython/_kernels.pyx"],
-        depends=["fastrnn/_cython/pointwise.h", "fastrnn/_cython/pointwise_template.h"],
+        # listed here so that changes rebuild the extension and an sdist ships them (cythonize swaps
+        # the .pyx source for the generated .c, which alone could not rebuild from the sdist)
+        depends=["fastrnn/_cython/_kernels.pyx", "fastrnn/_cython/pointwise.h", "fastrnn/_cython/pointwise_template.h"],
         include_dirs=[numpy.get_include(), "fastrnn/_cython"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=_FLAGS,
