@@ -10,13 +10,14 @@ one vectorized pass makes dA_t and one GEMM adds the gradient into h_{t-1}
 straight into that copy (beta = 1); dx, dWx, dWh and db are whole-sequence
 operations after the loop.
 
-Layout: batch-major like the user's arrays, (N, T, .), so no transposes.  Arrays
-that grow with N*T are allocated by the caller with NumPy, whose allocator asks for
-huge pages (a 32 MB buffer from Numba's plain malloc costs ~3x as much in page
-faults), and filled here.  The
+Layout: batch-major like the user's arrays, (N, T, .), so no transposes.  The
 cache is (x, h0, Wx, Wh, h).  The backward pass builds ``hprev`` (N, T, H), the
 state each step started from (h0, h_0, .., h_{T-2}), with one copy, so that
 dWh = hprev^T dA is a single GEMM over all N*T rows.
+
+Arrays that grow with N*T are allocated by the caller with NumPy, whose allocator
+asks for huge pages (first-touching a 32 MB buffer from Numba's plain malloc costs
+~3x as much in page faults), and filled here.
 """
 
 import numpy as np

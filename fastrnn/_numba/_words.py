@@ -10,12 +10,10 @@ full-size temporaries.  The exponentials are the vectorized ``vexp``.
 
 import math
 
-import numpy as np
-
 from numba import njit
 
 from ._dense import copy_row
-from ._jit import helper, kernel
+from ._jit import OPTIONS, helper, kernel
 from ._math import vexp, vmax
 
 
@@ -44,7 +42,7 @@ def embedding_backward(x, dout, dW):
             row[j] += d[j]
 
 
-@njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})
+@njit(**{**OPTIONS, "fastmath": {"contract", "reassoc"}})
 def _sum(a):
     """Sum of a 1-D array; ``reassoc`` (here only) lets LLVM vectorize it with several partial sums."""
     s = a.dtype.type(0)
