@@ -39,6 +39,18 @@ def copy_rows(dst, src):
 
 
 @helper
+def transpose_into(src, dst):
+    """dst (C, R) = src (R, C).T, by 32 x 32 blocks so that both sides stay in L1."""
+    R, C = src.shape
+    for r0 in range(0, R, 32):
+        for c0 in range(0, C, 32):
+            for r in range(r0, min(r0 + 32, R)):
+                row = src[r]
+                for c in range(c0, min(c0 + 32, C)):
+                    dst[c, r] = row[c]
+
+
+@helper
 def column_sums(a):
     """Sums of the columns of a 2-D array (rows added in order, vectorized across columns)."""
     R, M = a.shape

@@ -31,7 +31,7 @@ state, so the single-step functions are these with T = 1.
 import numpy as np
 
 from ._blas import NOTRANS, TRANS, gemm
-from ._dense import affine_grads, copy_rows
+from ._dense import affine_grads, copy_rows, transpose_into
 from ._jit import helper, kernel
 from ._math import vtanh
 from ._rnn import previous_states
@@ -77,17 +77,18 @@ def lstm_forward(bi, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates):
                 ht[j] = o[j] * tcj
 
 
-@kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o3", "o3", "o2", "o2")
-def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, hprev, dx, dWx, dWh):
+@kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o3", "o2", "o3", "o2", "o2")
+def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, hprev, WhT, dx, dWx, dWh):
     """BPTT.  dcT (N, H) is the gradient into the last cell state; dht (N, T, H) holds a copy
-    of dh, the upstream gradient of every h_t, and is used as scratch.  Fills dA (scratch),
-    hprev (scratch), dx, dWx and dWh; returns (dh0, dc0, db)."""
+    of dh, the upstream gradient of every h_t, and is used as scratch.  Fills dA, hprev and
+    WhT (scratch), dx, dWx and dWh; returns (dh0, dc0, db)."""
     N, T, D = x.shape
     H = Wh.shape[0]
     G = 4 * H
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dc = dcT.copy()  # gradient into c_t
     dh0 = np.empty((N, H), dht.dtype)
+    transpose_into(Wh, WhT)  # dA_t @ Wh.T as a plain GEMM (see _rnn)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             a, da = gates[n, t], dA[n, t]
@@ -107,9 +108,9 @@ def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, hprev, d
                 df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
                 dcn[j] *= fj
         if t > 0:  # dht[:, t-1] += dA_t @ Wh.T: the gradient flowing back into h_{t-1}
-            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * G, T * G, Wh, 0, G, 1.0, dht, (t - 1) * H, T * H)
+            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * G, T * G, WhT, 0, H, 1.0, dht, (t - 1) * H, T * H)
         else:
-            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, 0, T * G, Wh, 0, G, 0.0, dh0, 0, H)
+            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, 0, T * G, WhT, 0, H, 0.0, dh0, 0, H)
     db = affine_grads(bi, dA.reshape(N * T, G), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, G, N * T, 1.0, hprev, 0, H, dA, 0, G, 0.0, dWh, 0, G)

@@ -114,8 +114,8 @@ def rnn_forward(x, h0, Wx, Wh, b):
 def rnn_backward(dh, cache):
     x, h0, Wx, Wh, h = cache
     dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dA, hprev = _empty(dh.shape, dh.dtype), _empty(dh.shape, dh.dtype)
-    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dh.copy(), dA, hprev, dx, dWx, dWh)
+    dA, hprev, WhT = _empty(dh.shape, dh.dtype), _empty(dh.shape, dh.dtype), _empty(Wh.shape[::-1], dh.dtype)
+    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dh.copy(), dA, hprev, WhT, dx, dWx, dWh)
     return dx, dh0, dWx, dWh, db
 
 
@@ -149,9 +149,9 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b):
 def _lstm_backward(dh, dcT, cache):
     x, h0, Wx, Wh, h, c, tanh_c, gates = cache
     dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dA, hprev = _empty(gates.shape, dh.dtype), _empty(dh.shape, dh.dtype)
+    dA, hprev, WhT = _empty(gates.shape, dh.dtype), _empty(dh.shape, dh.dtype), _empty(Wh.shape[::-1], dh.dtype)
     dh0, dc0, db = _lstm.lstm_backward[dh.dtype](
-        _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dh.copy(), dA, hprev, dx, dWx, dWh
+        _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dh.copy(), dA, hprev, WhT, dx, dWx, dWh
     )
     return dx, dh0, dc0, dWx, dWh, db
 
