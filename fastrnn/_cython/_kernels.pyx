@@ -5,8 +5,9 @@
 How it wins its speed:
 * one compiled call per public function: no Python in the loop over T, nothing allocated per step, and
   the whole computation runs with the GIL released;
-* BLAS straight from scipy.linalg.cython_blas (sgemm/dgemm; column-major, so a row-major C = A B is
-  computed as the column-major C^T = B^T A^T, see mm()):
+* sgemm/dgemm called directly (column-major, so a row-major C = A B is computed as the column-major
+  C^T = B^T A^T, see mm()): NumPy's bundled OpenBLAS when backend.py finds it, else
+  scipy.linalg.cython_blas (see backend.py for why):
   - forward: the bias is written into the gate buffer and ONE GEMM adds the input projection of all T*N
     rows (beta = 1); per step one GEMM adds h_{t-1} Wh into that step's gates (beta = 1, no temporary)
     and one fused pointwise pass (pointwise.h) applies the activations and the cell update and stores
@@ -230,7 +231,7 @@ cdef inline int check_index(cnp.ndarray a) except -1:
 
 cdef inline int blas_sizes(intp a, intp b=1, intp c=1, intp d=1) except -1:
     if a > INT_MAX or b > INT_MAX or c > INT_MAX or d > INT_MAX:
-        raise ValueError("arrays too large for the 32-bit BLAS of scipy.linalg.cython_blas")
+        raise ValueError("arrays too large for BLAS with 32-bit integer sizes (scipy.linalg.cython_blas)")
     return 0
 
 
