@@ -310,6 +310,20 @@ def test_backward_leaves_the_cache_alone(cython, cell, gates, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N,D,M", [(4, 400, 300), (300, 400, 4), (7, 97, 1031), (1031, 97, 7), (60, 70, 80)])
+def test_small_gemms_cut_into_pieces_match_the_oracle(cython, N, D, M, dtype):
+    """GEMMs with 2**18 < m*n*k <= 2**20 run as single-threaded pieces (rows or columns of C, each
+    operand transposed or not): affine forward (x w), backward (dout w^T, x^T dout) cover them all."""
+    rng = np.random.default_rng(8)
+    args = [_randn(rng, (N, D), dtype), _randn(rng, (D, M), dtype), _randn(rng, (M,), dtype)]
+    dout = _randn(rng, (N, M), dtype)
+    out, cache = layers.affine_forward(*args)
+    got = (out,) + layers.affine_backward(dout, cache)
+    out, cache = reference.affine_forward(*args)
+    assert_all_close(got, (out,) + reference.affine_backward(dout, cache), dtype=dtype)
+
+
 # ------------------------------------------------------------------------------ activations
 
 

@@ -108,7 +108,7 @@ def blas_in_use():
     return "ilp64" if sgemm64 != NULL else "scipy.linalg.cython_blas"
 
 
-cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
+cdef inline void gemm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                     const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
     """Row-major C (m, n) = op(A) op(B) + beta C, op(X) = X^T when tX; as column-major C^T = op(B)^T op(A)^T.
 
@@ -128,6 +128,38 @@ cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A,
             dgemm64(opa, opb, &M8, &N8, &K8, &one, B, &LDA8, A, &LDB8, &beta, C, &LDC8)
         else:
             dgemm(<char *>opa, <char *>opb, &M, &N, &K, &one, <double *>B, &LDA, <double *>A, &LDB, &beta, C, &LDC)
+
+
+# OpenBLAS runs a GEMM on one thread when m*n*k <= 65536 * GEMM_MULTITHREAD_THRESHOLD (4 by default),
+# and on all its threads above.  Just above that line a GEMM takes ~10 us: a second thread saves little
+# on an idle machine, and on a busy one the call waits for a worker that has no core -- measured here:
+# the tiny LSTM went from 0.14 ms to 7 ms, 5x slower than the oracle, whose per-step GEMMs all stay
+# below the line.  So GEMMs up to SMALL_GEMM are cut into pieces below the line (at most ~5 calls).
+cdef double SERIAL_GEMM = 65536.0 * 4
+cdef double SMALL_GEMM = 1048576.0
+
+
+cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
+                    const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
+    """Row-major C (m, n) = op(A) op(B) + beta C (see gemm); small GEMMs in single-threaded pieces."""
+    cdef double mnk = <double>m * <double>n * <double>k
+    cdef intp i, step
+    if mnk <= SERIAL_GEMM or mnk > SMALL_GEMM:
+        gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
+    elif m >= n and n * k <= SERIAL_GEMM:  # pieces of rows of C: rows of op(A)
+        step = <intp>(SERIAL_GEMM // (n * k))
+        i = 0
+        while i < m:
+            gemm(ta, tb, min(step, m - i), n, k, A + (i if ta else i * lda), lda, B, ldb, beta, C + i * ldc, ldc)
+            i += step
+    elif m * k <= SERIAL_GEMM:  # pieces of columns of C: columns of op(B)
+        step = <intp>(SERIAL_GEMM // (m * k))
+        i = 0
+        while i < n:
+            gemm(ta, tb, m, min(step, n - i), k, A, lda, B + (i * ldb if tb else i), ldb, beta, C + i, ldc)
+            i += step
+    else:
+        gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
 
 
 def blas_selftest():
