@@ -5,9 +5,10 @@ each is a single compiled call that releases the GIL.  Importing this module rai
 the extension was not built, and the registry (fastrnn._backend) then leaves "cython" out of
 ``available_backends()``.
 
-Import cost: the extension gets its BLAS from ``scipy.linalg.cython_blas``, and importing that module
-the usual way first runs ``scipy/linalg/__init__.py``, which imports most of scipy.linalg (about 0.2 s).
-The kernels need only the function pointers the compiled cython_blas module exports, so
+Import cost: the extension cimports ``scipy.linalg.cython_blas`` (its fallback BLAS, see below), and
+importing that module the usual way first runs ``scipy/linalg/__init__.py``, which imports most of
+scipy.linalg (about 0.2 s).  The kernels need only the function pointers the compiled cython_blas
+module exports, so
 ``_load_cython_blas`` loads that one extension module from its file (about 0.03 s) before the kernels
 are imported, then takes its name back out of ``sys.modules``: a later ``import scipy.linalg...`` finds
 everything as usual (Cython modules are created once per process, so it even gets the same module).
@@ -34,7 +35,6 @@ def _load_cython_blas():
     if _BLAS in sys.modules or "scipy.linalg" in sys.modules:
         return False
     try:
-        import os
         from importlib.machinery import EXTENSION_SUFFIXES
         from importlib.util import find_spec, module_from_spec, spec_from_file_location
 
