@@ -218,7 +218,7 @@ def test_every_layer_with_numba_bounds_checking(tmp_path):
         def close(a, b):
             for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
                 np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
-        for N, T, D, H in [(1, 1, 1, 1), (2, 3, 4, 5), (3, 1, 2, 1), (1, 4, 1, 3)]:
+        for N, T, D, H in [(1, 1, 1, 1), (2, 3, 4, 5), (3, 1, 2, 1), (1, 4, 1, 3), (2, 130, 3, 2)]:  # N*T >= 256: Wh.T path
             for cell, gates in (("rnn", 1), ("lstm", 4)):
                 args = [rng.standard_normal(s) for s in ((N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,))]
                 dh = rng.standard_normal((N, T, H))

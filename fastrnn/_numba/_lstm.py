@@ -77,18 +77,19 @@ def lstm_forward(bi, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates):
                 ht[j] = o[j] * tcj
 
 
-@kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o3", "o2", "o3", "o2", "o2")
-def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, hprev, WhT, dx, dWx, dWh):
+@kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
+def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx, dWx, dWh):
     """BPTT.  dcT (N, H) is the gradient into the last cell state; dht (N, T, H) holds a copy
-    of dh, the upstream gradient of every h_t, and is used as scratch.  Fills dA, hprev and
-    WhT (scratch), dx, dWx and dWh; returns (dh0, dc0, db)."""
+    of dh, the upstream gradient of every h_t, and is used as scratch.  Fills dA (scratch),
+    dx, dWx and dWh; returns (dh0, dc0, db).  WhT: as in ``_rnn.rnn_backward``."""
     N, T, D = x.shape
     H = Wh.shape[0]
     G = 4 * H
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dc = dcT.copy()  # gradient into c_t
-    dh0 = np.empty((N, H), dht.dtype)
-    transpose_into(Wh, WhT)  # dA_t @ Wh.T as a plain GEMM (see _rnn)
+    dh0 = np.empty((N, 1, H), dht.dtype)
+    if WhT.size:  # multiply by Wh transposed once (see _rnn)
+        transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             a, da = gates[n, t], dA[n, t]
@@ -107,11 +108,14 @@ def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, hprev, W
                 fj = f[j]
                 df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
                 dcn[j] *= fj
-        if t > 0:  # dht[:, t-1] += dA_t @ Wh.T: the gradient flowing back into h_{t-1}
-            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * G, T * G, WhT, 0, H, 1.0, dht, (t - 1) * H, T * H)
+        # the gradient flowing back into h_{t-1}: dht[:, t-1] += dA_t @ Wh.T (at t = 0, into dh0)
+        out, c0, ldc, beta = (dht, (t - 1) * H, T * H, 1.0) if t > 0 else (dh0, 0, H, 0.0)
+        if WhT.size:
+            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * G, T * G, WhT, 0, H, beta, out, c0, ldc)
         else:
-            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, 0, T * G, WhT, 0, H, 0.0, dh0, 0, H)
+            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * G, T * G, Wh, 0, G, beta, out, c0, ldc)
     db = affine_grads(bi, dA.reshape(N * T, G), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
+    hprev = dht  # dht is free now: reuse it
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, G, N * T, 1.0, hprev, 0, H, dA, 0, G, 0.0, dWh, 0, G)
-    return dh0, dc, db
+    return dh0.reshape(N, H), dc, db

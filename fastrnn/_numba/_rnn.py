@@ -8,14 +8,16 @@ row stride T*H, which BLAS takes as is) and one vectorized pass applies
 ``tanh(. + b)`` in place.  Backward mirrors it: dh is copied once, then per step
 one vectorized pass makes dA_t and one GEMM adds the gradient into h_{t-1}
 straight into that copy (beta = 1); dx, dWx, dWh and db are whole-sequence
-operations after the loop.  That per-step GEMM multiplies by a copy of Wh
-transposed once up front: OpenBLAS's ``dA_t @ Wh.T`` (a transposed operand) is
-up to 1.4x slower than the plain product for these shapes.
+operations after the loop.  When T and N*T are large enough (``backend`` decides)
+that per-step GEMM multiplies by a copy of Wh transposed once up front: OpenBLAS's
+``dA_t @ Wh.T`` (a transposed operand) is up to 1.7x slower than the plain product
+for these shapes, but the transpose costs as much as a few steps.
 
 Layout: batch-major like the user's arrays, (N, T, .), so no transposes.  The
-cache is (x, h0, Wx, Wh, h).  The backward pass builds ``hprev`` (N, T, H), the
-state each step started from (h0, h_0, .., h_{T-2}), with one copy, so that
-dWh = hprev^T dA is a single GEMM over all N*T rows.
+cache is (x, h0, Wx, Wh, h).  After its loop the backward pass builds ``hprev``
+(N, T, H), the state each step started from (h0, h_0, .., h_{T-2}), with one copy
+into the no longer needed copy of dh, so that dWh = hprev^T dA is a single GEMM
+over all N*T rows.
 
 Arrays that grow with N*T are allocated by the caller with NumPy, whose allocator
 asks for huge pages (first-touching a 32 MB buffer from Numba's plain malloc costs
@@ -56,25 +58,30 @@ def rnn_forward(bi, x, h0, Wx, Wh, b, h):
                 a[j] = vtanh(a[j] + b[j])
 
 
-@kernel("b", "f3", "f2", "f2", "f2", "f3", "o3", "o3", "o3", "o2", "o3", "o2", "o2")
-def rnn_backward(bi, x, h0, Wx, Wh, h, dht, dA, hprev, WhT, dx, dWx, dWh):
+@kernel("b", "f3", "f2", "f2", "f2", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
+def rnn_backward(bi, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh):
     """BPTT.  dht (N, T, H) holds a copy of dh, the upstream gradient of every h_t, and is
-    used as scratch; fills dA, hprev and WhT (scratch), dx, dWx, dWh; returns (dh0, db)."""
+    used as scratch; fills dA (scratch), dx, dWx, dWh; returns (dh0, db).  WhT is scratch
+    of shape (H, H) to multiply by Wh transposed once, or of size 0 to use Wh.T."""
     N, T, D = x.shape
     H = Wh.shape[0]
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
-    dh0 = np.empty((N, H), dht.dtype)
-    transpose_into(Wh, WhT)  # dA_t @ Wh.T as a plain GEMM: OpenBLAS's transposed one is ~1.4x slower here
+    dh0 = np.empty((N, 1, H), dht.dtype)
+    if WhT.size:
+        transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
         for n in range(N):
             g, ht, da = dht[n, t], h[n, t], dA[n, t]
             for j in range(H):
                 da[j] = g[j] * (one - ht[j] * ht[j])
-        if t > 0:  # dht[:, t-1] += dA_t @ Wh.T: the gradient flowing back into h_{t-1}
-            gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, dA, t * H, T * H, WhT, 0, H, 1.0, dht, (t - 1) * H, T * H)
+        # the gradient flowing back into h_{t-1}: dht[:, t-1] += dA_t @ Wh.T (at t = 0, into dh0)
+        out, c0, ldc, beta = (dht, (t - 1) * H, T * H, 1.0) if t > 0 else (dh0, 0, H, 0.0)
+        if WhT.size:
+            gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, dA, t * H, T * H, WhT, 0, H, beta, out, c0, ldc)
         else:
-            gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, dA, 0, T * H, WhT, 0, H, 0.0, dh0, 0, H)
+            gemm(bi, NOTRANS, TRANS, N, H, H, 1.0, dA, t * H, T * H, Wh, 0, H, beta, out, c0, ldc)
     db = affine_grads(bi, dA.reshape(N * T, H), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
+    hprev = dht  # dht is free now: reuse it
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, H, N * T, 1.0, hprev, 0, H, dA, 0, H, 0.0, dWh, 0, H)
-    return dh0, db
+    return dh0.reshape(N, H), db
