@@ -40,13 +40,15 @@ def copy_rows(dst, src):
 
 @helper
 def transpose_into(src, dst):
-    """dst (C, R) = src (R, C).T, by 32 x 32 blocks so that both sides stay in L1."""
+    """dst (C, R) = src (R, C).T, by 8 x 8 blocks so that both sides stay in cache (with the
+    power-of-two row strides of typical weights, larger blocks measured slower: the rows of
+    a block then compete for the same cache sets)."""
     R, C = src.shape
-    for r0 in range(0, R, 32):
-        for c0 in range(0, C, 32):
-            for r in range(r0, min(r0 + 32, R)):
+    for r0 in range(0, R, 8):
+        for c0 in range(0, C, 8):
+            for r in range(r0, min(r0 + 8, R)):
                 row = src[r]
-                for c in range(c0, min(c0 + 32, C)):
+                for c in range(c0, min(c0 + 8, C)):
                     dst[c, r] = row[c]
 
 
