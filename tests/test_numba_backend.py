@@ -189,6 +189,52 @@ def test_no_allocation_per_time_step(cell):
     assert allocations(2) == allocations(60)
 
 
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+def test_scratch_kept_between_calls_never_leaks_into_results(cell, gates):
+    """BPTT scratch comes from a per-thread buffer kept between calls (_workspace): results
+    must not alias it, so a later call leaves earlier results intact."""
+    from fastrnn._numba import _workspace
+
+    forward, backward = getattr(backend, f"{cell}_forward"), getattr(backend, f"{cell}_backward")
+    shape = (8, 40, 16, 64)  # dA alone is 8*40*64*gates*8 bytes: within the kept range
+    assert _workspace.MIN_BYTES <= 8 * 40 * 64 * gates * 8 <= _workspace.MAX_BYTES
+    results = []
+    for seed in (20, 21):
+        args = _seq_args(np.random.default_rng(seed), np.float64, *shape, gates)
+        dh = np.random.default_rng(seed + 10).standard_normal((8, 40, 64))
+        h, cache = forward(*args)
+        results.append((backward(dh, cache), args, dh))
+    for grads, args, dh in results:
+        eh, ecache = getattr(reference, f"{cell}_forward")(*args)
+        assert_all_close(grads, getattr(reference, f"{cell}_backward")(dh, ecache))
+
+
+def test_threads_run_kernels_concurrently():
+    import threading
+
+    shape, errors = (8, 40, 16, 64), []
+
+    def work(seed):
+        try:
+            args = _seq_args(np.random.default_rng(seed), np.float64, *shape, 4)
+            dh = np.random.default_rng(seed + 10).standard_normal((8, 40, 64))
+            for _ in range(5):
+                h, cache = backend.lstm_forward(*args)
+                grads = backend.lstm_backward(dh, cache)
+            eh, ecache = reference.lstm_forward(*args)
+            assert_all_close(h, eh)
+            assert_all_close(grads, reference.lstm_backward(dh, ecache))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in (30, 31, 32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 # ------------------------------------------------------------------ long sequences, bounds
 
 

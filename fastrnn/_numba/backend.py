@@ -2,9 +2,10 @@
 
 Each public function is a thin wrapper: it allocates the arrays whose size grows
 with the problem (with NumPy: its allocator asks the OS for huge pages, which
-makes first-touching a big buffer ~3x cheaper than Numba's plain malloc), reshapes
-(free: inputs are C-contiguous) and makes exactly one call into a compiled kernel,
-so a small layer pays a single Numba dispatch.  ``fastrnn.layers`` has already
+makes first-touching a big buffer ~3x cheaper than Numba's plain malloc; scratch
+comes from ``_workspace``, kept between calls), reshapes (free: inputs are
+C-contiguous) and makes exactly one call into a compiled kernel, so a small layer
+pays a single Numba dispatch.  ``fastrnn.layers`` has already
 validated every input and made it a C-contiguous float32/float64 array of one
 dtype (word indices: C-contiguous ``np.intp``); inputs may be readonly and are
 never written.
@@ -22,6 +23,7 @@ import numpy as np
 
 from . import _dense, _lstm, _rnn, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
+from ._workspace import scratch
 
 __all__ = [
     "affine_forward",
@@ -105,17 +107,23 @@ def temporal_affine_backward(dout, cache):
 # --------------------------------------------------------------------------- vanilla RNN
 
 
-def _Wh_transposed(Wh, dh):
-    """Scratch for Wh.T when BPTT should multiply by a transposed copy (see _rnn), else size 0.
+def _Wh_transposed_shape(Wh, dh):
+    """Shape of the scratch for Wh.T when BPTT should multiply by a transposed copy (see _rnn),
+    else (0, 0).
 
     The per-step product with a transposed Wh is up to 1.7x slower than with a copy
-    transposed once, but the copy costs about as much as a few steps (and fresh pages):
-    measured, it pays from N*T >= 256 on, and never for a single step.
+    transposed once, but the copy costs about as much as a few steps: measured, it pays
+    from N*T >= 256 on, and never for a single step.
     """
     N, T, _ = dh.shape
-    if T > 1 and N * T >= 256:
-        return _empty(Wh.shape[::-1], dh.dtype)
-    return _empty((0, 0), dh.dtype)
+    return Wh.shape[::-1] if T > 1 and N * T >= 256 else (0, 0)
+
+
+def _bptt_scratch(dh, dA_shape, Wh):
+    """Scratch for BPTT: a copy of dh, dA, and the Wh.T buffer."""
+    dht, dA, WhT = scratch(dh.dtype, dh.shape, dA_shape, _Wh_transposed_shape(Wh, dh))
+    np.copyto(dht, dh)
+    return dht, dA, WhT
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -127,8 +135,8 @@ def rnn_forward(x, h0, Wx, Wh, b):
 def rnn_backward(dh, cache):
     x, h0, Wx, Wh, h = cache
     dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dA, WhT = _empty(dh.shape, dh.dtype), _Wh_transposed(Wh, dh)
-    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dh.copy(), dA, WhT, dx, dWx, dWh)
+    dht, dA, WhT = _bptt_scratch(dh, dh.shape, Wh)
+    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
     return dx, dh0, dWx, dWh, db
 
 
@@ -162,9 +170,9 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b):
 def _lstm_backward(dh, dcT, cache):
     x, h0, Wx, Wh, h, c, tanh_c, gates = cache
     dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dA, WhT = _empty(gates.shape, dh.dtype), _Wh_transposed(Wh, dh)
+    dht, dA, WhT = _bptt_scratch(dh, gates.shape, Wh)
     dh0, dc0, db = _lstm.lstm_backward[dh.dtype](
-        _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dh.copy(), dA, WhT, dx, dWx, dWh
+        _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx, dWx, dWh
     )
     return dx, dh0, dc0, dWx, dWh, db
 
