@@ -196,12 +196,12 @@ def test_scratch_kept_between_calls_never_leaks_into_results(cell, gates):
     from fastrnn._numba import _workspace
 
     forward, backward = getattr(backend, f"{cell}_forward"), getattr(backend, f"{cell}_backward")
-    shape = (8, 40, 16, 64)  # dA alone is 8*40*64*gates*8 bytes: within the kept range
-    assert _workspace.MIN_BYTES <= 8 * 40 * 64 * gates * 8 <= _workspace.MAX_BYTES
+    shape = (8, 40, 16, 128)  # dA alone is 8*40*128*gates*8 bytes: within the kept range
+    assert _workspace.MIN_BYTES <= 8 * 40 * 128 * gates * 8 <= _workspace.MAX_BYTES
     results = []
     for seed in (20, 21):
         args = _seq_args(np.random.default_rng(seed), np.float64, *shape, gates)
-        dh = np.random.default_rng(seed + 10).standard_normal((8, 40, 64))
+        dh = np.random.default_rng(seed + 10).standard_normal((8, 40, 128))
         h, cache = forward(*args)
         results.append((backward(dh, cache), args, dh))
     for grads, args, dh in results:
