@@ -66,8 +66,8 @@ def _indices(name, a, V):
 
 
 def _ndim(name, a, dims):
-    if a.ndim != len(dims.split(",")):
-        raise ValueError(f"{name} must be a {len(dims.split(','))}-D array ({dims}), got shape {a.shape}")
+    if a.ndim != dims.count(",") + 1:
+        raise ValueError(f"{name} must be a {dims.count(',') + 1}-D array ({dims}), got shape {a.shape}")
 
 
 def _shape(name, a, dims, expected):
@@ -145,14 +145,18 @@ def affine_backward(dout, cache):
 # --------------------------------------------------------------------------- vanilla RNN
 
 
+# How the shapes of Wh, Wx and b read in error messages, by number of gates (rnn 1, lstm 4).
+_WEIGHT_DIMS = {1: ("H, H", "D, H", "H,"), 4: ("H, 4H", "D, 4H", "4H,")}
+
+
 def _cell_weights(Wx, Wh, b, gates, D):
     """Checks Wx (D, G), Wh (H, G) and b (G,) with G = gates * H; returns H and b."""
-    G_dims = f"{gates}H" if gates > 1 else "H"
-    _ndim("Wh", Wh, f"H, {G_dims}")
+    Wh_dims, Wx_dims, b_dims = _WEIGHT_DIMS[gates]
+    _ndim("Wh", Wh, Wh_dims)
     H = Wh.shape[0]
-    _shape("Wh", Wh, f"H, {G_dims}", (H, gates * H))
-    _shape("Wx", Wx, f"D, {G_dims}", (D, gates * H))
-    return H, _bias("b", b, f"{G_dims},", gates * H)
+    _shape("Wh", Wh, Wh_dims, (H, gates * H))
+    _shape("Wx", Wx, Wx_dims, (D, gates * H))
+    return H, _bias("b", b, b_dims, gates * H)
 
 
 def _sequence_shapes(x, h0, Wx, Wh, b, gates):
