@@ -14,6 +14,7 @@ and ``MAX_BYTES`` (above it the GEMMs dwarf the page faults) is kept, so at most
 buffer (kernels release the GIL), and a kernel never returns a scratch array.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -26,16 +27,16 @@ _local = threading.local()
 
 
 def scratch(dtype, *shapes):
-    """Uninitialized C-contiguous arrays of ``dtype`` with the given shapes, for scratch only."""
-    dtype = np.dtype(dtype)
+    """Uninitialized C-contiguous arrays of ``dtype`` (a ``np.dtype``) with the given shapes,
+    for scratch only."""
+    sizes = [math.prod(s) for s in shapes]  # (np.prod costs microseconds on a tuple)
+    if not MIN_BYTES <= sum(sizes) * dtype.itemsize <= MAX_BYTES:
+        return [np.empty(s, dtype) for s in shapes]
     step = _ALIGN // dtype.itemsize
-    sizes = [int(np.prod(s)) for s in shapes]
     starts, total = [], 0
     for n in sizes:
         starts.append(total)
         total += -(-n // step) * step  # rounded up to a cache line
-    if not MIN_BYTES <= total * dtype.itemsize <= MAX_BYTES:
-        return [np.empty(s, dtype) for s in shapes]
     buffers = _local.__dict__.setdefault("buffers", {})
     buffer = buffers.get(dtype)
     if buffer is None or buffer.size < total:
