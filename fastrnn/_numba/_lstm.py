@@ -7,8 +7,9 @@ into that step's slice (beta = 1, row stride T*4H) and a fused pointwise pass ad
 the bias, activates the gates in place, and writes c_t, tanh(c_t) and h_t.
 Backward: dh is copied once; per step a fused pointwise pass makes dA_t (N, 4H)
 and the carried dc, and one GEMM adds the gradient into h_{t-1} straight into
-that copy (beta = 1); dx, dWx, dWh and db are whole-sequence operations after the
-loop, over all N*T rows.
+that copy (beta = 1; by Wh transposed once when that pays, see ``_rnn``); dx, dWx,
+dWh and db are whole-sequence operations after the loop, over all N*T rows (hprev
+for dWh is built in the spent copy of dh).
 
 Vectorizing: LLVM vectorizes a loop only if a few run-time checks (at most 8
 pointer pairs) prove that what it writes does not overlap what it reads.  So a
