@@ -53,8 +53,8 @@ def _load(name):
             if missing:
                 raise ImportError(f"backend {name!r} does not define {', '.join(missing)}")
             _modules[name] = module
-        except ImportError as exc:
-            _modules[name] = exc
+        except Exception as exc:  # any failure to import (a half-built extension, say) makes it unavailable
+            _modules[name] = exc if isinstance(exc, ImportError) else ImportError(f"{type(exc).__name__}: {exc}")
     return _modules[name]
 
 

@@ -89,3 +89,17 @@ def test_incomplete_backend_is_not_available(monkeypatch):
     with pytest.raises(ValueError, match="does not define affine_forward"):
         fastrnn.set_backend("fake")
     _backend._modules.pop("fake", None)
+
+
+def test_backend_that_fails_to_import_is_unavailable(monkeypatch, tmp_path):
+    """Any import failure (not only ImportError) leaves the backend out instead of breaking every call."""
+    (tmp_path / "fastrnn_broken_backend.py").write_text("raise AttributeError('half-built extension')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(_backend._CANDIDATES, "broken", ("fastrnn_broken_backend", "rebuild it"))
+    monkeypatch.delitem(_backend._modules, "broken", raising=False)
+    try:
+        assert "broken" not in fastrnn.available_backends()
+        with pytest.raises(ValueError, match="backend 'broken' is not available .*half-built extension"):
+            fastrnn.set_backend("broken")
+    finally:
+        _backend._modules.pop("broken", None)

@@ -14,8 +14,9 @@ from helpers import COMPILED_BACKENDS, LAYOUTS, assert_all_close, layout
 
 DTYPES = [np.float32, np.float64]
 
-# (N, T, D, H): sizes of 1 in every position, odd sizes, and the canonical "tiny" size.
-SEQ_SHAPES = [(1, 1, 1, 1), (2, 3, 4, 5), (1, 5, 3, 1), (3, 1, 2, 4), (4, 7, 1, 3), (10, 13, 30, 40)]
+# (N, T, D, H): sizes of 1 in every position, odd sizes, the canonical "tiny" size, and a long
+# sequence (N*T >= 256, where a backend may switch to a different BPTT strategy).
+SEQ_SHAPES = [(1, 1, 1, 1), (2, 3, 4, 5), (1, 5, 3, 1), (3, 1, 2, 4), (4, 7, 1, 3), (10, 13, 30, 40), (4, 70, 3, 5)]
 
 
 # "numpy" is included: it checks the plumbing of fastrnn.layers (validation, layouts, caches).
