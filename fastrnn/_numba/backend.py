@@ -21,28 +21,12 @@ they are compiled and cached.
 
 import numpy as np
 
+from .._backend import LAYER_FUNCTIONS
 from . import _dense, _lstm, _rnn, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
 from ._workspace import scratch
 
-__all__ = [
-    "affine_forward",
-    "affine_backward",
-    "rnn_step_forward",
-    "rnn_step_backward",
-    "rnn_forward",
-    "rnn_backward",
-    "word_embedding_forward",
-    "word_embedding_backward",
-    "sigmoid",
-    "lstm_step_forward",
-    "lstm_step_backward",
-    "lstm_forward",
-    "lstm_backward",
-    "temporal_affine_forward",
-    "temporal_affine_backward",
-    "temporal_softmax_loss",
-]
+__all__ = list(LAYER_FUNCTIONS)
 
 KERNELS = (
     _dense.affine_forward,
