@@ -61,6 +61,24 @@ def assert_gradient_close(num, analytic, threshold=GRAD_THRESHOLD, what=""):
     assert abs_err < GRAD_ABS_TOL, f"{what}: abs error {abs_err} on entries below {GRAD_ABS_FLOOR}"
 
 
+def randn(rng, shape, dtype, scale=1.0):
+    """Standard normal values of ``shape`` times ``scale``, in ``dtype``."""
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def sequence_inputs(rng, dtype, shape, gates):
+    """[x, h0, Wx, Wh, b] for an RNN (gates=1) or LSTM (gates=4) of shape (N, T, D, H), scaled
+    so that the activations are neither linear nor saturated."""
+    N, T, D, H = shape
+    return [
+        randn(rng, (N, T, D), dtype),
+        randn(rng, (N, H), dtype, 0.5),
+        randn(rng, (D, gates * H), dtype, 1 / np.sqrt(D)),
+        randn(rng, (H, gates * H), dtype, 1 / np.sqrt(H)),
+        randn(rng, (gates * H,), dtype, 0.5),
+    ]
+
+
 def layout(a, kind, rng=None):
     """Returns ``a`` (values unchanged) as a C, Fortran-ordered, strided or readonly array."""
     a = np.array(a)

@@ -18,7 +18,7 @@ import pytest
 
 import fastrnn
 from fastrnn import layers, reference
-from helpers import TOLERANCES, assert_all_close
+from helpers import TOLERANCES, assert_all_close, randn, sequence_inputs
 
 pytestmark = pytest.mark.skipif(
     "cython" not in fastrnn.available_backends(), reason="the Cython extension is not built"
@@ -31,21 +31,6 @@ DTYPES = [np.float32, np.float64]
 def cython():
     with fastrnn.use_backend("cython"):
         yield fastrnn._backend.backend_module("cython")
-
-
-def _randn(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def _seq_args(rng, shape, gates, dtype):
-    N, T, D, H = shape
-    return [
-        _randn(rng, (N, T, D), dtype),
-        _randn(rng, (N, H), dtype, 0.5),
-        _randn(rng, (D, gates * H), dtype, 1 / np.sqrt(D)),
-        _randn(rng, (H, gates * H), dtype, 1 / np.sqrt(H)),
-        _randn(rng, (gates * H,), dtype, 0.5),
-    ]
 
 
 def _run_python(code, **env):
@@ -112,7 +97,7 @@ def test_blas_choice_and_both_blas_agree(cython):
     bundled = backend._numpy_ilp64_gemm()
     assert backend.blas() == ("ilp64" if bundled else "scipy.linalg.cython_blas")
     assert _kernels.blas_selftest()
-    args = _seq_args(np.random.default_rng(0), (3, 4, 5, 6), 4, np.float64)
+    args = sequence_inputs(np.random.default_rng(0), np.float64, (3, 4, 5, 6), 4)
     dh = np.random.default_rng(1).standard_normal((3, 4, 6))
     h, cache = layers.lstm_forward(*args)
     first = (h,) + layers.lstm_backward(dh, cache)
@@ -147,13 +132,13 @@ def test_scipy_blas_forced_by_environment():
 def _workloads(dtype):
     """Forward+backward of every kind of kernel; each returns a tuple of arrays."""
     rng = np.random.default_rng(2)
-    rnn_args, lstm_args = _seq_args(rng, (6, 7, 8, 9), 1, dtype), _seq_args(rng, (6, 7, 8, 9), 4, dtype)
-    dh = _randn(rng, (6, 7, 9), dtype)
-    x3, w, b = _randn(rng, (6, 7, 8), dtype), _randn(rng, (8, 11), dtype), _randn(rng, (11,), dtype)
-    scores, y, mask = _randn(rng, (6, 7, 11), dtype, 3.0), rng.integers(0, 11, (6, 7)), rng.random((6, 7)) > 0.3
-    words, W = rng.integers(0, 5, (6, 7)), _randn(rng, (5, 8), dtype)
-    step = _seq_args(rng, (6, 1, 8, 9), 4, dtype)
-    step = [step[0][:, 0], step[1], _randn(rng, (6, 9), dtype)] + step[2:]
+    rnn_args, lstm_args = sequence_inputs(rng, dtype, (6, 7, 8, 9), 1), sequence_inputs(rng, dtype, (6, 7, 8, 9), 4)
+    dh = randn(rng, (6, 7, 9), dtype)
+    x3, w, b = randn(rng, (6, 7, 8), dtype), randn(rng, (8, 11), dtype), randn(rng, (11,), dtype)
+    scores, y, mask = randn(rng, (6, 7, 11), dtype, 3.0), rng.integers(0, 11, (6, 7)), rng.random((6, 7)) > 0.3
+    words, W = rng.integers(0, 5, (6, 7)), randn(rng, (5, 8), dtype)
+    step = sequence_inputs(rng, dtype, (6, 1, 8, 9), 4)
+    step = [step[0][:, 0], step[1], randn(rng, (6, 9), dtype)] + step[2:]
 
     def seq(cell, args):
         h, cache = getattr(layers, f"{cell}_forward")(*args)
@@ -221,7 +206,7 @@ def test_kernels_release_the_gil(cython):
     rng = np.random.default_rng(3)
     T = 4
     while True:
-        args = _seq_args(rng, (64, T, 256, 256), 4, np.float64)
+        args = sequence_inputs(rng, np.float64, (64, T, 256, 256), 4)
         t0 = time.perf_counter()
         cython.lstm_forward(*args)
         if time.perf_counter() - t0 >= 0.04 or T >= 1024:
@@ -298,10 +283,10 @@ def test_direct_calls_with_bad_arrays_raise(cython):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_backward_leaves_the_cache_alone(cython, cell, gates, dtype):
     """A backward pass may run twice on one cache (gradient checks do) and gives the same answer."""
-    args = _seq_args(np.random.default_rng(4), (3, 5, 4, 6), gates, dtype)
+    args = sequence_inputs(np.random.default_rng(4), dtype, (3, 5, 4, 6), gates)
     h, cache = getattr(layers, f"{cell}_forward")(*args)
     kept = [np.array(a, copy=True) for a in cache.data if isinstance(a, np.ndarray)]
-    dh = _randn(np.random.default_rng(5), h.shape, dtype)
+    dh = randn(np.random.default_rng(5), h.shape, dtype)
     first = getattr(layers, f"{cell}_backward")(dh, cache)
     second = getattr(layers, f"{cell}_backward")(dh, cache)
     for a, b in zip(first, second):
@@ -316,8 +301,8 @@ def test_small_gemms_cut_into_pieces_match_the_oracle(cython, N, D, M, dtype):
     """GEMMs with 2**18 < m*n*k <= 2**20 run as single-threaded pieces (rows or columns of C, each
     operand transposed or not): affine forward (x w), backward (dout w^T, x^T dout) cover them all."""
     rng = np.random.default_rng(8)
-    args = [_randn(rng, (N, D), dtype), _randn(rng, (D, M), dtype), _randn(rng, (M,), dtype)]
-    dout = _randn(rng, (N, M), dtype)
+    args = [randn(rng, (N, D), dtype), randn(rng, (D, M), dtype), randn(rng, (M,), dtype)]
+    dout = randn(rng, (N, M), dtype)
     out, cache = layers.affine_forward(*args)
     got = (out,) + layers.affine_backward(dout, cache)
     out, cache = reference.affine_forward(*args)
@@ -368,7 +353,7 @@ def test_non_finite_values_propagate_like_numpy(cython, dtype):
     # sequence layers: inf and NaN in x, and saturating pre-activations
     rng = np.random.default_rng(6)
     for cell, gates in (("rnn", 1), ("lstm", 4)):
-        args = _seq_args(rng, (3, 4, 5, 6), gates, dtype)
+        args = sequence_inputs(rng, dtype, (3, 4, 5, 6), gates)
         args[0] *= dtype(1e4)
         args[0][0, 1, 2], args[0][1, 0, 0], args[0][2, 2, 4] = np.inf, -np.inf, np.nan
         with np.errstate(all="ignore"):
@@ -378,7 +363,7 @@ def test_non_finite_values_propagate_like_numpy(cython, dtype):
         finite = np.isfinite(expected)
         assert_all_close(got[finite], expected[finite], dtype=dtype)
     # softmax: a non-finite score poisons its row's loss and gradient, masked or not, as in NumPy
-    scores = _randn(rng, (2, 3, 5), dtype)
+    scores = randn(rng, (2, 3, 5), dtype)
     scores[0, 1, 2], scores[1, 2, 0] = np.nan, np.inf
     y, mask = np.zeros((2, 3), dtype=np.int64), np.array([[True, False, True], [True, True, False]])
     with np.errstate(all="ignore"):
@@ -393,9 +378,9 @@ def test_non_finite_values_propagate_like_numpy(cython, dtype):
 def test_word_embedding_backward_sums_repeats_in_index_order(cython, dtype):
     rng = np.random.default_rng(7)
     x = rng.integers(0, 3, size=(40, 9))
-    W = _randn(rng, (3, 4), dtype)
+    W = randn(rng, (3, 4), dtype)
     out, cache = layers.word_embedding_forward(x, W)
-    dout = _randn(rng, out.shape, dtype)
+    dout = randn(rng, out.shape, dtype)
     expected = np.zeros_like(W)
     np.add.at(expected, x, dout)  # index order, like the kernel: the same roundings
     np.testing.assert_array_equal(layers.word_embedding_backward(dout, cache), expected)

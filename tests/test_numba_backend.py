@@ -15,7 +15,7 @@ import pytest
 
 import fastrnn
 from fastrnn import reference
-from helpers import assert_all_close
+from helpers import assert_all_close, sequence_inputs
 
 pytestmark = pytest.mark.skipif("numba" not in fastrnn.available_backends(), reason="numba backend not available")
 
@@ -31,8 +31,7 @@ DTYPES = [np.float32, np.float64]
 
 
 def _seq_args(rng, dtype, N, T, D, H, gates):
-    r = lambda *shape, s=1.0: (s * rng.standard_normal(shape)).astype(dtype)  # noqa: E731
-    return [r(N, T, D), r(N, H, s=0.5), r(D, gates * H, s=D**-0.5), r(H, gates * H, s=H**-0.5), r(gates * H, s=0.5)]
+    return sequence_inputs(rng, dtype, (N, T, D, H), gates)
 
 
 def _run_subprocess(code, env_extra, cwd):

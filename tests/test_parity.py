@@ -11,6 +11,8 @@ import pytest
 import fastrnn
 from fastrnn import layers, reference
 from helpers import COMPILED_BACKENDS, LAYOUTS, assert_all_close, layout
+from helpers import randn as _randn
+from helpers import sequence_inputs as _seq_inputs
 
 DTYPES = [np.float32, np.float64]
 
@@ -26,23 +28,7 @@ def backend(request):
         yield request.param
 
 
-def _randn(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
 # ------------------------------------------------------------------ input factories
-# Each returns (forward args, upstream gradient shapes as a function of the forward outputs).
-
-
-def _seq_inputs(rng, dtype, shape, gates):
-    N, T, D, H = shape
-    return [
-        _randn(rng, (N, T, D), dtype),
-        _randn(rng, (N, H), dtype, 0.5),
-        _randn(rng, (D, gates * H), dtype, 1 / np.sqrt(D)),
-        _randn(rng, (H, gates * H), dtype, 1 / np.sqrt(H)),
-        _randn(rng, (gates * H,), dtype, 0.5),
-    ]
 
 
 def _step_inputs(rng, dtype, shape, gates):
