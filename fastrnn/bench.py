@@ -12,7 +12,14 @@ How a case is measured (all implementations in one process):
    times ``number`` back-to-back calls, enough to last ``min_sample`` seconds;
 4. rounds: in each round every implementation takes one sample, in turn (round-robin,
    starting one further along each round), so slow drifts of the machine hit all alike;
-   the garbage collector is off during a sample;
+   the garbage collector is off during a sample. PyTorch is the exception: it takes its
+   rounds on its own, after the others and a pause of ``SETTLE_S``. The reason is that
+   both thread pools keep their idle threads spinning after a call: measured here,
+   OpenBLAS's for about 0.1 s and torch's for 10-50 ms. With 2 threads on 2 cores, the
+   spinning threads of one pool take a core from whatever runs next on the other pool.
+   Interleaved, torch ran up to 2x slow after a NumPy GEMM, and the BLAS floor ran 1.3x
+   slow after torch. With one thread (``--threads 1``) nothing spins, and the split
+   changes nothing;
 5. the time of an implementation is the median of its samples, and every ratio is taken
    between medians of the same run.
 
@@ -40,6 +47,7 @@ SCHEMA = "fastrnn-bench/1"
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = 0.005
+SETTLE_S = 0.15  # seconds between implementations on different thread pools (see 4. above)
 
 
 def auto_rounds(round_s):
@@ -120,7 +128,13 @@ def _entry(role):
             "first_call_s": None, "verified": None, "max_excess": None, "worst": None, "error": None}
 
 
-def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter):
+def _thread_pool(name):
+    """The thread pool an implementation computes on: torch has its own, the rest share NumPy's BLAS."""
+    return "torch" if name == "torch" else "blas"
+
+
+def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter,
+                 sleep=time.sleep, settle=SETTLE_S):
     """Measures one case; returns its JSON-able record (see the module docstring)."""
     started = time.perf_counter()
     record = {
@@ -164,11 +178,19 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     if rounds is None:
         rounds = auto_rounds(sum(e["number"] * warm for _, _, e, warm in runnable))
     record["rounds"] = rounds
-    for r in range(rounds):
-        k = r % len(runnable) if runnable else 0
-        for name, w, entry, _ in runnable[k:] + runnable[:k]:
-            with w.context():
-                entry["samples_s"].append(_sample(w.run, entry["number"], clock))
+    pools = {}
+    for item in runnable:
+        pools.setdefault(_thread_pool(item[0]), []).append(item)
+    for i, members in enumerate(pools.values()):
+        if i:
+            sleep(settle)  # let the previous pool's threads stop spinning
+        for r in range(rounds):
+            k = r % len(members)
+            for name, w, entry, _ in members[k:] + members[:k]:
+                with w.context():
+                    entry["samples_s"].append(_sample(w.run, entry["number"], clock))
+    if len(pools) > 1:
+        sleep(settle)  # ... and before the next case
     for name, w, entry, _ in runnable:
         s = entry["samples_s"]
         entry["median_s"] = statistics.median(s)

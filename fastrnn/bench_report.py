@@ -61,8 +61,9 @@ def table(report, markdown=False):
     rounds = s["rounds"]
     lines.append(
         f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
-        + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds, "
-        f"each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
+        + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds"
+        + (" (torch in its own rounds: it has its own thread pool), " if threads.get("torch") else ", ")
+        + f"each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
         f"run took {report.get('elapsed_s', 0):.0f} s"
     )
     out = [f"- {line}" for line in lines] if markdown else list(lines)

@@ -30,7 +30,8 @@ def test_cases_cover_the_grid():
 
 
 def test_runs_are_interleaved_round_robin(monkeypatch):
-    """Every round samples every implementation once, in turn, before the next round starts."""
+    """Every round samples every implementation on NumPy's BLAS once, in turn, before the next
+    round starts; torch (its own thread pool) takes its rounds after them, with a pause on each side."""
     log = []
     build = workloads.build
 
@@ -48,15 +49,22 @@ def test_runs_are_interleaved_round_robin(monkeypatch):
     monkeypatch.setattr(workloads, "build", spying_build)
     names = bench.implementations()
     with bench.thread_settings(1, "torch" in names):
-        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=4)
+        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=4,
+                                    sleep=lambda s: log.append(("pause", s)))
     collapsed = [k for k, _ in itertools.groupby(log)]  # one entry per sample (a batch of calls)
     setup, timed = collapsed[:len(names)], collapsed[len(names):]
     assert setup == names  # first call + warm-up of each, in order
-    assert len(timed) == 4 * len(names)
-    rounds = [timed[i:i + len(names)] for i in range(0, len(timed), len(names))]
-    assert all(sorted(r) == sorted(names) for r in rounds)
-    if len(names) > 1:
-        assert rounds[0] != rounds[1]  # each round starts one further along
+    blas = [n for n in names if n != "torch"]
+    pause = ("pause", bench.SETTLE_S)
+    if "torch" in names:
+        assert timed[-3:] == [pause, "torch", pause]  # its 4 samples back to back (collapsed to one)
+        timed = timed[:-3]
+    else:
+        assert pause not in timed
+    assert len(timed) == 4 * len(blas)
+    rounds = [timed[i:i + len(blas)] for i in range(0, len(timed), len(blas))]
+    assert all(sorted(r) == sorted(blas) for r in rounds)
+    assert rounds[0] != rounds[1]  # each round starts one further along
     assert all(len(record["results"][n]["samples_s"]) == 4 for n in names)
 
 
