@@ -55,7 +55,7 @@ def pytest_generate_tests(metafunc):
         names = fastrnn.available_backends()[::-1]  # the oracle first, as in bench.implementations()
     else:
         names = bench.implementations()
-    params = [(c, n) for c in cases for n in names if not (n == "floor" and c.kind == "model")]
+    params = [(c, n) for c in cases for n in names]
     metafunc.parametrize("case,impl", params, ids=[_case_id(c, n, what) for c, n in params])
 
 

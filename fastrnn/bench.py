@@ -146,8 +146,6 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     runnable = []
     expected = None
     for name in names:
-        if name == "floor" and case.kind == "model":
-            continue
         entry = record["results"][name] = _entry(
             "oracle" if name == workloads.ORACLE else name if name in ("torch", "floor") else "backend")
         try:

@@ -19,8 +19,11 @@ compared with the oracle's. The implementations:
 * "floor": the BLAS floor, only the matrix products the kernel design needs, with
   ``numpy.matmul`` into preallocated buffers (G = H for rnn, 4H for lstm):
   forward X (NT, D) @ Wx (D, G) once and T times h (N, H) @ Wh (H, G); backward T times
-  dA (N, G) @ Wh.T, then dX = dA @ Wx.T, dWx = X.T @ dA, dWh = Hprev.T @ dA. No floor for
-  "model".
+  dA (N, G) @ Wh.T, then dX = dA @ Wx.T, dWx = X.T @ dA, dWh = Hprev.T @ dA. For "model",
+  those of the cell (D = wordvec) plus the model's own: features @ W_proj, Hs (NT, H) @ W_vocab,
+  dScores @ W_vocab.T, Hs.T @ dScores and features.T @ dh0. The vocabulary projection alone is
+  the same work in every implementation, so the model's floor bounds what any backend can gain
+  there: oracle time / floor is the largest speed-up possible on this BLAS.
 
 ``benchmarks/`` and ``fastrnn bench`` both time these, so they measure the same thing.
 """
@@ -99,15 +102,19 @@ def cases(kinds=KINDS, cells=("rnn", "lstm"), sizes=None, dtypes=("float32", "fl
 
 
 def gemm_flops(case):
-    """Floating-point operations of the GEMMs the kernel design needs (the floor's work); None for model."""
-    if case.kind == "model":
-        return None
+    """Floating-point operations of the GEMMs the kernel design needs (the floor's work)."""
     d = case.dim
+    if case.kind == "model":
+        N, T, V, D, W, H = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"]
+        cell = _cell_flops(N, T, W, H, gates(case.cell) * H, backward=True)
+        return cell + 2 * N * D * H * 2 + 2 * N * T * H * V * 3  # W_proj: fwd + dW; W_vocab: fwd, dH, dW
     N, T, D, H = d["N"], d["T"], d["D"], d["H"]
-    G = gates(case.cell) * H
+    return _cell_flops(N, T, D, H, gates(case.cell) * H, backward=case.pass_ == "fwd+bwd")
+
+
+def _cell_flops(N, T, D, H, G, backward):
     forward = 2 * N * T * D * G + 2 * T * N * H * G
-    backward = 2 * T * N * G * H + 2 * N * T * G * D + 2 * D * N * T * G + 2 * H * N * T * G
-    return forward + (backward if case.pass_ == "fwd+bwd" else 0)
+    return forward + (2 * T * N * G * H + 2 * N * T * G * D + 2 * D * N * T * G + 2 * H * N * T * G if backward else 0)
 
 
 @dataclass
@@ -342,13 +349,24 @@ def _torch_workload(case, a):
 
 
 def _floor_workload(case):
-    if case.kind == "model":
-        raise ValueError("there is no BLAS floor for the model")
     d = case.dim
-    N, T, D, H = d["N"], d["T"], d["D"], d["H"]
-    G = gates(case.cell) * H
     dtype = np.dtype(case.dtype)
     rng = np.random.default_rng(1)
+    if case.kind == "model":
+        return _model_floor(case, rng, dtype)
+    N, T, D, H = d["N"], d["T"], d["D"], d["H"]
+    forward, backward = _cell_gemms(rng, dtype, N, T, D, H, gates(case.cell) * H)
+    if case.pass_ == "fwd+bwd":
+        def run():
+            forward()
+            backward()
+    else:
+        run = forward
+    return Workload("floor", "floor", run, None)
+
+
+def _cell_gemms(rng, dtype, N, T, D, H, G):
+    """(forward, backward): the cell's GEMMs of the floor (see the module docstring), on their own buffers."""
     X = _randn(rng, (N * T, D), dtype)
     Wx = _randn(rng, (D, G), dtype)
     Wh = _randn(rng, (H, G), dtype)
@@ -376,10 +394,34 @@ def _floor_workload(case):
         matmul(X.T, dA2, out=dWx)
         matmul(Hprev2.T, dA2, out=dWh)
 
-    if case.pass_ == "fwd+bwd":
-        def run():
-            forward()
-            backward()
-    else:
-        run = forward
+    return forward, backward
+
+
+def _model_floor(case, rng, dtype):
+    """The model's floor: the cell's GEMMs (input = word vectors) plus W_proj's and W_vocab's."""
+    d = case.dim
+    N, T, V, D, W, H = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"]
+    cell_forward, cell_backward = _cell_gemms(rng, dtype, N, T, W, H, gates(case.cell) * H)
+    features = _randn(rng, (N, D), dtype)
+    W_proj = _randn(rng, (D, H), dtype)
+    h0 = np.empty((N, H), dtype)
+    dh0 = _randn(rng, (N, H), dtype)
+    dW_proj = np.empty((D, H), dtype)
+    Hs = _randn(rng, (N * T, H), dtype)  # the hidden states, scored against the vocabulary
+    W_vocab = _randn(rng, (H, V), dtype)
+    scores = np.empty((N * T, V), dtype)
+    dscores = _randn(rng, (N * T, V), dtype)
+    dHs = np.empty((N * T, H), dtype)
+    dW_vocab = np.empty((H, V), dtype)
+    matmul = np.matmul
+
+    def run():
+        matmul(features, W_proj, out=h0)
+        cell_forward()
+        matmul(Hs, W_vocab, out=scores)
+        matmul(dscores, W_vocab.T, out=dHs)
+        matmul(Hs.T, dscores, out=dW_vocab)
+        cell_backward()
+        matmul(features.T, dh0, out=dW_proj)
+
     return Workload("floor", "floor", run, None)
