@@ -8,7 +8,7 @@ than one would think, at every size:
 
 - small: ~1000 page faults, ~2.5 ms, in a 10 ms small-RNN backward;
 - large (64, 64, 512, 1024) LSTM, float64: a fresh 128 MiB dA, written one step
-  (a 2 MiB-strided column of rows) at a time, cost 80-380 ms on top of a 2.2 s
+  (a 2 MiB-strided column of rows) at a time, cost 80-600 ms on top of a 2.2 s
   backward, run to run (single-threaded; the kernel on kept scratch sits at the
   BLAS floor).
 
