@@ -31,11 +31,11 @@ state, so the single-step functions are these with T = 1.
 
 import numpy as np
 
-from ._blas import NOTRANS, TRANS, gemm
-from ._dense import affine_grads, copy_rows, transpose_into
+from ._blas import NOTRANS, gemm
+from ._dense import copy_rows, transpose_into
 from ._jit import helper, kernel
 from ._math import vtanh
-from ._rnn import previous_states
+from ._rnn import backprop_into_previous, sequence_grads
 
 
 @helper
@@ -83,7 +83,7 @@ def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx,
     """BPTT.  dcT (N, H) is the gradient into the last cell state; dht (N, T, H) holds a copy
     of dh, the upstream gradient of every h_t, and is used as scratch.  Fills dA (scratch),
     dx, dWx and dWh; returns (dh0, dc0, db).  WhT: as in ``_rnn.rnn_backward``."""
-    N, T, D = x.shape
+    N, T, _ = x.shape
     H = Wh.shape[0]
     G = 4 * H
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
@@ -109,14 +109,6 @@ def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx,
                 fj = f[j]
                 df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
                 dcn[j] *= fj
-        # the gradient flowing back into h_{t-1}: dht[:, t-1] += dA_t @ Wh.T (at t = 0, into dh0)
-        out, c0, ldc, beta = (dht, (t - 1) * H, T * H, 1.0) if t > 0 else (dh0, 0, H, 0.0)
-        if WhT.size:
-            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * G, T * G, WhT, 0, H, beta, out, c0, ldc)
-        else:
-            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * G, T * G, Wh, 0, G, beta, out, c0, ldc)
-    db = affine_grads(bi, dA.reshape(N * T, G), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
-    hprev = dht  # dht is free now: reuse it
-    previous_states(h0, h, hprev)
-    gemm(bi, TRANS, NOTRANS, H, G, N * T, 1.0, hprev, 0, H, dA, 0, G, 0.0, dWh, 0, G)
+        backprop_into_previous(bi, t, dA, Wh, WhT, dht, dh0)
+    db = sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh)
     return dh0.reshape(N, H), dc, db

@@ -41,6 +41,33 @@ def previous_states(h0, h, hprev):
         copy_row(hprev[n].reshape(T * H)[H:], h[n].reshape(T * H)[: (T - 1) * H])
 
 
+@helper
+def backprop_into_previous(bi, t, dA, Wh, WhT, dht, dh0):
+    """Step t of BPTT: dht[:, t-1] += dA_t @ Wh.T, the gradient flowing back into h_{t-1} (at
+    t = 0, dh0 = dA_0 @ Wh.T).  dA (N, T, G); by WhT when it is a transposed copy, else Wh.T."""
+    N, T, G = dA.shape
+    H = Wh.shape[0]
+    out, c0, ldc, beta = (dht, (t - 1) * H, T * H, 1.0) if t > 0 else (dh0, 0, H, 0.0)
+    if WhT.size:
+        gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * G, T * G, WhT, 0, H, beta, out, c0, ldc)
+    else:
+        gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * G, T * G, Wh, 0, G, beta, out, c0, ldc)
+
+
+@helper
+def sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh):
+    """After the BPTT loop: fills dx, dWx and dWh as GEMMs over all N*T rows; returns db.
+    dht is spent by then and becomes hprev (see the module docstring)."""
+    N, T, D = x.shape
+    G = dA.shape[2]
+    H = h.shape[2]
+    db = affine_grads(bi, dA.reshape(N * T, G), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
+    hprev = dht
+    previous_states(h0, h, hprev)
+    gemm(bi, TRANS, NOTRANS, H, G, N * T, 1.0, hprev, 0, H, dA, 0, G, 0.0, dWh, 0, G)
+    return db
+
+
 @kernel("b", "f3", "f2", "f2", "f2", "f1", "o3")
 def rnn_forward(bi, x, h0, Wx, Wh, b, h):
     """x (N, T, D), h0 (N, H): fills h (N, T, H)."""
@@ -63,7 +90,7 @@ def rnn_backward(bi, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh):
     """BPTT.  dht (N, T, H) holds a copy of dh, the upstream gradient of every h_t, and is
     used as scratch; fills dA (scratch), dx, dWx, dWh; returns (dh0, db).  WhT is scratch
     of shape (H, H) to multiply by Wh transposed once, or of size 0 to use Wh.T."""
-    N, T, D = x.shape
+    N, T, _ = x.shape
     H = Wh.shape[0]
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dh0 = np.empty((N, 1, H), dht.dtype)
@@ -74,14 +101,6 @@ def rnn_backward(bi, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh):
             g, ht, da = dht[n, t], h[n, t], dA[n, t]
             for j in range(H):
                 da[j] = g[j] * (one - ht[j] * ht[j])
-        # the gradient flowing back into h_{t-1}: dht[:, t-1] += dA_t @ Wh.T (at t = 0, into dh0)
-        out, c0, ldc, beta = (dht, (t - 1) * H, T * H, 1.0) if t > 0 else (dh0, 0, H, 0.0)
-        if WhT.size:
-            gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, dA, t * H, T * H, WhT, 0, H, beta, out, c0, ldc)
-        else:
-            gemm(bi, NOTRANS, TRANS, N, H, H, 1.0, dA, t * H, T * H, Wh, 0, H, beta, out, c0, ldc)
-    db = affine_grads(bi, dA.reshape(N * T, H), x.reshape(N * T, D), Wx, dx.reshape(N * T, D), dWx)
-    hprev = dht  # dht is free now: reuse it
-    previous_states(h0, h, hprev)
-    gemm(bi, TRANS, NOTRANS, H, H, N * T, 1.0, hprev, 0, H, dA, 0, H, 0.0, dWh, 0, H)
+        backprop_into_previous(bi, t, dA, Wh, WhT, dht, dh0)
+    db = sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh)
     return dh0.reshape(N, H), db
