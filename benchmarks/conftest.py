@@ -19,7 +19,8 @@ import os
 import pytest
 
 import fastrnn
-from fastrnn import bench, workloads
+from fastrnn.bench import harness as bench
+from fastrnn.bench import workloads
 
 SMOKE_ENV = "FASTRNN_BENCH_SMOKE"
 

@@ -7,7 +7,7 @@ test_sample: greedy sampling of 30 words (fastrnn backends only: it runs the ste
 import pytest
 
 import fastrnn
-from fastrnn import workloads
+from fastrnn.bench import workloads
 
 KINDS = ("model",)
 

@@ -6,12 +6,21 @@
 See README.md for a tour and the measured speed.
 """
 
-from . import gradcheck, layers, optim, reference
+import sys as _sys
+
+from . import gradcheck, layers, reference
 from ._backend import available_backends, get_backend, set_backend, use_backend
 from ._version import __version__
-from .model import CaptioningRNN
-from .solver import CaptioningSolver
-from . import coco
+from .data import coco
+from .models import CaptioningRNN, captioning
+from .train import CaptioningSolver, optim, solver
+
+# The modules' paths before the layout by concern keep working (``import fastrnn.optim``,
+# ``from fastrnn.coco import load_coco_data``, ...): each old path names the moved module itself.
+model = captioning
+for _old, _module in {"optim": optim, "coco": coco, "model": model, "solver": solver}.items():
+    _sys.modules[f"{__name__}.{_old}"] = _module
+del _old, _module, captioning
 
 __all__ = [
     "__version__",

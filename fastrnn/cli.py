@@ -4,8 +4,8 @@
     fastrnn check                     every backend against the NumPy oracle; exit 1 on a mismatch
     fastrnn bench                     oracle vs compiled backends vs torch vs the BLAS floor
 
-The work is done in ``fastrnn.machine``, ``fastrnn.check``, ``fastrnn.bench`` and
-``fastrnn.bench_report``; this module only parses arguments and prints.
+The work is done in ``fastrnn.check`` and ``fastrnn.bench`` (its ``machine``, ``harness``,
+``workloads`` and ``report``); this module only parses arguments and prints.
 """
 
 import argparse
@@ -44,8 +44,8 @@ def _positive(text):
 
 
 def _parser():
-    from .sizes import DEFAULT_BENCH_SIZES, SIZES
-    from .workloads import KINDS, PASSES
+    from .bench.sizes import DEFAULT_BENCH_SIZES, SIZES
+    from .bench.workloads import KINDS, PASSES
 
     parser = argparse.ArgumentParser(
         prog="fastrnn", description="cs231n's RNN layers with compiled time loops: information, checks, benchmarks.")
@@ -119,7 +119,7 @@ def _dump(obj, path=None):
 
 
 def _info(args):
-    from . import machine
+    from .bench import machine
 
     info = machine.describe()
     if args.json:
@@ -148,7 +148,7 @@ def _info(args):
 
 
 def _check(args):
-    from . import check
+    from .check import backends as check
 
     try:
         result = check.run(backends=args.backends, seed=args.seed, trials=args.trials)
@@ -165,7 +165,9 @@ def _check(args):
 
 
 def _bench(args):
-    from . import bench, bench_report, workloads
+    from .bench import harness as bench
+    from .bench import report as bench_report
+    from .bench import workloads
 
     if args.plot:
         try:

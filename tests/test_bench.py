@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import bench, bench_report, workloads
+from fastrnn.bench import harness as bench
+from fastrnn.bench import report as bench_report
+from fastrnn.bench import workloads
 from fastrnn._tolerances import excess
-from fastrnn.sizes import CAPTIONING, SIZES
+from fastrnn.bench.sizes import CAPTIONING, SIZES
 
 
 def _tiny(kind="sequence", cell="lstm", dtype="float32", pass_="fwd+bwd"):

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _backend, check, cli
+from fastrnn import _backend, cli
+from fastrnn.check import backends as check
 from fakes import BREAKAGES, BROKEN_LAYER, register_broken_backend
 from helpers import COMPILED_BACKENDS
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import fastrnn
-from fastrnn import cli, workloads
+from fastrnn import cli
+from fastrnn.bench import workloads
 
 # One thread: on a busy 2-core machine a 2-thread OpenMP team (torch) can be 10x slower, and the
 # tests only check the harness, never the timings.

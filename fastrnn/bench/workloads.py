@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _backend, layers
+from .. import _backend, layers
 from .sizes import CAPTIONING, CAPTIONING_BATCHES, SIZES, gates
 
 __all__ = ["KINDS", "PASSES", "Case", "Workload", "cases", "build", "torch_available", "gemm_flops"]
@@ -169,7 +169,7 @@ def inputs(case, seed=0):
 
 
 def _model_inputs(case, rng):
-    from .model import CaptioningRNN
+    from ..models.captioning import CaptioningRNN
 
     d = case.dim
     V, N, T = d["V"], d["N"], d["T"]
@@ -267,7 +267,7 @@ def _torch_workload(case, a):
         import torch
     except ImportError as exc:
         raise ValueError("torch is not installed: pip install 'fastrnn[torch]'") from exc
-    from .interop.torch import captioning_to_torch, grads_from_torch, to_torch, torch_weights
+    from ..interop.torch import captioning_to_torch, grads_from_torch, to_torch, torch_weights
 
     pass_both = case.pass_ == "fwd+bwd"
     if case.kind == "model":

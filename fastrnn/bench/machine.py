@@ -35,7 +35,7 @@ def versions():
         except metadata.PackageNotFoundError:
             out[label] = None
     if out["fastrnn"] is None:  # running from a source tree that was never installed
-        from ._version import __version__
+        from .._version import __version__
 
         out["fastrnn"] = __version__
     return out
@@ -133,7 +133,7 @@ def backends():
 
     This imports the backend modules: the registry decides availability by importing them.
     """
-    from . import _backend
+    from .. import _backend
 
     return {"available": _backend.available_backends(), "active": _backend.get_backend()}
 

@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from . import _backend, layers, reference
-from ._tolerances import excess
+from .. import _backend, layers, reference
+from .._tolerances import excess
 
 __all__ = ["LAYERS", "run", "table"]
 
@@ -201,7 +201,7 @@ def run(backends=None, seed=0, trials=20, layers_=None):
 
 def table(result, markdown=False, max_failures=20):
     """The result as text: one row per backend and layer, then the failures."""
-    from ._table import render
+    from .._table import render
 
     rows = []
     for r in result["rows"]:
@@ -211,7 +211,7 @@ def table(result, markdown=False, max_failures=20):
             "inf" if not math.isfinite(worst) else f"{worst:.3f}",
             "ok" if r["passed"] == r["trials"] else "FAIL",
         ])
-    from ._version import __version__
+    from .._version import __version__
 
     out = [f"fastrnn {__version__} check: {', '.join(result['backends'])} against the NumPy oracle "
            f"(fastrnn.reference), random shapes, dtypes and layouts", ""]

@@ -3,7 +3,7 @@
 import numpy as np
 
 from . import optim
-from .coco import sample_coco_minibatch
+from ..data.coco import sample_coco_minibatch
 
 __all__ = ["CaptioningSolver"]
 

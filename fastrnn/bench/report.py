@@ -4,7 +4,7 @@ import math
 import textwrap
 
 from . import machine
-from ._table import render
+from .._table import render
 
 __all__ = ["table", "plot", "require_matplotlib", "format_time"]
 

@@ -6,7 +6,7 @@ active (``fastrnn.set_backend``).
 
 import numpy as np
 
-from . import layers
+from .. import layers
 
 __all__ = ["CaptioningRNN"]
 

@@ -37,8 +37,9 @@ import time
 
 import numpy as np
 
-from . import _backend, machine, workloads
-from ._tolerances import excess
+from .. import _backend
+from . import machine, workloads
+from .._tolerances import excess
 from .sizes import DEFAULT_BENCH_SIZES
 
 __all__ = ["run", "auto_rounds", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
