@@ -166,12 +166,13 @@ def _check(args):
 
 def _bench(args):
     from .bench import harness as bench
+    from .bench import plot as bench_plot
     from .bench import report as bench_report
     from .bench import workloads
 
     if args.plot:
         try:
-            bench_report.require_matplotlib()  # fail before spending a minute measuring
+            bench_plot.require_matplotlib()  # fail before spending a minute measuring
         except ImportError as exc:
             print(f"fastrnn bench: error: {exc}", file=sys.stderr)
             return 2
@@ -192,7 +193,7 @@ def _bench(args):
         _dump(report, args.json)
         print(f"wrote {args.json}", file=sys.stderr)
     if args.plot:
-        bench_report.plot(report, args.plot)
+        bench_plot.plot(report, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0 if report["ok"] else 1
 

@@ -4,7 +4,8 @@
     workloads   what a case computes, for every implementation (fastrnn backends, torch, floor)
     sizes       the canonical problem sizes
     machine     what the numbers were measured on (CPU, BLAS, threads, versions)
-    report      the report as a table and a plot
+    report      the report as a table
+    plot        ... and as a PNG (matplotlib)
 """
 
 from .harness import implementations, run
