@@ -7,9 +7,15 @@ the backend only contiguous float32/float64 arrays of one dtype.
 Backends are imported lazily, the first time they are asked for, so that
 ``import fastrnn`` stays cheap (Numba's import alone costs a few hundred
 milliseconds).  To add a backend, add one line to ``_CANDIDATES``.
+
+Which backend is active is decided per thread and per context: ``use_backend`` sets a
+context variable for its block only (another thread, or another asyncio task, keeps its
+own choice), and ``set_backend`` sets the process-wide default that every context without
+a ``use_backend`` block of its own follows.
 """
 
 import contextlib
+import contextvars
 import importlib
 import os
 
@@ -42,7 +48,8 @@ _CANDIDATES = {
 ENV_VAR = "FASTRNN_BACKEND"
 
 _modules = {}  # name -> imported module, or the ImportError that stopped it
-_active = None
+_default = None  # the process-wide default: set_backend's choice, else resolved on first use
+_chosen = contextvars.ContextVar("fastrnn_backend", default=None)  # use_backend's choice in this context
 
 
 def _load(name):
@@ -75,7 +82,7 @@ def _resolve(name):
     return name
 
 
-def _default():
+def _default_name():
     requested = os.environ.get(ENV_VAR, "").strip()
     if requested:
         return _resolve(requested)
@@ -86,29 +93,36 @@ def _default():
 
 
 def get_backend():
-    """Name of the active backend."""
-    global _active
-    if _active is None:
-        _active = _default()
-    return _active
+    """Name of the backend active here: this context's ``use_backend`` block's, else the default."""
+    global _default
+    name = _chosen.get()
+    if name is not None:
+        return name
+    if _default is None:
+        _default = _default_name()
+    return _default
 
 
 def set_backend(name):
-    """Makes ``name`` ("numpy", "numba" or "cython") the active backend."""
-    global _active
-    _active = _resolve(name)
+    """Makes ``name`` ("numpy", "numba" or "cython") the default backend of the process.
+
+    It applies everywhere except inside ``use_backend`` blocks, which keep their own choice.
+    """
+    global _default
+    _default = _resolve(name)
 
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Context manager: runs its block with ``name`` as the active backend."""
-    global _active
-    previous = get_backend()
-    set_backend(name)
+    """Context manager: runs its block with ``name`` as the active backend.
+
+    Only this thread (or asyncio task) sees the change; other threads keep theirs.
+    """
+    token = _chosen.set(_resolve(name))
     try:
         yield name
     finally:
-        _active = previous
+        _chosen.reset(token)
 
 
 def backend_module(name=None):

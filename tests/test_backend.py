@@ -103,3 +103,69 @@ def test_backend_that_fails_to_import_is_unavailable(monkeypatch, tmp_path):
             fastrnn.set_backend("broken")
     finally:
         _backend._modules.pop("broken", None)
+
+
+def test_use_backend_is_per_thread():
+    # Two threads, each inside its own use_backend block, in lockstep: each sees only its own
+    # choice, and the main thread (in no block) keeps the default throughout.
+    import threading
+
+    names = fastrnn.available_backends()
+    other = names[1] if len(names) > 1 else names[0]
+    default = fastrnn.get_backend()
+    barrier = threading.Barrier(3, timeout=30)
+    seen = {}
+
+    def worker(name):
+        with fastrnn.use_backend(name):
+            barrier.wait()  # both blocks are open now
+            seen[name] = fastrnn.get_backend()
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("numpy", other)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    in_main = fastrnn.get_backend()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    assert seen == {"numpy": "numpy", other: other}
+    assert in_main == default
+
+
+def test_set_backend_is_the_default_of_threads_without_a_block():
+    import threading
+
+    before = fastrnn.get_backend()
+    seen = []
+    try:
+        with fastrnn.use_backend(before):  # this thread's block is not changed by set_backend
+            fastrnn.set_backend("numpy")
+            assert fastrnn.get_backend() == before
+            t = threading.Thread(target=lambda: seen.append(fastrnn.get_backend()))
+            t.start()
+            t.join()
+        assert seen == ["numpy"] and fastrnn.get_backend() == "numpy"
+    finally:
+        fastrnn.set_backend(before)
+
+
+def test_backward_runs_on_the_forward_backend_in_another_thread():
+    # The cache remembers its backend, whichever backend the thread calling backward has.
+    import threading
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5))
+    Wx, Wh, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 5)), rng.standard_normal(5)
+    with fastrnn.use_backend("numpy"):
+        h, cache = fastrnn.layers.rnn_forward(x, h0, Wx, Wh, b)
+    out = []
+    t = threading.Thread(target=lambda: out.append(fastrnn.layers.rnn_backward(np.ones_like(h), cache)))
+    t.start()
+    t.join()
+    expected = fastrnn.reference.rnn_backward(np.ones_like(h), fastrnn.reference.rnn_forward(x, h0, Wx, Wh, b)[1])
+    for a, e in zip(out[0], expected):
+        np.testing.assert_allclose(a, e, rtol=1e-12)
