@@ -43,6 +43,14 @@ def _positive(text):
     return value
 
 
+def _positive_list(text):
+    """An argparse type: a comma-separated list of positive integers."""
+    try:
+        return [_positive(t) for t in _csv()(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}") from None
+
+
 def _parser():
     from .bench.sizes import DEFAULT_BENCH_SIZES, SIZES
     from .bench.workloads import KINDS, PASSES
@@ -85,9 +93,12 @@ def _parser():
     bench.add_argument("--threads", type=_positive, default=None,
                        help="limit BLAS threads (threadpoolctl) and set torch's to the same (default: leave BLAS "
                             "as it is, torch gets as many)")
+    bench.add_argument("--peak-sizes", type=_positive_list, default=None, metavar="N[,N...]",
+                       help="sizes n of the square GEMMs that measure the machine's peak (default: 1024,2048, then "
+                            "3072,4096 while the rate still rises)")
     bench.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
     bench.add_argument("--json", metavar="FILE", help="write the full report (every sample, the machine) as JSON")
-    bench.add_argument("--plot", metavar="FILE.png", help="draw speed-ups and time/floor (needs matplotlib)")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw share of peak and speed-ups (needs matplotlib)")
     bench.add_argument("--markdown", action="store_true", help="print Markdown tables (for a README)")
     progress = bench.add_mutually_exclusive_group()
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
@@ -187,7 +198,8 @@ def _bench(args):
         print("fastrnn bench: error: no case matches these options", file=sys.stderr)
         return 2
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    report = bench.run(cases, names, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=progress)
+    report = bench.run(cases, names, rounds=args.rounds, threads=args.threads, seed=args.seed, progress=progress,
+                       peak_sizes=args.peak_sizes)
     print(bench_report.table(report, markdown=args.markdown))
     if args.json:
         _dump(report, args.json)

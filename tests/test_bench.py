@@ -8,6 +8,7 @@ import pytest
 
 import fastrnn
 from fastrnn.bench import harness as bench
+from fastrnn.bench import peak
 from fastrnn.bench import report as bench_report
 from fastrnn.bench import workloads
 from fastrnn._tolerances import excess
@@ -80,6 +81,9 @@ def test_medians_and_ratios_come_from_the_samples(monkeypatch):
     for e in record["results"].values():
         assert e["median_s"] == pytest.approx(1.0 / e["number"])
         assert e["first_call_s"] == 1.0
+    for name, e in record["results"].items():  # the same FLOPs for every implementation, the floor included
+        assert record["rates"][name]["gflops"] == pytest.approx(record["gemm_flops"] / e["median_s"] / 1e9)
+        assert record["rates"][name]["share_of_peak"] is None  # no peak given
     r = record["ratios"]["numpy"]
     assert r["speedup_vs_oracle"] == 1.0
     assert r["time_over_floor"] == pytest.approx(
@@ -135,10 +139,15 @@ def _fake_machine():
             "blas": [], "versions": {"fastrnn": fastrnn.__version__}}
 
 
-def test_floor_does_the_designed_gemms():
-    case = _tiny("sequence", "lstm", "float64", "fwd+bwd")
-    N, T, D, H = SIZES["tiny"]
-    G = 4 * H
+@pytest.mark.parametrize("kind,cell,pass_", [
+    ("sequence", "lstm", "fwd+bwd"), ("sequence", "rnn", "fwd+bwd"), ("sequence", "lstm", "fwd"),
+    ("step", "rnn", "fwd"), ("step", "lstm", "fwd+bwd"),
+])
+def test_floor_does_the_designed_gemms(kind, cell, pass_):
+    """gemm_flops counts exactly the floor's matrix products: 2 m k n for each (m, k) @ (k, n)."""
+    case = _tiny(kind, cell, "float64", pass_)
+    N, T, D, H = case.dim["N"], case.dim["T"], case.dim["D"], case.dim["H"]
+    G = (4 if cell == "lstm" else 1) * H
     calls = []
     real = np.matmul
 
@@ -151,8 +160,9 @@ def test_floor_does_the_designed_gemms():
         mp.setattr(np, "matmul", counting)
         w = workloads.build(case, "floor")
         w.run()
-    expected = ([((N * T, D), (D, G))] + [((N, H), (H, G))] * T + [((N, G), (G, H))] * T
-                + [((N * T, G), (G, D)), ((D, N * T), (N * T, G)), ((H, N * T), (N * T, G))])
+    expected = [((N * T, D), (D, G))] + [((N, H), (H, G))] * T
+    if pass_ == "fwd+bwd":
+        expected += [((N, G), (G, H))] * T + [((N * T, G), (G, D)), ((D, N * T), (N * T, G)), ((H, N * T), (N * T, G))]
     assert calls == expected
     assert workloads.gemm_flops(case) == sum(2 * a[0] * a[1] * b[1] for a, b in expected)
 
@@ -206,3 +216,193 @@ def test_excess():
     assert math.isinf(excess(e[:2], e))
     assert math.isinf(excess(np.array([np.nan, 1.0]), np.array([0.0, 1.0])))
     assert excess(np.array([np.nan, np.inf]), np.array([np.nan, np.inf])) == 0
+
+
+# ------------------------------------------------------------------ the machine's peak and shares of it
+
+
+class FakeMachine:
+    """A clock that only moves when a fake GEMM runs: n in ``dtype`` by ``library`` takes 2 n^3 / rate.
+
+    ``rates[library][dtype][n]`` is the GFLOP/s the fake runs at; a missing entry raises.
+    """
+
+    def __init__(self, rates):
+        self.rates = rates
+        self.now = 0.0
+        self.made = []  # (library, dtype, n), in the order the GEMMs were built
+
+    def clock(self):
+        return self.now
+
+    def gemm(self, library, n, dtype):
+        rate = self.rates[library][dtype][n]
+        self.made.append((library, dtype, n))
+
+        def run():
+            self.now += 2 * n ** 3 / (rate * 1e9)
+
+        return run
+
+
+def _flat(rate):
+    return {n: rate for n in peak.DEFAULT_SIZES}
+
+
+def test_peak_is_the_better_library_per_dtype():
+    m = FakeMachine({"numpy": {"float32": _flat(300.0), "float64": _flat(180.0)},
+                     "torch": {"float32": _flat(420.0), "float64": _flat(150.0)}})
+    pauses = []
+    p = peak.measure(["float32", "float64"], ["numpy", "torch"], clock=m.clock, sleep=pauses.append, gemm=m.gemm)
+    f32, f64 = p["dtypes"]["float32"], p["dtypes"]["float64"]
+    assert (f32["library"], f64["library"]) == ("torch", "numpy")
+    assert f32["gflops"] == pytest.approx(420.0) and f64["gflops"] == pytest.approx(180.0)
+    assert f32["best_by_library"]["numpy"]["gflops"] == pytest.approx(300.0)
+    assert f64["best_by_library"]["torch"]["gflops"] == pytest.approx(150.0)
+    # every library measured in every dtype, numpy's all before torch's; a pause between them and after
+    assert [lib for lib, _, _ in m.made] == sorted(lib for lib, _, _ in m.made)
+    assert {(lib, d) for lib, d, _ in m.made} == {(lib, d) for lib in ("numpy", "torch") for d in ("float32", "float64")}
+    assert pauses == [peak.timing.SETTLE_S] * 2
+    for mm in f32["measurements"] + f64["measurements"]:
+        assert len(mm["samples_s"]) == peak.ROUNDS and mm["flops"] == 2 * mm["size"] ** 3
+        assert mm["gflops"] == pytest.approx(mm["flops"] / mm["median_s"] / 1e9)
+    assert p["errors"] == {} and set(p["libraries"]) == {"numpy", "torch"}
+
+
+def test_peak_climbs_sizes_while_the_rate_rises():
+    rates = {"numpy": {
+        # rising by >= 3 % up to 3072, then flat: 4096 is never built
+        "float32": {1024: 100.0, 2048: 110.0, 3072: 112.0, 4096: 500.0},
+        # the first two sizes are always measured, even when the second is slower
+        "float64": {1024: 50.0, 2048: 45.0, 3072: 500.0, 4096: 500.0},
+    }}
+    m = FakeMachine(rates)
+    p = peak.measure(["float32", "float64"], ["numpy"], clock=m.clock, sleep=lambda s: None, gemm=m.gemm)
+    assert [n for _, d, n in m.made if d == "float32"] == [1024, 2048, 3072]
+    assert [n for _, d, n in m.made if d == "float64"] == [1024, 2048]
+    assert (p["dtypes"]["float32"]["size"], p["dtypes"]["float64"]["size"]) == (3072, 1024)
+    assert p["dtypes"]["float32"]["gflops"] == pytest.approx(112.0)
+    assert p["plateau_rule"] is not None
+
+
+def test_peak_skips_sizes_too_slow_for_the_run():
+    # 1024 at 1 GFLOP/s takes 2.1 s: 2048 would take 17 s, over MAX_CALL_S, and is not built
+    m = FakeMachine({"numpy": {"float64": _flat(1.0)}})
+    p = peak.measure(["float64"], ["numpy"], clock=m.clock, sleep=lambda s: None, gemm=m.gemm)
+    assert [n for _, _, n in m.made] == [1024]
+    assert p["dtypes"]["float64"]["size"] == 1024
+
+
+def test_peak_at_explicit_sizes_measures_them_all():
+    m = FakeMachine({"numpy": {"float32": {64: 10.0, 128: 9.0, 96: 30.0}}})
+    p = peak.measure(["float32"], ["numpy"], sizes=[64, 128, 96], clock=m.clock, sleep=lambda s: None,
+                     gemm=m.gemm)
+    assert [n for _, _, n in m.made] == [64, 128, 96]
+    assert p["dtypes"]["float32"]["size"] == 96 and p["sizes"] == [64, 128, 96] and p["plateau_rule"] is None
+    with pytest.raises(ValueError, match="positive"):
+        peak.measure(["float32"], ["numpy"], sizes=[0], gemm=m.gemm)
+
+
+def test_peak_survives_a_failing_library():
+    m = FakeMachine({"numpy": {"float32": _flat(100.0)}, "torch": {}})  # torch's GEMM raises KeyError
+    p = peak.measure(["float32"], ["numpy", "torch"], clock=m.clock, sleep=lambda s: None, gemm=m.gemm)
+    assert p["dtypes"]["float32"]["library"] == "numpy"
+    assert "torch float32" in p["errors"] and "KeyError" in p["errors"]["torch float32"]
+    assert any("torch float32 failed" in line for line in bench_report.peak_lines(
+        {"peak": p, "settings": {"threads": {"blas": 1}}}))
+
+
+def test_real_gemms_compute_the_product():
+    for library in peak.libraries():
+        fn = peak.make_gemm(library, 8, "float32")
+        fn()  # runs; the rate itself is never asserted
+    with pytest.raises(ValueError, match="library"):
+        peak.make_gemm("nope", 8, "float32")
+
+
+def test_rates_and_shares_of_peak_in_a_run():
+    """A whole run on a clock that ticks 1 s per reading: every median is 1 s / number, so the
+    rates and shares follow from the FLOP counts alone."""
+    ticks = itertools.count()
+
+    def clock():
+        return float(next(ticks))
+
+    cases = [_tiny("sequence", "lstm", "float32", "fwd+bwd"), _tiny("step", "rnn", "float64", "fwd")]
+    n = 64
+    report = bench.run(cases, ["numpy", "floor"], rounds=3, threads=1, clock=clock, sleep=lambda s: None,
+                       peak_sizes=[n], peak_gemm=lambda library, size, dtype: (lambda: None))
+    assert report["schema"] == bench.SCHEMA == "fastrnn-bench/2"
+    p = report["peak"]
+    assert set(p["dtypes"]) == {"float32", "float64"}
+    for d in p["dtypes"].values():
+        # warm-up 1 s, so one call per sample, each sample 1 s
+        assert d["size"] == n and d["gflops"] == pytest.approx(2 * n ** 3 / 1e9)
+        assert all(m["samples_s"] == [1.0] * peak.ROUNDS for m in d["measurements"])
+    for record in report["cases"]:
+        assert record["peak_gflops"] == p["dtypes"][record["dtype"]]["gflops"]
+        assert set(record["rates"]) == {"numpy", "floor"}
+        for name, rate in record["rates"].items():
+            e = record["results"][name]
+            assert e["median_s"] == pytest.approx(1.0 / e["number"])
+            assert rate["gflops"] == pytest.approx(record["gemm_flops"] * e["number"] / 1e9)
+            assert rate["share_of_peak"] == pytest.approx(record["gemm_flops"] * e["number"] / (2 * n ** 3))
+    text = bench_report.table(report)
+    assert "GFLOP/s" in text and "% peak" in text
+    assert f"peak float32, 1 thread: {bench_report.format_gflops(2 * n ** 3 / 1e9)} GFLOP/s" in text
+    assert "n = 64, 5 rounds each" in text
+
+
+def test_format_gflops_and_share():
+    assert bench_report.format_gflops(412.3) == "412"
+    assert bench_report.format_gflops(41.23) == "41.2"
+    assert bench_report.format_gflops(4.123) == "4.12"
+    assert bench_report.format_gflops(None) == "-"
+    assert bench_report.format_share(0.4234) == "42%"
+    assert bench_report.format_share(0.04234) == "4.2%"
+    assert bench_report.format_share(0.004234) == "0.42%"
+    assert bench_report.format_share(None) == "-"
+
+
+def _synthetic_report(n_cases):
+    """A report in the run's layout with ``n_cases`` cases and made-up times (no measuring)."""
+    all_cases = workloads.cases()
+    names = ["numpy", "cython", "numba", "torch", "floor"]
+    peaks = {"float32": 400.0, "float64": 200.0}
+    records = []
+    for i, case in enumerate(all_cases[:n_cases]):
+        results = {name: {**bench._entry("x"), "median_s": 1e-3 * (5 - k + (i % 3))} for k, name in enumerate(names)}
+        if i == 0:
+            results["numba"]["median_s"] = 1e-9  # a share far above 100 %: drawn at the axis's edge
+        flops = workloads.gemm_flops(case)
+        records.append({"label": case.label, "kind": case.kind, "cell": case.cell, "size": case.size,
+                        "dtype": case.dtype, "pass": case.pass_label, "dims": case.dim, "gemm_flops": flops,
+                        "peak_gflops": peaks[case.dtype], "results": results, "ratios": bench.ratios(results),
+                        "rates": bench.rates(results, flops, peaks[case.dtype])})
+    return {"settings": {"implementations": names, "threads": {"blas": 2, "torch": 2}, "rounds": 5,
+                         "min_sample_s": 0.005},
+            "machine": _fake_machine(),
+            "peak": {"dtypes": {d: {"gflops": g, "library": "torch", "size": 2048, "best_by_library": {}}
+                                for d, g in peaks.items()},
+                     "libraries": {}, "sizes": [1024, 2048], "plateau_rule": None, "rounds": 5, "elapsed_s": 2.0},
+            "cases": records}
+
+
+@pytest.mark.parametrize("n_cases", [1, 60])
+def test_plot_writes_a_png(tmp_path, n_cases):
+    pytest.importorskip("matplotlib")
+    from fastrnn.bench import plot as bench_plot
+
+    report = _synthetic_report(n_cases)
+    path = tmp_path / "bench.png"
+    assert bench_plot.plot(report, path) == path
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    height = int.from_bytes(data[20:24], "big")  # IHDR: the figure grows with the number of cases
+    assert height > 110 * 0.24 * n_cases
+
+
+def test_table_notes_shares_above_the_peak():
+    report = _synthetic_report(3)
+    text = bench_report.table(report, markdown=True)
+    assert f"1 result(s) above 100 % of the peak ({report['cases'][0]['label']}: numba)" in text

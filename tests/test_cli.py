@@ -18,8 +18,9 @@ from fastrnn import cli
 from fastrnn.bench import workloads
 
 # One thread: on a busy 2-core machine a 2-thread OpenMP team (torch) can be 10x slower, and the
-# tests only check the harness, never the timings.
-QUICK = ["--sizes", "tiny", "--rounds", "3", "--no-progress", "--threads", "1"]
+# tests only check the harness, never the timings. A small peak GEMM: the default sizes cost seconds.
+PEAK_N = 64
+QUICK = ["--sizes", "tiny", "--rounds", "3", "--no-progress", "--threads", "1", "--peak-sizes", str(PEAK_N)]
 
 
 def _subprocess(*args, timeout=300):
@@ -93,8 +94,16 @@ def _check_report(report, cells, dtypes, passes, kinds=("sequence",)):
     assert ("torch" in names) == workloads.torch_available()
     assert report["ok"] is True and report["failures"] == []
     assert len(report["cases"]) == len(cells) * len(dtypes) * len(passes) * len(kinds)
+    _check_peak(report, dtypes)
     for case in report["cases"]:
         assert case["rounds"] == 3
+        peak = report["peak"]["dtypes"][case["dtype"]]["gflops"]
+        assert case["peak_gflops"] == peak
+        assert set(case["rates"]) == set(names)  # the floor has a rate too
+        for name, rate in case["rates"].items():
+            t = case["results"][name]["median_s"]
+            assert math.isclose(rate["gflops"], case["gemm_flops"] / t / 1e9)
+            assert math.isclose(rate["share_of_peak"], rate["gflops"] / peak)
         for name in names:
             e = case["results"][name]
             assert e["error"] is None, e
@@ -111,14 +120,34 @@ def _check_report(report, cells, dtypes, passes, kinds=("sequence",)):
                 assert math.isclose(r["time_over_torch"], t / case["results"]["torch"]["median_s"])
 
 
+def _check_peak(report, dtypes):
+    """The peak: one entry per dtype of the run, the best of its measurements, each with its samples."""
+    p = report["peak"]
+    libraries = ["numpy"] + (["torch"] if workloads.torch_available() else [])
+    assert list(p["libraries"]) == libraries and p["sizes"] == [PEAK_N] and p["errors"] == {}
+    assert p["elapsed_s"] > 0 and p["rounds"] >= 1
+    assert set(p["dtypes"]) == set(dtypes)
+    for d in p["dtypes"].values():
+        ms = d["measurements"]
+        assert sorted(m["library"] for m in ms) == libraries  # one size, each library once
+        for m in ms:
+            assert m["size"] == PEAK_N and m["flops"] == 2 * PEAK_N ** 3
+            assert len(m["samples_s"]) == p["rounds"] and m["median_s"] > 0 and m["number"] >= 1
+            assert math.isclose(m["gflops"], m["flops"] / m["median_s"] / 1e9)
+        best = max(ms, key=lambda m: m["gflops"])
+        assert (d["gflops"], d["library"], d["size"]) == (best["gflops"], best["library"], best["size"])
+        assert set(d["best_by_library"]) == set(libraries)
+
+
 def test_bench_in_process_json(tmp_path, capsys):
     path = tmp_path / "bench.json"
     args = ["bench", *QUICK, "--kinds", "sequence", "--cells", "lstm", "--dtypes", "float32", "--json", str(path)]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "CPU:" in out and "BLAS:" in out and "lstm tiny float32 fwd+bwd" in out and "x oracle" in out
+    assert "GFLOP/s" in out and "% peak" in out and "peak float32, 1 thread: " in out
     report = json.loads(path.read_text())
-    assert report["schema"] == "fastrnn-bench/1"
+    assert report["schema"] == "fastrnn-bench/2"
     assert report["machine"]["cpu"]["logical_cores"] >= 1
     _check_report(report, ["lstm"], ["float32"], ["fwd", "fwd+bwd"])
 
@@ -129,6 +158,7 @@ def test_bench_subprocess_markdown(tmp_path):
                          "--passes", "fwd+bwd", "--markdown", "--json", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "| case" in result.stdout and "|:-" in result.stdout and "### Single steps" in result.stdout
+    assert "| GFLOP/s | % peak |" in result.stdout and "- peak float64, 1 thread: " in result.stdout
     report = json.loads(path.read_text())
     _check_report(report, ["rnn"], ["float64"], ["fwd+bwd"])
     assert report["cases"][0]["dims"] == {"N": 10, "T": 1, "D": 30, "H": 40}
@@ -179,6 +209,8 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys):
     ["--sizes", "huge"],
     ["--cells", "gru"],
     ["--rounds", "0"],
+    ["--peak-sizes", "0"],
+    ["--peak-sizes", "1024,big"],
 ])
 def test_bench_bad_options(args, capsys):
     try:

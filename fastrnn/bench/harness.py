@@ -21,16 +21,20 @@ How a case is measured (all implementations in one process):
    slow after torch. With one thread (``--threads 1``) nothing spins, and the split
    changes nothing;
 5. the time of an implementation is the median of its samples, and every ratio is taken
-   between medians of the same run.
+   between medians of the same run;
+6. rates: every implementation of a case (the floor included) is credited with the same work,
+   the FLOPs of the GEMMs the kernel design needs (``workloads.gemm_flops``), so its achieved
+   GFLOP/s is that count / its median, and its share of peak is that rate / the machine's peak
+   in the case's dtype. The peak is measured once per dtype at the start of the run, with the
+   run's threads, torch after NumPy with the same settle pause (``fastrnn.bench.peak``).
 
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
-and the model) a run takes about a minute on 2 idle cores; a busy machine makes it longer and
-noisier, which the load average printed above the table tells.
+and the model) a run takes about a minute on 2 idle cores, the peak measurement a few seconds of
+it; a busy machine makes it longer and noisier, which the load average printed above the table tells.
 """
 
 import contextlib
-import gc
 import math
 import statistics
 import time
@@ -38,17 +42,17 @@ import time
 import numpy as np
 
 from .. import _backend
-from . import machine, workloads
+from . import machine, peak, timing, workloads
 from .._tolerances import excess
 from .sizes import DEFAULT_BENCH_SIZES
 
-__all__ = ["run", "auto_rounds", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
+__all__ = ["run", "auto_rounds", "rates", "ratios", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
 
-SCHEMA = "fastrnn-bench/1"
+SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
-MIN_SAMPLE_S = 0.005
-SETTLE_S = 0.15  # seconds between implementations on different thread pools (see 4. above)
+MIN_SAMPLE_S = timing.MIN_SAMPLE_S
+SETTLE_S = timing.SETTLE_S  # seconds between implementations on different thread pools (see 4. above)
 
 
 def auto_rounds(round_s):
@@ -87,19 +91,6 @@ def thread_settings(threads, with_torch):
                 torch.set_num_threads(previous)
 
 
-def _sample(fn, number, clock):
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        start = clock()
-        for _ in range(number):
-            fn()
-        return (clock() - start) / number
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
 def _timed_call(w, clock):
     with w.context():
         start = clock()
@@ -135,13 +126,16 @@ def _thread_pool(name):
 
 
 def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter,
-                 sleep=time.sleep, settle=SETTLE_S):
-    """Measures one case; returns its JSON-able record (see the module docstring)."""
+                 sleep=time.sleep, settle=SETTLE_S, peak_gflops=None):
+    """Measures one case; returns its JSON-able record (see the module docstring).
+
+    ``peak_gflops`` is the machine's peak in the case's dtype (None: shares of peak are None).
+    """
     started = time.perf_counter()
     record = {
         "label": case.label, "kind": case.kind, "cell": case.cell, "size": case.size, "dims": case.dim,
         "dtype": case.dtype, "pass": case.pass_label, "gemm_flops": workloads.gemm_flops(case),
-        "rounds": None, "results": {}, "ratios": {},
+        "peak_gflops": peak_gflops, "rounds": None, "results": {}, "ratios": {}, "rates": {},
     }
     arrays = workloads.inputs(case, seed)
     runnable = []
@@ -171,7 +165,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
             if name == workloads.ORACLE:
                 raise
             continue
-        entry["number"] = max(1, math.ceil(min_sample / max(warm, 1e-9)))
+        entry["number"] = timing.calls_per_sample(warm, min_sample)
         runnable.append((name, w, entry, warm))
 
     if rounds is None:
@@ -187,7 +181,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
             k = r % len(members)
             for name, w, entry, _ in members[k:] + members[:k]:
                 with w.context():
-                    entry["samples_s"].append(_sample(w.run, entry["number"], clock))
+                    entry["samples_s"].append(timing.sample(w.run, entry["number"], clock))
     if len(pools) > 1:
         sleep(settle)  # ... and before the next case
     for name, w, entry, _ in runnable:
@@ -197,6 +191,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
             q = statistics.quantiles(s, n=4)
             entry["iqr_s"] = q[2] - q[0]
     record["ratios"] = ratios(record["results"])
+    record["rates"] = rates(record["results"], record["gemm_flops"], peak_gflops)
     record["elapsed_s"] = time.perf_counter() - started
     return record
 
@@ -217,6 +212,22 @@ def ratios(results):
             "time_over_floor": t / floor if floor else None,
             "time_over_torch": t / torch_t if torch_t and name != "torch" else None,
         }
+    return out
+
+
+def rates(results, flops, peak_gflops):
+    """Per implementation with a time, the floor included: achieved GFLOP/s and its share of the peak.
+
+    Every implementation is credited with the same ``flops`` (the case's GEMMs), so the rates
+    compare like the times do; ``share_of_peak`` is a fraction (None without a peak).
+    """
+    out = {}
+    for name, entry in results.items():
+        t = entry["median_s"]
+        if not t:
+            continue
+        gflops = flops / t / 1e9
+        out[name] = {"gflops": gflops, "share_of_peak": gflops / peak_gflops if peak_gflops else None}
     return out
 
 
@@ -247,17 +258,21 @@ def implementations(backends=None, torch=None):
 
 
 def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S, progress=False,
-        clock=time.perf_counter):
+        clock=time.perf_counter, sleep=time.sleep, peak_sizes=None, peak_gemm=peak.make_gemm):
     """Runs the benchmark; returns the report (JSON-able dict).
 
     ``cases`` from ``fastrnn.workloads.cases``, ``names`` from ``implementations``;
-    ``progress`` shows a tqdm bar on stderr.
+    ``progress`` shows a tqdm bar on stderr. The machine's peak is measured first, in every
+    dtype of ``cases``, with NumPy and (when installed) torch: ``peak_sizes`` as in
+    ``fastrnn.bench.peak.measure``. ``clock``, ``sleep`` and ``peak_gemm`` are for tests.
     """
     from tqdm.auto import tqdm
 
     if rounds is not None and rounds < 1:
         raise ValueError("rounds must be at least 1")
-    with thread_settings(threads, "torch" in names) as thread_counts:
+    peak_libraries = peak.libraries()
+    dtypes = list(dict.fromkeys(case.dtype for case in cases))
+    with thread_settings(threads, "torch" in names or "torch" in peak_libraries) as thread_counts:
         report = {
             "schema": SCHEMA,
             "machine": machine.describe(),
@@ -265,13 +280,19 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                 "implementations": list(names), "rounds": rounds if rounds is not None else "auto",
                 "threads": thread_counts, "seed": seed, "min_sample_s": min_sample,
             },
+            "peak": None,
             "cases": [],
         }
         started = time.perf_counter()
         with tqdm(total=len(cases), unit="case", disable=not progress, leave=False, dynamic_ncols=True) as bar:
+            bar.set_postfix_str("the machine's peak (large GEMMs)", refresh=True)
+            report["peak"] = peak.measure(dtypes, peak_libraries, sizes=peak_sizes, min_sample=min_sample,
+                                          clock=clock, sleep=sleep, gemm=peak_gemm)
             for case in cases:
                 bar.set_postfix_str(case.label, refresh=True)
-                report["cases"].append(measure_case(case, names, rounds, seed, min_sample, clock))
+                report["cases"].append(measure_case(
+                    case, names, rounds, seed, min_sample, clock, sleep=sleep,
+                    peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"]))
                 bar.update()
         report["elapsed_s"] = time.perf_counter() - started
     report["first_calls"] = first_calls(report["cases"])

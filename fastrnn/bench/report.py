@@ -6,7 +6,7 @@ import textwrap
 from . import machine
 from .._table import render
 
-__all__ = ["table", "format_time"]
+__all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines"]
 
 _KIND_TITLES = {
     "sequence": "Sequences: rnn_forward / lstm_forward (+ backward)",
@@ -30,6 +30,49 @@ def _ratio(x):
     if x is None or not math.isfinite(x):
         return "-"
     return f"{x:.2f}" if x < 10 else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+
+def format_gflops(gflops):
+    """GFLOP/s with 3 significant digits: '412', '41.2', '4.12', '0.41'."""
+    if gflops is None or not math.isfinite(gflops):
+        return "-"
+    return f"{gflops:.0f}" if gflops >= 100 else f"{gflops:.1f}" if gflops >= 10 else f"{gflops:.2f}"
+
+
+def format_share(share):
+    """A fraction of the peak as a percentage: '42%', '4.2%', '0.42%'."""
+    if share is None or not math.isfinite(share):
+        return "-"
+    pct = 100 * share
+    return f"{pct:.0f}%" if pct >= 10 else f"{pct:.1f}%" if pct >= 1 else f"{pct:.2f}%"
+
+
+def peak_lines(report):
+    """The machine's peak per dtype (rate, library and size that gave it, the other library's best) and how."""
+    p = report.get("peak")
+    if not p:
+        return []
+    threads = report["settings"]["threads"]["blas"]
+    libs = p["libraries"]
+    lines = []
+    for dtype, d in p["dtypes"].items():
+        head = f"peak {dtype}, {threads} thread{'s' if threads != 1 else ''}: "
+        if d["gflops"] is None:
+            lines.append(head + "not measured")
+            continue
+        others = [f"{libs.get(lib, lib)} {format_gflops(b['gflops'])} at n={b['size']}"
+                  for lib, b in d["best_by_library"].items() if lib != d["library"]]
+        lines.append(head + f"{format_gflops(d['gflops'])} GFLOP/s by {libs.get(d['library'], d['library'])} at "
+                     f"n={d['size']}" + (f"; {'; '.join(others)}" if others else ""))
+    n = p["sizes"]
+    sizes = (f"{n[0]}, {n[1]} and larger (up to {n[-1]}) while the rate still rises"
+             if p.get("plateau_rule") and len(n) > 2 else ", ".join(map(str, n)))
+    lines.append(f"peak = best median rate of square n x n GEMMs (C = A @ B, 2n^3 FLOPs), n = {sizes}, "
+                 f"{p['rounds']} rounds each, measured at the start of this run with its threads in "
+                 f"{p['elapsed_s']:.1f} s")
+    for what, error in p.get("errors", {}).items():
+        lines.append(f"peak: {what} failed: {error}")
+    return lines
 
 
 def _spread(entry):
@@ -58,6 +101,7 @@ def table(report, markdown=False):
     s = report["settings"]
     threads = s["threads"]
     lines = machine.summary_lines(report["machine"])
+    lines += peak_lines(report)
     rounds = s["rounds"]
     lines.append(
         f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
@@ -67,7 +111,8 @@ def table(report, markdown=False):
         f"run took {report.get('elapsed_s', 0):.0f} s"
     )
     out = [f"- {line}" for line in lines] if markdown else list(lines)
-    headers = ["case", "shape", "impl", "median", "IQR", "check", "x oracle", "/ floor", "/ torch"]
+    headers = ["case", "shape", "impl", "median", "IQR", "check", "x oracle", "/ floor", "/ torch", "GFLOP/s",
+               "% peak"]
     for kind in ("sequence", "step", "model"):
         records = [r for r in report["cases"] if r["kind"] == kind]
         if not records:
@@ -77,18 +122,20 @@ def table(report, markdown=False):
             first = True
             for name, e in r["results"].items():
                 q = r["ratios"].get(name, {})
+                rate = r.get("rates", {}).get(name, {})
                 label = f"{r['cell']} {r['size']} {r['dtype']} {r['pass']}" if kind != "model" else (
                     f"{r['cell']} {r['dtype']} {r['pass']}")
                 rows.append([
                     label if first else "", _dims(r) if first else "", name,
                     format_time(e["median_s"]), _spread(e), _status(e),
                     _ratio(q.get("speedup_vs_oracle")), _ratio(q.get("time_over_floor")),
-                    _ratio(q.get("time_over_torch")),
+                    _ratio(q.get("time_over_torch")), format_gflops(rate.get("gflops")),
+                    format_share(rate.get("share_of_peak")),
                 ])
                 first = False
         title = _KIND_TITLES[kind]
         out += ["", f"### {title}" if markdown else title, ""]
-        out.append(render(headers, rows, markdown=markdown, align="lllrrlrrr"))
+        out.append(render(headers, rows, markdown=markdown, align="lllrrlrrrrr"))
     legend = (
         "shape = (N, T, D, H). impl: numpy = the NumPy oracle (fastrnn.reference via fastrnn.layers); "
         "torch = torch.nn.RNN/LSTM (RNNCell/LSTMCell for steps), forward with autograd recording + "
@@ -97,10 +144,20 @@ def table(report, markdown=False):
         "is the largest speed-up any implementation on this BLAS can reach). median = median time of one call; IQR = interquartile range of the samples "
         "relative to the median; check = values and gradients within the dtype's tolerance of the oracle; "
         "x oracle = speed-up over the oracle (higher is better); / floor = time / BLAS floor "
-        "(1 = nothing but the GEMMs); / torch = time / torch's time (below 1: faster than torch)."
+        "(1 = nothing but the GEMMs); / torch = time / torch's time (below 1: faster than torch). "
+        "GFLOP/s = the FLOPs of the GEMMs the case needs (the floor's work, the same count for every "
+        "implementation) / median; % peak = GFLOP/s / the peak of the case's dtype above: how much of the "
+        "machine's large-GEMM rate an implementation turns into this case (the floor's shows what these GEMM "
+        "shapes alone reach on NumPy's BLAS)."
     )
     wrap = (lambda text: text) if markdown else (lambda text: textwrap.fill(text, width=110))
     out += ["", wrap(legend)]
+    above = [f"{r['label']}: {name}" for r in report["cases"] for name, v in r.get("rates", {}).items()
+             if (v.get("share_of_peak") or 0) > 1]
+    if above:
+        out += ["", wrap(f"note: {len(above)} result(s) above 100 % of the peak ({'; '.join(above[:3])}"
+                         f"{'; ...' if len(above) > 3 else ''}): either the peak measurement was disturbed (see the "
+                         "load average above) or these GEMM shapes run faster than large square ones.")]
     fc = report.get("first_calls", {})
     if fc:
         out += ["", wrap("one-time cost, not in the timings: first call minus median, summed over the cases "
