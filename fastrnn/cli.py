@@ -53,6 +53,8 @@ def _positive_list(text):
 
 def _parser():
     from .bench.sizes import DEFAULT_BENCH_SIZES, SIZES
+    from .bench.peak import DEFAULT_SIZES as PEAK_SIZES
+    from .bench.peak import MIN_SIZES as PEAK_MIN
     from .bench.workloads import KINDS, PASSES
 
     parser = argparse.ArgumentParser(
@@ -94,8 +96,9 @@ def _parser():
                        help="limit BLAS threads (threadpoolctl) and set torch's to the same (default: leave BLAS "
                             "as it is, torch gets as many)")
     bench.add_argument("--peak-sizes", type=_positive_list, default=None, metavar="N[,N...]",
-                       help="sizes n of the square GEMMs that measure the machine's peak (default: 1024,2048, then "
-                            "3072,4096 while the rate still rises)")
+                       help="sizes n of the square GEMMs that measure the machine's peak (default: "
+                            f"{','.join(map(str, PEAK_SIZES[:PEAK_MIN]))}, then {','.join(map(str, PEAK_SIZES[PEAK_MIN:]))}"
+                            " while the rate still rises)")
     bench.add_argument("--seed", type=int, default=0, help="random seed of the inputs (default 0)")
     bench.add_argument("--json", metavar="FILE", help="write the full report (every sample, the machine) as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="draw share of peak and speed-ups (needs matplotlib)")

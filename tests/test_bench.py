@@ -270,27 +270,29 @@ def test_peak_is_the_better_library_per_dtype():
 
 
 def test_peak_climbs_sizes_while_the_rate_rises():
+    n1, n2, n3, n4 = peak.DEFAULT_SIZES
+    steep, flat = 1 + 2 * peak.GAIN, 1 + peak.GAIN / 2
     rates = {"numpy": {
-        # rising by >= 3 % up to 3072, then flat: 4096 is never built
-        "float32": {1024: 100.0, 2048: 110.0, 3072: 112.0, 4096: 500.0},
+        # rising steeply up to the third size, then hardly: the fourth is never built
+        "float32": {n1: 100.0, n2: 100.0 * steep, n3: 100.0 * steep * flat, n4: 500.0},
         # the first two sizes are always measured, even when the second is slower
-        "float64": {1024: 50.0, 2048: 45.0, 3072: 500.0, 4096: 500.0},
+        "float64": {n1: 50.0, n2: 45.0, n3: 500.0, n4: 500.0},
     }}
     m = FakeMachine(rates)
     p = peak.measure(["float32", "float64"], ["numpy"], clock=m.clock, sleep=lambda s: None, gemm=m.gemm)
-    assert [n for _, d, n in m.made if d == "float32"] == [1024, 2048, 3072]
-    assert [n for _, d, n in m.made if d == "float64"] == [1024, 2048]
-    assert (p["dtypes"]["float32"]["size"], p["dtypes"]["float64"]["size"]) == (3072, 1024)
-    assert p["dtypes"]["float32"]["gflops"] == pytest.approx(112.0)
+    assert [n for _, d, n in m.made if d == "float32"] == [n1, n2, n3]
+    assert [n for _, d, n in m.made if d == "float64"] == [n1, n2]
+    assert (p["dtypes"]["float32"]["size"], p["dtypes"]["float64"]["size"]) == (n3, n1)
+    assert p["dtypes"]["float32"]["gflops"] == pytest.approx(100.0 * steep * flat)
     assert p["plateau_rule"] is not None
 
 
 def test_peak_skips_sizes_too_slow_for_the_run():
-    # 1024 at 1 GFLOP/s takes 2.1 s: 2048 would take 17 s, over MAX_CALL_S, and is not built
+    # the first size at 1 GFLOP/s takes about 2 s: the second would take 8x that, over MAX_CALL_S
     m = FakeMachine({"numpy": {"float64": _flat(1.0)}})
     p = peak.measure(["float64"], ["numpy"], clock=m.clock, sleep=lambda s: None, gemm=m.gemm)
-    assert [n for _, _, n in m.made] == [1024]
-    assert p["dtypes"]["float64"]["size"] == 1024
+    assert [n for _, _, n in m.made] == [peak.DEFAULT_SIZES[0]]
+    assert p["dtypes"]["float64"]["size"] == peak.DEFAULT_SIZES[0]
 
 
 def test_peak_at_explicit_sizes_measures_them_all():

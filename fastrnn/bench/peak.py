@@ -11,11 +11,15 @@ What is measured: ``C = A @ B`` on (n, n) operands into a preallocated C, by
 * ``torch.mm``: torch's BLAS (MKL in the x86-64 wheels), when torch is installed.
 
 The peak of a dtype is the best rate over the libraries and sizes, and the report names the
-library and size that gave it. A BLAS's rate rises with n up to a plateau: on the project's
-2-core machine 1024 is within 2-10 % of it and 2048 within 0-3 %, while machines with many
-cores need larger matrices. So the sizes are ``DEFAULT_SIZES`` in order: the first two always, a
-larger one only while the last one still gained ``GAIN`` over the best before it, and none whose
-one call would take over ``MAX_CALL_S``. Sizes given explicitly are measured as given.
+library and size that gave it. A BLAS's rate rises with n up to a plateau. Measured on the
+project's 2-core machine (Xeon, AVX-512, 2 threads): n = 1000 runs 4-11 % below the rate at 3000,
+n = 2000 1-4 % below it, and powers of two run up to 6 % slower than their neighbours (2048 than
+2000), so the sizes avoid them. Machines with many cores need larger n. So the sizes are
+``DEFAULT_SIZES`` in order: the first two always, a larger one only while the last one still
+gained ``GAIN`` over the best before it, and none whose one call would take over ``MAX_CALL_S``.
+``GAIN`` sits just above the 5-9 % that 1000 -> 2000 gains here: this machine stops at 2000 (3000
+would cost 3.4x as much again for 1-4 %), a machine still far from its plateau goes on. Sizes given
+explicitly (``--peak-sizes``) are measured as given.
 
 Each size takes one warm-up call (which also touches the fresh buffers), then ``ROUNDS`` samples,
 each a batch of calls lasting at least ``min_sample`` (``fastrnn.bench.timing``); its rate is
@@ -23,8 +27,8 @@ each a batch of calls lasting at least ``min_sample`` (``fastrnn.bench.timing``)
 between them and after the last (their thread pools keep spinning after a call; see
 ``fastrnn.bench.harness``).
 
-Cost (the report stores it as ``elapsed_s``): about 2 s with 2 threads and 4 s with 1 thread on
-the project's 2-core machine, for both dtypes and both libraries.
+Cost (the report stores it as ``elapsed_s``), both dtypes and both libraries, on the project's
+2-core machine: 2.1 s with 2 threads (of a 33 s default run), 3.6 s with 1 thread.
 """
 
 import statistics
@@ -36,9 +40,9 @@ from . import timing, workloads
 
 __all__ = ["DEFAULT_SIZES", "libraries", "describe_libraries", "make_gemm", "measure", "select"]
 
-DEFAULT_SIZES = (1024, 2048, 3072, 4096)
+DEFAULT_SIZES = (1000, 2000, 3000, 4000)
 MIN_SIZES = 2  # always measured (of DEFAULT_SIZES), whatever the first one gave
-GAIN = 0.03  # a larger size is measured only while the last one gained this much over the best before it
+GAIN = 0.10  # a larger size is measured only while the last one gained this much over the best before it
 MAX_CALL_S = 1.0  # ... and only while its one call is predicted to take less than this
 ROUNDS = 5
 WHAT = ("best median rate of square GEMMs (C = A @ B into a preallocated C, 2 n^3 FLOPs) over the libraries "
