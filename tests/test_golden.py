@@ -1,7 +1,7 @@
-"""The checks of the cs231n assignment-3 notebook (RNN_Captioning, LSTM_Captioning), on every backend.
+"""The checks of the cs231n assignment-3 notebooks (RNN_Captioning, LSTM_Captioning), on every backend.
 
-Inputs are the notebook's linspace constructions; expected values are the notebook's.
-Errors must be below the notebook's thresholds (rel_error ~1e-8), in float64.
+Inputs, expected values and tolerances come from ``fastrnn.check.golden``, the one copy that
+``fastrnn check --module/--model`` also runs on other people's code.
 """
 
 import numpy as np
@@ -9,7 +9,9 @@ import pytest
 
 import fastrnn
 from fastrnn import layers
-from fastrnn.gradcheck import rel_error
+from fastrnn.check import golden
+from fastrnn.check.contract import by_name
+from fastrnn.gradcheck import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
 
 
 @pytest.fixture(params=fastrnn.available_backends())
@@ -18,96 +20,16 @@ def backend(request):
         yield request.param
 
 
-def test_rnn_step_forward(backend):
-    N, D, H = 3, 10, 4
-    x = np.linspace(-0.4, 0.7, num=N * D).reshape(N, D)
-    prev_h = np.linspace(-0.2, 0.5, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.1, 0.9, num=D * H).reshape(D, H)
-    Wh = np.linspace(-0.3, 0.7, num=H * H).reshape(H, H)
-    b = np.linspace(-0.2, 0.4, num=H)
-    next_h, _ = layers.rnn_step_forward(x, prev_h, Wx, Wh, b)
-    expected = np.asarray([
-        [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
-        [0.66854692, 0.79562378, 0.87755553, 0.92795967],
-        [0.97934501, 0.99144213, 0.99646691, 0.99854353]])
-    assert rel_error(expected, next_h) < 1e-8
+@pytest.mark.parametrize("case", golden.FORWARD_VALUES, ids=lambda c: c.function)
+def test_forward_values(backend, case):
+    result = getattr(layers, case.function)(*case.inputs())
+    outputs = dict(zip(by_name(case.function).outputs, result))
+    assert set(case.expected) <= set(outputs)
+    for name, expected in case.expected.items():
+        assert rel_error(expected, outputs[name]) < case.threshold, name
 
 
-def test_rnn_forward(backend):
-    N, T, D, H = 2, 3, 4, 5
-    x = np.linspace(-0.1, 0.3, num=N * T * D).reshape(N, T, D)
-    h0 = np.linspace(-0.3, 0.1, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.2, 0.4, num=D * H).reshape(D, H)
-    Wh = np.linspace(-0.4, 0.1, num=H * H).reshape(H, H)
-    b = np.linspace(-0.7, 0.1, num=H)
-    h, _ = layers.rnn_forward(x, h0, Wx, Wh, b)
-    expected = np.asarray([
-        [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
-         [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
-         [-0.42305111, -0.24223728, -0.04287027, 0.15997045, 0.35014525]],
-        [[-0.55857474, -0.39065825, -0.19198182, 0.02378408, 0.23735671],
-         [-0.27150199, -0.07088804, 0.13562939, 0.33099728, 0.50158768],
-         [-0.51014825, -0.30524429, -0.06755202, 0.17806392, 0.40333043]]])
-    assert rel_error(expected, h) < 1e-7
-
-
-def test_word_embedding_forward(backend):
-    V, D = 5, 3
-    x = np.asarray([[0, 3, 1, 2], [2, 1, 0, 3]])
-    W = np.linspace(0, 1, num=V * D).reshape(V, D)
-    out, _ = layers.word_embedding_forward(x, W)
-    expected = np.asarray([
-        [[0., 0.07142857, 0.14285714],
-         [0.64285714, 0.71428571, 0.78571429],
-         [0.21428571, 0.28571429, 0.35714286],
-         [0.42857143, 0.5, 0.57142857]],
-        [[0.42857143, 0.5, 0.57142857],
-         [0.21428571, 0.28571429, 0.35714286],
-         [0., 0.07142857, 0.14285714],
-         [0.64285714, 0.71428571, 0.78571429]]])
-    assert rel_error(expected, out) < 1e-7
-
-
-def test_lstm_step_forward(backend):
-    N, D, H = 3, 4, 5
-    x = np.linspace(-0.4, 1.2, num=N * D).reshape(N, D)
-    prev_h = np.linspace(-0.3, 0.7, num=N * H).reshape(N, H)
-    prev_c = np.linspace(-0.4, 0.9, num=N * H).reshape(N, H)
-    Wx = np.linspace(-2.1, 1.3, num=4 * D * H).reshape(D, 4 * H)
-    Wh = np.linspace(-0.7, 2.2, num=4 * H * H).reshape(H, 4 * H)
-    b = np.linspace(0.3, 0.7, num=4 * H)
-    next_h, next_c, _ = layers.lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
-    expected_h = np.asarray([
-        [0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
-        [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
-        [0.56735664, 0.66310127, 0.74419266, 0.80889665, 0.858299]])
-    expected_c = np.asarray([
-        [0.32986176, 0.39145139, 0.451556, 0.51014116, 0.56717407],
-        [0.66382255, 0.76674007, 0.87195994, 0.97902709, 1.08751345],
-        [0.74192008, 0.90592151, 1.07717006, 1.25120233, 1.42395676]])
-    assert rel_error(expected_h, next_h) < 1e-8
-    assert rel_error(expected_c, next_c) < 1e-8
-
-
-def test_lstm_forward(backend):
-    N, D, H, T = 2, 5, 4, 3
-    x = np.linspace(-0.4, 0.6, num=N * T * D).reshape(N, T, D)
-    h0 = np.linspace(-0.4, 0.8, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H)
-    Wh = np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H)
-    b = np.linspace(0.2, 0.7, num=4 * H)
-    h, _ = layers.lstm_forward(x, h0, Wx, Wh, b)
-    expected = np.asarray([
-        [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
-         [0.11287491, 0.12146228, 0.13018446, 0.13902939],
-         [0.31358768, 0.33338627, 0.35304453, 0.37250975]],
-        [[0.45767879, 0.4761092, 0.4936887, 0.51041945],
-         [0.6704845, 0.69350089, 0.71486014, 0.7346449],
-         [0.81733511, 0.83677871, 0.85403753, 0.86935314]]])
-    assert rel_error(expected, h) < 1e-7
-
-
-@pytest.mark.parametrize("N,T,V,p,expected", [(100, 1, 10, 1.0, 2.3), (100, 10, 10, 1.0, 23.0), (5000, 10, 10, 0.1, 2.3)])
+@pytest.mark.parametrize("N,T,V,p,expected", golden.SOFTMAX_SANITY)
 def test_temporal_softmax_loss_sanity(backend, N, T, V, p, expected):
     # Small random scores: the loss of each counted position is about log(V) = 2.3.
     rng = np.random.default_rng(0)
@@ -115,20 +37,58 @@ def test_temporal_softmax_loss_sanity(backend, N, T, V, p, expected):
     y = rng.integers(V, size=(N, T))
     mask = rng.random((N, T)) <= p
     loss, _ = layers.temporal_softmax_loss(x, y, mask)
-    assert loss == pytest.approx(expected * (mask.sum() / (N * T)) / p, rel=0.05)
+    assert loss == pytest.approx(expected * (mask.sum() / (N * T)) / p, rel=golden.SOFTMAX_SANITY_RTOL)
 
 
-@pytest.mark.parametrize("cell_type,feature_range,expected_loss",
-                         [("rnn", (-1.5, 0.3), 9.83235591003), ("lstm", (-0.5, 1.7), 9.82445935443)])
-def test_captioning_rnn_loss(backend, cell_type, feature_range, expected_loss):
-    N, D, W, H = 10, 20, 30, 40
-    word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
-    V, T = len(word_to_idx), 13
-    model = fastrnn.CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type,
-                                  dtype=np.float64)
+@pytest.mark.parametrize("function", sorted(golden.GRADIENT_CHECKS))
+def test_notebook_gradient_checks(backend, function):
+    """The notebook's numerical gradient checks, with its inputs, pass at the notebook's tolerances."""
+    from fastrnn.check.contract import draw
+
+    check = golden.GRADIENT_CHECKS[function]
+    rs = golden.notebook_draws()
+    entry = by_name(function)
+    if entry.loss_grad_of:  # temporal_softmax_loss: its dx against the loss's numerical gradient
+        x, y, mask = (draw(a, check.sizes, rs, notebook=True) for a in entry.args)
+        _, dx = layers.temporal_softmax_loss(x, y, mask)
+        num = eval_numerical_gradient(lambda x_: layers.temporal_softmax_loss(x_, y, mask)[0], x, verbose=False)
+        assert rel_error(num, dx) < check.thresholds["dx"]
+        return
+    fwd = by_name(entry.forward)
+    args = [draw(a, check.sizes, rs, notebook=True) for a in fwd.args]
+    result = getattr(layers, fwd.name)(*args)
+    outs, cache = result[:-1], result[-1]
+    douts = [rs.randn(*o.shape) for o in outs]
+    grads = getattr(layers, function)(*douts, cache)
+    grads = grads if isinstance(grads, tuple) else (grads,)
+    for name, grad in zip(entry.grad_names, grads):
+        k = [a.name for a in fwd.args].index(name[1:])
+        num = sum(eval_numerical_gradient_array(
+            lambda v, j=j: getattr(layers, fwd.name)(*args[:k], v, *args[k + 1:])[j], args[k], douts[j])
+            for j in range(len(douts)))
+        assert rel_error(num, grad) < check.thresholds[name], name
+
+
+@pytest.mark.parametrize("cell_type", sorted(golden.MODEL_LOSSES))
+def test_captioning_rnn_loss(backend, cell_type):
+    case = golden.MODEL_LOSSES[cell_type]
+    s = case.sizes
+    model = fastrnn.CaptioningRNN(case.word_to_idx, input_dim=s["D"], wordvec_dim=s["W"], hidden_dim=s["H"],
+                                  cell_type=cell_type, dtype=np.float64)
     for k, v in model.params.items():
-        model.params[k] = np.linspace(-1.4, 1.3, num=v.size).reshape(*v.shape)
-    features = np.linspace(*feature_range, num=N * D).reshape(N, D)
-    captions = (np.arange(N * T) % V).reshape(N, T)
-    loss, _ = model.loss(features, captions)
-    assert abs(loss - expected_loss) < 1e-10
+        model.params[k] = case.param_value(v.shape)
+    loss, _ = model.loss(case.features(), case.captions())
+    assert abs(loss - case.expected_loss) < case.tolerance
+
+
+def test_notebook_draws_reproduce_the_notebook():
+    """The gradient-check inputs are the notebook's: np.random.seed(231), then randn in argument order."""
+    np.random.seed(231)
+    expected = [np.random.randn(4, 5), np.random.randn(4, 6)]
+    from fastrnn.check.contract import draw
+
+    rs = golden.notebook_draws()
+    got = [draw(a, golden.GRADIENT_CHECKS["rnn_step_backward"].sizes, rs, notebook=True)
+           for a in by_name("rnn_step_forward").args[:2]]
+    for e, g in zip(expected, got):
+        np.testing.assert_array_equal(e, g)
