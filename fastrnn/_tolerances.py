@@ -50,3 +50,21 @@ def excess(actual, expected, dtype=None):
     scale = max(1.0, float(np.max(np.abs(e))))
     bound = tol["atol"] * scale + tol["rtol"] * np.abs(e)
     return float(np.max(np.abs(a - e) / bound))
+
+# Other people's float64 code (``fastrnn check --module/--model``) against the oracle. Such code
+# computes the same mathematics in another order, so the comparison is not the one above (same
+# algorithm, BLAS's summation order) but: the largest |got - oracle| / max(1, max|oracle|) of an
+# output (see ``fastrnn.check.functions``) must not exceed ``tolerance``. Measured at the
+# checker's sizes (tests/test_check_tolerance.py runs the same modules):
+# - correct code written six different ways (sigmoid four ways, tanh three ways, activations
+#   cached or recomputed, the recurrent product per matrix or concatenated, sequences in a step
+#   loop or batched, softmax with a max shift or log-sum-exp) and 30 public student solutions:
+#   at most 1.1e-15 (five float64 epsilons);
+# - ten known bugs (a dropped carry between steps in either backward, tanh's derivative or the
+#   hidden state's path into the cell dropped, gates in the wrong order, repeated words counted
+#   once, the loss divided by the mask's count or its gradient unmasked): at least 0.5.
+# 1e-8 sits at the geometric middle of those (sqrt(1.1e-15 * 0.5) = 2e-8): ten million times the
+# rounding of correct code, fifty million times below the smallest bug. Code that rounds to
+# float32 somewhere (errors near 1e-7) is not float64-accurate and fails, as it fails the
+# notebook's own checks.
+FOREIGN = {"tolerance": 1e-8}
