@@ -2,6 +2,7 @@
 
     fastrnn info                      versions, backends, CPU, BLAS and threads, Numba cache
     fastrnn check                     every backend against the NumPy oracle; exit 1 on a mismatch
+    fastrnn check --module FILE       anybody's cs231n rnn_layers.py against the oracle (--model: CaptioningRNN)
     fastrnn bench                     oracle vs compiled backends vs torch vs the BLAS floor
 
 The work is done in ``fastrnn.check`` and ``fastrnn.bench`` (its ``machine``, ``harness``,
@@ -66,11 +67,35 @@ def _parser():
     info = sub.add_parser("info", help="versions, backends, CPU, BLAS and threads, Numba cache")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    check = sub.add_parser("check", help="every backend against the NumPy oracle on random shapes; exit 1 on a mismatch")
-    check.add_argument("--backends", type=_csv(), default=None, help="comma-separated (default: every available one)")
+    check = sub.add_parser(
+        "check", help="fastrnn's backends, or anybody's cs231n-style code, against the NumPy oracle",
+        description="Without --module/--model: every fastrnn backend (or --backends) against the NumPy oracle on "
+                    "random shapes, dtypes and layouts. With --module TARGET: every layer function of a cs231n-style "
+                    "module (a file such as cs231n/rnn_layers.py, or a dotted name) against the oracle and the "
+                    "notebooks' checks, run in a separate process with a time limit per function. With --model "
+                    "TARGET[:Class]: a CaptioningRNN class (default class name CaptioningRNN). Exit status: 0 when "
+                    "everything checked passes, 1 when anything fails, 2 for a usage error (such as a target that "
+                    "cannot be imported).")
+    check.add_argument("--backends", type=_csv(), default=None,
+                       help="comma-separated backends, or importable modules to register as backends (default: "
+                            "every available one)")
+    check.add_argument("--module", metavar="TARGET", help="check a cs231n-style layer module: a .py file or a "
+                                                          "dotted module name")
+    check.add_argument("--model", metavar="TARGET[:Class]", help="check a CaptioningRNN class: path/rnn.py:Class or "
+                                                                 "dotted.module:Class")
+    check.add_argument("--only", type=_csv(), default=None, metavar="LIST",
+                       help="with --module: families (affine, rnn, word_embedding, sigmoid, lstm, temporal_affine, "
+                            "temporal_softmax_loss, gru) or function names; with --model: rnn and/or lstm")
+    check.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                       help="with --module/--model: time limit per function (default 60)")
+    check.add_argument("--memory-limit", type=_positive, default=None, metavar="MB",
+                       help="with --module/--model: address space the checked code may use beyond the checker's "
+                            "worker (default 2048; POSIX only)")
+    check.add_argument("--junit", metavar="FILE", help="with --module/--model: also write a JUnit XML report")
     check.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    check.add_argument("--trials", type=_positive, default=50, help="random draws of shapes and dtype (default 50)")
-    check.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    check.add_argument("--trials", type=_positive, default=None,
+                       help="backends mode: random draws of shapes and dtype (default 50)")
+    check.add_argument("--markdown", action="store_true", help="backends mode: print a Markdown table")
     check.add_argument("--json", metavar="FILE", help="also write the result as JSON ('-' for stdout only)")
 
     bench = sub.add_parser(
@@ -162,10 +187,19 @@ def _info(args):
 
 
 def _check(args):
+    if args.module or args.model:
+        return _check_code(args)
+    for option in ("only", "timeout", "memory_limit", "junit"):
+        if getattr(args, option) is not None:
+            print(f"fastrnn check: error: --{option.replace('_', '-')} goes with --module or --model",
+                  file=sys.stderr)
+            return 2
     from .check import backends as check
 
+    if args.backends and any("." in b for b in args.backends) and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # module names import from here, as with ``python -m``
     try:
-        result = check.run(backends=args.backends, seed=args.seed, trials=args.trials)
+        result = check.run(backends=args.backends, seed=args.seed, trials=args.trials or 50)
     except ValueError as exc:
         print(f"fastrnn check: error: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +210,52 @@ def _check(args):
         if args.json:
             _dump(result, args.json)
     return 0 if result["ok"] else 1
+
+
+def _check_code(args):
+    """``fastrnn check --module/--model``: prints each function's result as it comes."""
+    from .check import model, module, report, runner
+
+    if args.backends or args.trials or args.markdown:
+        print("fastrnn check: error: --backends, --trials and --markdown check fastrnn's backends; they do not go with "
+              "--module or --model", file=sys.stderr)
+        return 2
+    if args.timeout is not None and not args.timeout > 0:
+        print("fastrnn check: error: --timeout must be positive", file=sys.stderr)
+        return 2
+    limits = dict(timeout=args.timeout or runner.DEFAULT_TIMEOUT, memory_mb=args.memory_limit or runner.DEFAULT_MEMORY_MB,
+                  seed=args.seed)
+    quiet = args.json == "-"
+    say = (lambda text: None) if quiet else (lambda text: print(text, flush=True))
+    jobs = []
+    if args.module:
+        jobs.append(("module", args.module, lambda progress: module.check_module(
+            args.module, only=[o for o in args.only or [] if o not in model.CELLS or args.model is None] or None,
+            progress=progress, **limits)))
+    if args.model:
+        cells = [c for c in model.CELLS if not args.only or c in args.only] or list(model.CELLS)
+        jobs.append(("model", args.model, lambda progress: model.check_model(args.model, cells=cells,
+                                                                               progress=progress, **limits)))
+    reports = []
+    for kind, target, run in jobs:
+        say(report.header(kind, target))
+        try:
+            result = run(lambda r: say(report.line(r)))
+        except ValueError as exc:  # TargetError, an unknown --only item
+            print(f"fastrnn check: error: {exc}", file=sys.stderr)
+            return 2
+        say(report.summary(result))
+        reports.append(result)
+    status = report.exit_status(reports)
+    if args.json == "-":
+        print(json.dumps(report.jsonable({"ok": status == 0, "exit_status": status, "reports": reports}), indent=2))
+    elif args.json:
+        report.write_json(reports, args.json)
+        say(f"wrote {args.json}")
+    if args.junit:
+        report.write_junit(reports, args.junit)
+        say(f"wrote {args.junit}")
+    return status
 
 
 def _bench(args):
