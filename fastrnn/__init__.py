@@ -9,7 +9,7 @@ See README.md for a tour and the measured speed.
 import sys as _sys
 
 from . import gradcheck, layers, reference
-from ._backend import available_backends, get_backend, set_backend, use_backend
+from ._backend import available_backends, get_backend, register_backend, set_backend, use_backend
 from ._version import __version__
 from .data import coco
 from .models import CaptioningRNN, captioning
@@ -26,6 +26,7 @@ __all__ = [
     "__version__",
     "available_backends",
     "get_backend",
+    "register_backend",
     "set_backend",
     "use_backend",
     "layers",

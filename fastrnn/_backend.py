@@ -1,8 +1,12 @@
 """Backend registry: which implementation of the layer functions is active.
 
-A backend is a module that defines every name in ``LAYER_FUNCTIONS`` with the
-cs231n signatures and returns.  ``fastrnn.layers`` validates inputs and hands
-the backend only contiguous float32/float64 arrays of one dtype.
+A backend is a module that defines the layer functions with the cs231n signatures and
+returns.  ``fastrnn.layers`` validates inputs and hands the backend only contiguous
+float32/float64 arrays of one dtype.  fastrnn's own backends define every name in
+``LAYER_FUNCTIONS``.  A third-party backend (``register_backend``) must define at least
+``REQUIRED_FUNCTIONS``, the cs231n contract; calling a layer function it does not define
+raises NotImplementedError naming the backend and the function (never a silent fallback
+to another backend).
 
 Backends are imported lazily, the first time they are asked for, so that
 ``import fastrnn`` stays cheap (Numba's import alone costs a few hundred
@@ -20,6 +24,27 @@ import importlib
 import os
 
 LAYER_FUNCTIONS = (
+    "affine_forward",
+    "affine_backward",
+    "rnn_step_forward",
+    "rnn_step_backward",
+    "rnn_forward",
+    "rnn_backward",
+    "word_embedding_forward",
+    "word_embedding_backward",
+    "sigmoid",
+    "lstm_step_forward",
+    "lstm_step_backward",
+    "lstm_forward",
+    "lstm_backward",
+    "temporal_affine_forward",
+    "temporal_affine_backward",
+    "temporal_softmax_loss",
+)
+
+# What a third-party backend must define: the layer functions of cs231n's rnn_layers.py
+# (with the affine layer, in it from 2020 on). Everything else in LAYER_FUNCTIONS is optional.
+REQUIRED_FUNCTIONS = (
     "affine_forward",
     "affine_backward",
     "rnn_step_forward",
@@ -65,8 +90,79 @@ def _load(name):
     return _modules[name]
 
 
+_BUILT_IN = tuple(_CANDIDATES)
+
+
+def _missing(backend, function):
+    """A stand-in for a layer function a registered backend does not define."""
+    def missing(*args, **kwargs):
+        raise NotImplementedError(
+            f"backend {backend!r} does not implement {function}; run it on another backend, e.g. "
+            f"`with fastrnn.use_backend({_BUILT_IN[-1]!r}): ...` (available backends: {available_backends()})")
+    missing.__name__ = function
+    missing.fastrnn_missing = True
+    return missing
+
+
+class _Registered:
+    """A registered third-party backend as ``fastrnn.layers`` sees it: the module's layer functions,
+    looked up on each call (so later changes to the module show), and a NotImplementedError
+    stand-in for each layer function it does not define."""
+
+    def __init__(self, name, module):
+        self.name = name
+        self.module = module
+        self.__name__ = getattr(module, "__name__", name)
+
+    def __getattr__(self, attr):
+        f = getattr(self.module, attr, None)
+        if attr in LAYER_FUNCTIONS and not callable(f):
+            return _missing(self.name, attr)
+        if f is None:
+            raise AttributeError(f"backend {self.name!r} has no attribute {attr!r}")
+        return f
+
+    def __repr__(self):
+        return f"<fastrnn backend {self.name!r}: {self.__name__}>"
+
+
+def register_backend(name, module):
+    """Makes ``module`` (a module, or the dotted name of one) available as backend ``name``.
+
+    The module must define every function of ``REQUIRED_FUNCTIONS`` (the cs231n layer contract),
+    with cs231n's signatures and returns; ValueError names what is missing or not callable. It
+    may define the other ``LAYER_FUNCTIONS`` (GRU, ...); calling one it lacks through
+    ``fastrnn.layers`` raises NotImplementedError. Then ``set_backend(name)``,
+    ``use_backend(name)`` and ``fastrnn check --backends name`` work as for fastrnn's own
+    backends: ``fastrnn.layers`` validates the inputs and hands the module contiguous float32 or
+    float64 arrays; a forward's cache is the module's own, handed back to its backward. A
+    registered backend is never the default. Registering a name again replaces its module; the
+    names of fastrnn's own backends cannot be taken. Returns ``name``.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"a backend name must be a non-empty string, got {name!r}")
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is one of fastrnn's own backends {list(_BUILT_IN)}; register under another name")
+    if isinstance(module, str):
+        try:
+            module = importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"cannot register backend {name!r}: {exc}") from exc
+    missing = [f for f in REQUIRED_FUNCTIONS if not hasattr(module, f)]
+    uncallable = [f for f in REQUIRED_FUNCTIONS if hasattr(module, f) and not callable(getattr(module, f))]
+    if missing or uncallable:
+        what = getattr(module, "__name__", repr(module))
+        problems = ([f"it does not define {', '.join(missing)}"] if missing else []) + \
+            [f"{f} is not callable (it is {type(getattr(module, f)).__name__})" for f in uncallable]
+        raise ValueError(f"cannot register backend {name!r} ({what}): {'; '.join(problems)}. A backend must define "
+                         f"every function of the cs231n layer contract: {', '.join(REQUIRED_FUNCTIONS)}")
+    _CANDIDATES[name] = (None, "register it with fastrnn.register_backend(name, module)")
+    _modules[name] = _Registered(name, module)
+    return name
+
+
 def available_backends():
-    """Names of the backends that import on this install, fastest first."""
+    """Names of the backends that import on this install, fastest first, then registered ones."""
     return [name for name in _CANDIDATES if not isinstance(_load(name), ImportError)]
 
 
@@ -104,7 +200,7 @@ def get_backend():
 
 
 def set_backend(name):
-    """Makes ``name`` ("numpy", "numba" or "cython") the default backend of the process.
+    """Makes ``name`` ("numpy", "numba", "cython" or a registered one) the default backend of the process.
 
     It applies everywhere except inside ``use_backend`` blocks, which keep their own choice.
     """

@@ -157,6 +157,12 @@ def run(backends=None, seed=0, trials=20, layers_=None):
     available = _backend.available_backends()
     backends = list(available) if backends is None else list(backends)
     for b in backends:
+        if b not in _backend._CANDIDATES and all(p.isidentifier() for p in b.split(".")):
+            try:  # a module name: registered for this check (ValueError says what it lacks)
+                _backend.register_backend(b, b)
+            except ImportError as exc:
+                raise ValueError(f"unknown backend {b!r} (and no module of that name: {exc}); available backends: "
+                                 f"{available}") from None
         _backend._resolve(b)  # ValueError listing the available ones
     if trials < 1:
         raise ValueError("trials must be at least 1")
@@ -174,6 +180,9 @@ def run(backends=None, seed=0, trials=20, layers_=None):
             kinds = [_LAYOUTS[int(rng.integers(0, 3))] for _ in args]
             for b in backends:
                 s = stats[(b, layer)]
+                if _lacks(b, layer):  # a registered backend without this (optional) layer
+                    s["missing"] = True
+                    continue
                 s["trials"] += 1
                 laid = [_layout(a, k) for a, k in zip(args, kinds)]
                 before = [np.array(a, copy=True) for a in laid]
@@ -199,6 +208,12 @@ def run(backends=None, seed=0, trials=20, layers_=None):
             "ok": not failures}
 
 
+def _lacks(backend, layer):
+    """Whether ``backend`` (a registered one) does not implement ``layer``."""
+    module = _backend.backend_module(backend)
+    return any(getattr(getattr(module, f, None), "fastrnn_missing", False) for f in LAYERS[layer] if f)
+
+
 def table(result, markdown=False, max_failures=20):
     """The result as text: one row per backend and layer, then the failures."""
     from .._table import render
@@ -209,7 +224,7 @@ def table(result, markdown=False, max_failures=20):
         rows.append([
             r["backend"], r["layer"], r["trials"], r["passed"],
             "inf" if not math.isfinite(worst) else f"{worst:.3f}",
-            "ok" if r["passed"] == r["trials"] else "FAIL",
+            "not implemented" if r.get("missing") else "ok" if r["passed"] == r["trials"] else "FAIL",
         ])
     from .._version import __version__
 
