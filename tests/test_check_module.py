@@ -299,3 +299,19 @@ def test_locate_picks_the_innermost_frame_of_the_checked_code(tmp_path):
     frames = [(runner.__file__, 10, "batch"), (str(tmp_path / "a.py"), 5, "f"),
               (str(tmp_path / "b.py"), 7, "g"), ("/usr/lib/numpy/core.py", 99, "dot")]
     assert runner.locate(frames, root).endswith("b.py:7 in g")
+
+
+def test_a_backward_without_a_notebook_check_gets_the_default_gradient_check(tmp_path, monkeypatch):
+    # As GRU's will: scaled inputs, the error relative to the gradient's largest entry.
+    from fastrnn.check import golden
+
+    checks = dict(golden.GRADIENT_CHECKS)
+    del checks["rnn_step_backward"]
+    monkeypatch.setattr(golden, "GRADIENT_CHECKS", checks)
+    good = _results(check(str(variants.write(tmp_path, name="good.py")), only=["rnn_step"], **FAST))
+    gradient = [c for c in good["rnn_step_backward"]["checks"] if c["check"] == "gradient check"]
+    assert good["rnn_step_backward"]["status"] == "pass" and gradient[0]["where"].startswith("N=3")
+    bad = _results(check(str(variants.write(tmp_path, name="bad.py", rnn_step="no_tanh_grad")), only=["rnn_step"],
+                         **FAST))
+    assert bad["rnn_step_backward"]["status"] == "wrong"
+    assert any("relative to its largest entry" in f for f in bad["rnn_step_backward"]["findings"])

@@ -45,8 +45,10 @@ PARITY_TOLERANCE = _tolerances.FOREIGN["tolerance"]
 
 STATUSES = ("pass", "wrong", "error", "not implemented", "untestable", "time-out")
 
-# A gradient check for a function the notebooks do not check (GRU): scaled inputs (the
-# notebook's unscaled ones saturate three gates), the notebooks' loosest threshold.
+# A gradient check for a function the notebooks do not check (GRU): scaled inputs (unscaled
+# ones saturate the gates), and the error relative to the gradient's largest entry (``normwise``),
+# which the oracle's backward passes keep below 2.5e-10 on such inputs (measured over five seeds
+# for every cs231n backward; the elementwise rel_error reaches 1e-7 on near-zero entries).
 _DEFAULT_GRADIENT_CHECK = dict(sizes=dict(N=3, T=4, D=5, H=6, V=7, M=4, A=2, B=3), threshold=1e-6, h=1e-5)
 
 _SYMBOLS = "NTDHVMAB"
@@ -207,6 +209,16 @@ def _rel_error(got, expected):
     return rel_error(expected, got), None, note
 
 
+def normwise(analytic, numeric):
+    """(max |analytic - numeric| / max(|analytic|, |numeric|) over the array, problem, note)."""
+    err, problem, note = error_of(analytic, numeric)
+    if problem is not None:
+        return None, problem, note
+    a = np.asarray(analytic, dtype=np.float64).reshape(np.shape(numeric))
+    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)))
+    return (float(np.max(np.abs(a - numeric), initial=0.0)) / scale if scale > 0 else 0.0), None, note
+
+
 @dataclass
 class Verdict:
     """The findings of one function's check."""
@@ -304,8 +316,11 @@ def _judge_call(v, entry, probe, value):
 def _judge_gradients(v, probe, names, analytic, numeric):
     ok, worst = True, 0.0  # worst: the largest error as a fraction of its threshold
     thresholds = probe.expected["thresholds"]
+    # The notebook's own checks use its elementwise rel_error (and its thresholds); others the
+    # error relative to the gradient's largest entry, which near-zero entries cannot inflate.
+    measure = _rel_error if probe.expected["notebook"] else normwise
     for name, a, n in zip(names, analytic, numeric):
-        err, problem, note = _rel_error(a, n)
+        err, problem, note = measure(a, n)
         if note:
             v.note(f"{name} {note}")
         if problem is not None:
@@ -315,8 +330,9 @@ def _judge_gradients(v, probe, names, analytic, numeric):
         if worst is not None:
             worst = max(worst, err / thresholds[name])
         if not err < thresholds[name]:
-            asks = "the notebook asks for less than" if probe.expected["notebook"] else "tolerance"
-            v.fail("wrong", f"{name} disagrees with the numerical gradient of the forward pass: rel_error {err:.2g} "
+            asks = "the notebook asks for less than" if probe.expected["notebook"] else "threshold"
+            what = "rel_error" if probe.expected["notebook"] else "error relative to its largest entry"
+            v.fail("wrong", f"{name} disagrees with the numerical gradient of the forward pass: {what} {err:.2g} "
                             f"({asks} {thresholds[name]:g}) {_at(probe)}", kind="gradient check")
             ok = False
     v.record(probe, ok, "analytic against numerical gradients (error as a fraction of the threshold)", worst, 1.0)

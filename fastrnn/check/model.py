@@ -23,7 +23,7 @@ import numpy as np
 from .. import _backend
 from ..models import CaptioningRNN
 from . import golden
-from .functions import PARITY_TOLERANCE, Probe, Verdict, error_of, headline
+from .functions import PARITY_TOLERANCE, Probe, Verdict, error_of, headline, normwise
 from .module import summarize
 from .runner import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, Runner, locate
 from .target import TargetError, resolve
@@ -87,16 +87,6 @@ def _is_zero(loss):
     return isinstance(loss, np.ndarray) and loss.size == 1 and float(loss.reshape(())) == 0.0
 
 
-def _normwise(analytic, numeric):
-    """(max |analytic - numeric| / max(|analytic|, |numeric|) over the array, problem, note)."""
-    err, problem, note = error_of(analytic, numeric)
-    if problem is not None:
-        return None, problem, note
-    a = np.asarray(analytic, dtype=np.float64).reshape(np.shape(numeric))
-    scale = max(float(np.max(np.abs(a), initial=0.0)), float(np.max(np.abs(numeric), initial=0.0)))
-    return (float(np.max(np.abs(a - numeric), initial=0.0)) / scale if scale > 0 else 0.0), None, note
-
-
 def _loss_value(v, loss, where):
     err, problem, _ = error_of(loss, np.float64(0.0))
     if problem is not None:
@@ -144,7 +134,7 @@ def _judge(probes, replies, locate_frames):
                     v.fail("wrong", f"grads has no {name!r} {where}")
                     ok = False
                     continue
-                err, problem, note = _normwise(value["analytic"][name], numeric)
+                err, problem, note = normwise(value["analytic"][name], numeric)
                 if note:
                     v.note(f"grads[{name!r}] {note}")
                 if problem is not None:
