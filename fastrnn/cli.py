@@ -87,7 +87,7 @@ def _parser():
                        help="with --module: families (affine, rnn, word_embedding, sigmoid, lstm, temporal_affine, "
                             "temporal_softmax_loss, gru) or function names; with --model: rnn and/or lstm")
     check.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                       help="with --module/--model: time limit per function (default 60)")
+                       help="with --module/--model: time limit per function (default 20)")
     check.add_argument("--memory-limit", type=_positive, default=None, metavar="MB",
                        help="with --module/--model: address space the checked code may use beyond the checker's "
                             "worker (default 2048; POSIX only)")

@@ -28,7 +28,8 @@ from .target import TargetError, short_path
 
 __all__ = ["Outcome", "Runner", "locate", "DEFAULT_TIMEOUT", "DEFAULT_MEMORY_MB"]
 
-DEFAULT_TIMEOUT = 60.0  # seconds per function: a few hundred times what correct student code takes
+DEFAULT_TIMEOUT = 20.0  # seconds per function: correct student code takes 1.3 s at most (lstm_backward)
+_IMPORT_TIMEOUT = 60.0  # at least this for importing the target (it may import heavy libraries)
 DEFAULT_MEMORY_MB = 2048  # address space the checked code may add to the worker's own
 _START_TIMEOUT = 120.0  # a fresh interpreter importing numpy, on a busy machine
 _GRACE = 0.5  # after the time limit, for faulthandler to write where the code was
@@ -173,6 +174,7 @@ class Runner:
         self.target = target
         self.names = list(names)
         self.timeout = float(timeout)
+        self._import_timeout = max(self.timeout, _IMPORT_TIMEOUT)
         self.memory_mb = int(memory_mb)
         self.root = target.root
         self.info = None
@@ -191,7 +193,7 @@ class Runner:
     def _spec(self):
         t = self.target
         return {"module": t.module, "sys_path": list(t.sys_path), "file": t.file, "root": t.root, "names": self.names,
-                "timeout": self.timeout, "memory_mb": self.memory_mb, "output_path": self._output_path,
+                "timeout": self._import_timeout, "memory_mb": self.memory_mb, "output_path": self._output_path,
                 "trace_path": self._trace_path}
 
     def _stop(self):
@@ -237,12 +239,12 @@ class Runner:
             pass
         self._child = _Child(self._spec())
         what = f"cannot import {self.target.display()}"
-        reply = self._child.get(_START_TIMEOUT + self.timeout + _GRACE)
+        reply = self._child.get(_START_TIMEOUT + self._import_timeout + _GRACE)
         if reply is _TIMEOUT:
             self._child.kill()
             location = locate(_trace_frames(self._read(self._trace_path, 20000)), self.root)
             self._stop()
-            raise TargetError(f"{what}: the import did not finish within {self.timeout:g} s"
+            raise TargetError(f"{what}: the import did not finish within {self._import_timeout:g} s"
                               + (f" ({location})" if location else ""))
         if reply is _EOF:
             message, location = self._death()
