@@ -384,7 +384,8 @@ def judge(entry, probes, replies, locate_frames):
                 v.fail("not implemented", f"raises NotImplementedError{': ' + value['message'] if value['message'] else ''}",
                        location)
             else:
-                v.fail("error", f"{value['type']}: {value['message']} {_at(probe)}", location)
+                hint = " (the checked code's memory is capped: --memory-limit)" if value["type"] == "MemoryError" else ""
+                v.fail("error", f"{value['type']}: {value['message']} {_at(probe)}{hint}", location)
             v.record(probe, False, f"raised {value['type']}")
         elif kind == "internal-error":
             v.fail("error", f"the checker itself failed here (please report it): {value['message'].strip()}")

@@ -66,8 +66,10 @@ def check_module(text, only=None, timeout=DEFAULT_TIMEOUT, memory_mb=DEFAULT_MEM
             elif not present[entry.name]:
                 result = {"status": "not implemented", "message": "the module's name is not a function"}
             elif entry.is_backward and ended.get(entry.forward) in _CANNOT_RUN:
-                result = {"status": "untestable",
-                          "message": f"its forward pass {entry.forward} is {ended[entry.forward]}"}
+                how = {"time-out": "timed out", "crashed": "crashed the process"}.get(ended[entry.forward],
+                                                                                      ended[entry.forward])
+                result = {"status": "untestable", "message": f"its forward pass {entry.forward} "
+                                                             f"{'is ' if how == 'not implemented' else ''}{how}"}
             else:
                 result = _check(runner, entry, seed)
             result.setdefault("location", None)
