@@ -6,6 +6,8 @@ The captioning configuration is cs231n's COCO model with a 1004-word vocabulary.
 
 from typing import NamedTuple
 
+from .._cells import gates  # noqa: F401  (a cell fact, defined in fastrnn._cells; kept importable from here)
+
 __all__ = ["Size", "SIZES", "DEFAULT_BENCH_SIZES", "CAPTIONING", "CAPTIONING_BATCHES", "gates"]
 
 
@@ -32,10 +34,3 @@ DEFAULT_BENCH_SIZES = ("tiny", "small")
 CAPTIONING = dict(vocab_size=1004, input_dim=512, wordvec_dim=256, hidden_dim=512, T=16)
 CAPTIONING_BATCHES = (25, 100)
 
-
-def gates(cell):
-    """Gate blocks per hidden unit: G = gates(cell) * H columns in Wx, Wh and b."""
-    try:
-        return {"rnn": 1, "lstm": 4}[cell]
-    except KeyError:
-        raise ValueError(f"unknown cell {cell!r}; expected 'rnn' or 'lstm'") from None

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend, layers
-from .sizes import CAPTIONING, CAPTIONING_BATCHES, SIZES, gates
+from .._cells import gates
+from .sizes import CAPTIONING, CAPTIONING_BATCHES, SIZES
 
 __all__ = ["KINDS", "PASSES", "Case", "Workload", "cases", "build", "torch_available", "gemm_flops"]
 

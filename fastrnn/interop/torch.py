@@ -22,7 +22,7 @@ import functools
 
 import numpy as np
 
-from ..bench.sizes import gates as _gates
+from .._cells import gates as _gates
 
 __all__ = [
     "to_torch",
