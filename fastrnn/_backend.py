@@ -40,6 +40,17 @@ LAYER_FUNCTIONS = (
     "temporal_affine_forward",
     "temporal_affine_backward",
     "temporal_softmax_loss",
+    "gru_step_forward",
+    "gru_step_backward",
+    "gru_forward",
+    "gru_backward",
+    # the sequence layers that take and return the recurrent state (truncated BPTT, stacking)
+    "rnn_forward_state",
+    "rnn_backward_state",
+    "lstm_forward_state",
+    "lstm_backward_state",
+    "gru_forward_state",
+    "gru_backward_state",
 )
 
 # What a third-party backend must define: the layer functions of cs231n's rnn_layers.py

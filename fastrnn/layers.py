@@ -17,6 +17,17 @@ backend (see ``fastrnn.set_backend``) C-contiguous arrays of one float dtype:
 A forward pass returns its cache wrapped in a ``LayerCache`` that remembers the
 backend that made it, so a backward pass always runs on the backend of its
 forward pass, whichever backend is active by then.
+
+Beyond cs231n: the GRU (``gru_*``, PyTorch's formulation), and for every cell the
+sequence layers that carry the recurrent state from one call to the next:
+
+    h, hT, cache = rnn_forward_state(x, h0, Wx, Wh, b)
+    dx, dh0, dWx, dWh, db = rnn_backward_state(dh, dhT, cache)
+
+(``lstm_*_state`` with c0/cT/dcT/dc0 as well; ``gru_*_state`` with bhn/dbhn). A cell's
+two forward forms make the same cache, so either of its backwards takes it.  The
+final states are arrays of their own; c0 and the upstream gradients dh, dhT, dcT
+may be None (zeros), and a backend receives them as None.
 """
 
 import numpy as np
@@ -96,26 +107,43 @@ def _route(arrays, sizes, native=True):
     return _reference, dtype, list(arrays)
 
 
-def _unwrap(cache, layer, grads):
-    """Checks a cache and the upstream gradients ``grads`` (name -> array) handed to a backward."""
+def _unwrap(cache, layer, grads, optional=()):
+    """Checks a cache and the upstream gradients handed to a backward pass.
+
+    ``grads`` maps each gradient's name to ``(array, dims, shape)``, or to just the array when
+    it must have the forward output's shape; a gradient named in ``optional`` may be None (zeros),
+    and is handed on as None.  Returns the backend module, the cache's data and the gradients,
+    contiguous in the working dtype (NumPy's promotion of the forward's dtype and theirs).
+    """
     if not isinstance(cache, LayerCache) or cache.layer != layer:
+        made_by = f"{layer}_forward" + (f" or {layer}_forward_state" if layer in _SEQUENCE_CELLS else "")
         raise TypeError(
-            f"cache must be the cache returned by fastrnn.layers.{layer}_forward, got {type(cache).__name__}"
+            f"cache must be the cache returned by fastrnn.layers.{made_by}, got {type(cache).__name__}"
             + (f" from {cache.layer}_forward" if isinstance(cache, LayerCache) else "")
         )
     out = []
-    for name, g in grads.items():
+    for name, spec in grads.items():
+        g, dims, shape = spec if isinstance(spec, tuple) else (spec, "shape of the forward output", cache.out_shape)
+        if g is None and name in optional:
+            out.append(None)
+            continue
         g = _array(name, g)
-        _shape(name, g, "shape of the forward output", cache.out_shape)
+        _shape(name, g, dims, shape)
         out.append(g)
     data, dtype, module = cache.data, cache.dtype, cache.backend
     if module is _reference or cache.dtype not in _NATIVE:
         return module, data, out
-    promoted = np.result_type(dtype, *out)
+    promoted = np.result_type(dtype, *(g for g in out if g is not None))
     if promoted != dtype and promoted in _NATIVE:  # float64 gradient into a float32 forward: promote
         data = tuple(np.asarray(a, promoted) if getattr(a, "dtype", None) == dtype else a for a in data)
         dtype = promoted
-    return module, data, [np.asarray(g, dtype=dtype, order="C") for g in out]
+    return module, data, [None if g is None else np.asarray(g, dtype=dtype, order="C") for g in out]
+
+
+def _final_state(cache, g):
+    """The ``_unwrap`` entry of ``g``, the gradient of a sequence layer's final state: (N, H)."""
+    shape = cache.out_shape if isinstance(cache, LayerCache) else ()
+    return g, "N, H", (shape[0], shape[-1]) if len(shape) == 3 else None  # (not a sequence cache: _unwrap refuses it)
 
 
 # --------------------------------------------------------------------------- affine
@@ -145,8 +173,12 @@ def affine_backward(dout, cache):
 # --------------------------------------------------------------------------- vanilla RNN
 
 
-# How the shapes of Wh, Wx and b read in error messages, by number of gates (rnn 1, lstm 4).
-_WEIGHT_DIMS = {1: ("H, H", "D, H", "H,"), 4: ("H, 4H", "D, 4H", "4H,")}
+# How the shapes of Wh, Wx and b read in error messages, by number of gates (rnn 1, gru 3, lstm 4).
+_WEIGHT_DIMS = {1: ("H, H", "D, H", "H,"), 3: ("H, 3H", "D, 3H", "3H,"), 4: ("H, 4H", "D, 4H", "4H,")}
+
+# The cells whose sequence layers come in two forms, cs231n's and the state-carrying one; both
+# forms make the same cache, so either backward takes it.
+_SEQUENCE_CELLS = ("rnn", "lstm", "gru")
 
 
 def _cell_weights(Wx, Wh, b, gates, D):
@@ -166,6 +198,11 @@ def _sequence_shapes(x, h0, Wx, Wh, b, gates):
     H, b = _cell_weights(Wx, Wh, b, gates, D)
     _shape("h0", h0, "N, H", (N, H))
     return N, T, D, H, b
+
+
+def _arrays(names, values):
+    """``_array`` of each value (None stays None)."""
+    return [None if a is None else _array(n, a) for n, a in zip(names, values)]
 
 
 def _step_shapes(x, states, Wx, Wh, b, gates):
@@ -204,19 +241,43 @@ def rnn_step_backward(dnext_h, cache):
     return module.rnn_step_backward(dnext_h, data)
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
-    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
-    x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
+def _rnn_inputs(x, h0, Wx, Wh, b):
+    x, h0, Wx, Wh, b = _arrays(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b))
     N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 1)
     module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
+    return module, dtype, arrays, (N, T, H)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
+    module, dtype, arrays, out_shape = _rnn_inputs(x, h0, Wx, Wh, b)
     h, data = module.rnn_forward(*arrays)
-    return h, LayerCache("rnn", module, data, dtype, (N, T, H))
+    return h, LayerCache("rnn", module, data, dtype, out_shape)
 
 
 def rnn_backward(dh, cache):
     """BPTT; dh (N, T, H) is the upstream gradient of every hidden state. Returns (dx, dh0, dWx, dWh, db)."""
     module, data, (dh,) = _unwrap(cache, "rnn", {"dh": dh})
     return module.rnn_backward(dh, data)
+
+
+def rnn_forward_state(x, h0, Wx, Wh, b):
+    """Vanilla RNN over a sequence from the state h0: x (N, T, D), h0 (N, H).
+
+    Returns (h, hT, cache): every step's state h (N, T, H) and the final state hT (N, H),
+    an array of its own, to start the next chunk of a sequence from.
+    """
+    module, dtype, arrays, out_shape = _rnn_inputs(x, h0, Wx, Wh, b)
+    h, hT, data = module.rnn_forward_state(*arrays)
+    return h, hT, LayerCache("rnn", module, data, dtype, out_shape)
+
+
+def rnn_backward_state(dh, dhT, cache):
+    """BPTT with the final state's gradient: dh (N, T, H) of every step's state, dhT (N, H) of the final
+    state (added to the last step's); either may be None (zeros). Returns (dx, dh0, dWx, dWh, db)."""
+    grads = {"dh": dh, "dhT": _final_state(cache, dhT)}
+    module, data, (dh, dhT) = _unwrap(cache, "rnn", grads, optional=("dh", "dhT"))
+    return module.rnn_backward_state(dh, dhT, data)
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -245,19 +306,118 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return module.lstm_step_backward(dnext_h, dnext_c, data)
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
-    """LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
-    x, h0, Wx, Wh, b = (_array(n, a) for n, a in zip(("x", "h0", "Wx", "Wh", "b"), (x, h0, Wx, Wh, b)))
+def _lstm_inputs(x, h0, c0, Wx, Wh, b):
+    """Validates and routes a sequence LSTM's inputs; c0 may be None (zeros) and then stays None."""
+    x, h0, c0, Wx, Wh, b = _arrays(("x", "h0", "c0", "Wx", "Wh", "b"), (x, h0, c0, Wx, Wh, b))
     N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 4)
-    module, dtype, arrays = _route((x, h0, Wx, Wh, b), (N, T, D, H))
-    h, data = module.lstm_forward(*arrays)
-    return h, LayerCache("lstm", module, data, dtype, (N, T, H))
+    if c0 is not None:
+        _shape("c0", c0, "N, H", (N, H))
+    module, dtype, arrays = _route(tuple(a for a in (x, h0, c0, Wx, Wh, b) if a is not None), (N, T, D, H))
+    if c0 is None:
+        arrays.insert(2, None)
+    return module, dtype, arrays, (N, T, H)
+
+
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None):
+    """LSTM over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache).
+
+    The cell state starts from c0 (N, H), zeros by default as in cs231n.
+    """
+    module, dtype, (x, h0, c0, Wx, Wh, b), out_shape = _lstm_inputs(x, h0, c0, Wx, Wh, b)
+    if c0 is None:
+        h, data = module.lstm_forward(x, h0, Wx, Wh, b)
+    else:
+        h, data = module.lstm_forward(x, h0, Wx, Wh, b, c0=c0)
+    return h, LayerCache("lstm", module, data, dtype, out_shape)
 
 
 def lstm_backward(dh, cache):
     """BPTT; dh (N, T, H) is the upstream gradient of every hidden state. Returns (dx, dh0, dWx, dWh, db)."""
     module, data, (dh,) = _unwrap(cache, "lstm", {"dh": dh})
     return module.lstm_backward(dh, data)
+
+
+def lstm_forward_state(x, h0, c0, Wx, Wh, b):
+    """LSTM over a sequence from the state (h0, c0): x (N, T, D), h0 and c0 (N, H); c0 = None means zeros.
+
+    Returns (h, hT, cT, cache): every step's hidden state h (N, T, H) and the final hidden
+    and cell states hT and cT (N, H), arrays of their own.
+    """
+    module, dtype, arrays, out_shape = _lstm_inputs(x, h0, c0, Wx, Wh, b)
+    h, hT, cT, data = module.lstm_forward_state(*arrays)
+    return h, hT, cT, LayerCache("lstm", module, data, dtype, out_shape)
+
+
+def lstm_backward_state(dh, dhT, dcT, cache):
+    """BPTT with the final states' gradients: dh (N, T, H) of every step's hidden state, dhT and dcT
+    (N, H) of the final hidden and cell states; each may be None (zeros).
+    Returns (dx, dh0, dc0, dWx, dWh, db)."""
+    grads = {"dh": dh, "dhT": _final_state(cache, dhT), "dcT": _final_state(cache, dcT)}
+    module, data, (dh, dhT, dcT) = _unwrap(cache, "lstm", grads, optional=("dh", "dhT", "dcT"))
+    return module.lstm_backward_state(dh, dhT, dcT, data)
+
+
+# --------------------------------------------------------------------------- GRU
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
+    """One GRU step (PyTorch's formulation, gates r, z, n; Wx (D, 3H), Wh (H, 3H), b (3H,), bhn (H,)).
+
+    n = tanh(x Wx_n + b_n + r * (prev_h Wh_n + bhn)), next_h = (1 - z) * n + z * prev_h.
+    Returns (next_h, cache).
+    """
+    names = ("x", "prev_h", "Wx", "Wh", "b", "bhn")
+    x, prev_h, Wx, Wh, b, bhn = _arrays(names, (x, prev_h, Wx, Wh, b, bhn))
+    N, D, H, b, rows = _step_shapes(x, {"prev_h": prev_h}, Wx, Wh, b, 3)
+    bhn = _bias("bhn", bhn, "H,", H)
+    module, dtype, arrays = _route((x, prev_h, Wx, Wh, b, bhn), (N, D, H), native=rows)
+    next_h, data = module.gru_step_forward(*arrays)
+    return next_h, LayerCache("gru_step", module, data, dtype, (N, H))
+
+
+def gru_step_backward(dnext_h, cache):
+    """Returns (dx, dprev_h, dWx, dWh, db, dbhn) for ``gru_step_forward``."""
+    module, data, (dnext_h,) = _unwrap(cache, "gru_step", {"dnext_h": dnext_h})
+    return module.gru_step_backward(dnext_h, data)
+
+
+def _gru_inputs(x, h0, Wx, Wh, b, bhn):
+    x, h0, Wx, Wh, b, bhn = _arrays(("x", "h0", "Wx", "Wh", "b", "bhn"), (x, h0, Wx, Wh, b, bhn))
+    N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 3)
+    bhn = _bias("bhn", bhn, "H,", H)
+    module, dtype, arrays = _route((x, h0, Wx, Wh, b, bhn), (N, T, D, H))
+    return module, dtype, arrays, (N, T, H)
+
+
+def gru_forward(x, h0, Wx, Wh, b, bhn):
+    """GRU over a sequence: x (N, T, D), h0 (N, H) -> h (N, T, H). Returns (h, cache)."""
+    module, dtype, arrays, out_shape = _gru_inputs(x, h0, Wx, Wh, b, bhn)
+    h, data = module.gru_forward(*arrays)
+    return h, LayerCache("gru", module, data, dtype, out_shape)
+
+
+def gru_backward(dh, cache):
+    """BPTT; dh (N, T, H) is the upstream gradient of every hidden state. Returns (dx, dh0, dWx, dWh, db, dbhn)."""
+    module, data, (dh,) = _unwrap(cache, "gru", {"dh": dh})
+    return module.gru_backward(dh, data)
+
+
+def gru_forward_state(x, h0, Wx, Wh, b, bhn):
+    """GRU over a sequence from the state h0: x (N, T, D), h0 (N, H).
+
+    Returns (h, hT, cache): every step's state h (N, T, H) and the final state hT (N, H), an array of its own.
+    """
+    module, dtype, arrays, out_shape = _gru_inputs(x, h0, Wx, Wh, b, bhn)
+    h, hT, data = module.gru_forward_state(*arrays)
+    return h, hT, LayerCache("gru", module, data, dtype, out_shape)
+
+
+def gru_backward_state(dh, dhT, cache):
+    """BPTT with the final state's gradient: dh (N, T, H) of every step's state, dhT (N, H) of the final
+    state; either may be None (zeros). Returns (dx, dh0, dWx, dWh, db, dbhn)."""
+    grads = {"dh": dh, "dhT": _final_state(cache, dhT)}
+    module, data, (dh, dhT) = _unwrap(cache, "gru", grads, optional=("dh", "dhT"))
+    return module.gru_backward_state(dh, dhT, data)
 
 
 # --------------------------------------------------------------------------- words and scores

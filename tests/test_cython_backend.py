@@ -46,10 +46,15 @@ def _run_python(code, **env):
 # ------------------------------------------------------------------------------ the module
 
 
+# Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land (stage 2 empties this).
+_NOT_YET_COMPILED = {"gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward", "gru_forward_state",
+                     "gru_backward_state"}
+
+
 def test_defines_every_layer_function_compiled(cython):
     from fastrnn._cython import _kernels
 
-    for name in fastrnn._backend.LAYER_FUNCTIONS:
+    for name in set(fastrnn._backend.LAYER_FUNCTIONS) - _NOT_YET_COMPILED:
         fn = getattr(cython, name)
         assert fn is getattr(_kernels, name), name  # the compiled function itself, no Python wrapper
         assert type(fn).__name__ in ("cython_function_or_method", "builtin_function_or_method"), name

@@ -21,12 +21,16 @@ How it wins its speed:
   the pointwise pass writes h straight into the batch-major output.  The h stack (h0, h_0 ... h_{T-2})
   is then a contiguous (T*N, H) matrix: the Hprev of the single dWh GEMM.
 
+The sequence layers come in two forms with the same cache: cs231n's, and *_state, which also returns the
+final state(s) and whose backward takes their gradients (dhT, dcT) and returns dc0; the optional inputs
+(c0, dh, dhT, dcT) may be None, which the kernels read as a row of zeros with a leading dimension of 0.
+
 Caches are flat tuples of contiguous arrays (fastrnn.layers may cast them all to float64 and call the
 backward with float64 everything, so a backward works from its tuple alone, in either dtype):
   rnn:  (xt, Wx, Wh, hh)              xt = x as (T, N, D); hh (T+1, N, H) = h0, h_0, ..., h_{T-1}: hh[1:]
                                       is the (activated) gate buffer and hh[:T] the h stack
-  lstm: (xt, Wx, Wh, hs, c, tc, A)    hs (T, N, H) the h stack, c and tc = tanh(c) (T, N, H),
-                                      A (T, N, 4H) the activated gates i, f, o, g
+  lstm: (xt, Wx, Wh, hs, c0, c, tc, A)  hs (T, N, H) the h stack, c0 (N, H) or None (zeros), c and
+                                      tc = tanh(c) (T, N, H), A (T, N, 4H) the activated gates i, f, o, g
   rnn_step:  (x, prev_h, Wx, Wh, next_h)       lstm_step: (x, prev_h, prev_c, Wx, Wh, gates, tc)
   affine, temporal_affine: (x, w)              word_embedding: (x, V)
 
@@ -324,20 +328,32 @@ cdef void rnn_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const flo
             fr_rnn_fwd_d(N, H, hh + (t + 1) * NH, H, h + t * H, T * H)
 
 
-cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
-                    const floating *Wx, const floating *Wh, const floating *hh, floating *dx,
-                    floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
+cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *dhT,
+                    const floating *xt, const floating *Wx, const floating *Wh, const floating *hh,
+                    floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
                     floating *dxt, floating *dprev, const floating *zero) noexcept nogil:
-    cdef intp t, NH = N * H
+    """dh (N, T, H), the gradient of every step's h, and dhT (N, H), that of the final state (added to the
+    last step's), may each be NULL: zeros (the zero row, leading dimension 0)."""
+    cdef intp t, NH = N * H, lddhp
+    cdef const floating *dht
+    cdef const floating *dhp
     for t in range(H):
         db[t] = 0
     for t in range(T - 1, -1, -1):
-        if floating is float:
-            fr_rnn_bwd_f(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                         hh + (t + 1) * NH, H, dA + t * NH, H, db)
+        dht = dh + t * H if dh != NULL else zero
+        if t < T - 1:
+            dhp = dprev
+            lddhp = H
+        elif dhT != NULL:
+            dhp = dhT
+            lddhp = H
         else:
-            fr_rnn_bwd_d(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                         hh + (t + 1) * NH, H, dA + t * NH, H, db)
+            dhp = zero
+            lddhp = 0
+        if floating is float:
+            fr_rnn_bwd_f(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, hh + (t + 1) * NH, H, dA + t * NH, H, db)
+        else:
+            fr_rnn_bwd_d(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, hh + (t + 1) * NH, H, dA + t * NH, H, db)
         mm(False, True, N, H, H, dA + t * NH, H, Wh, H, 0, dh0 if t == 0 else dprev, H)
     mm(False, True, T * N, D, H, dA, H, Wx, H, 0, dxt, D)
     swap01(T, N, D, dxt, dx)
@@ -345,9 +361,12 @@ cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const fl
     mm(True, False, H, H, T * N, hh, H, dA, H, 0, dWh, H)
 
 
-def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
-                cnp.ndarray Wh not None, cnp.ndarray b not None):
-    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+cdef inline void *P_or_null(object a):
+    """The data pointer of a, or NULL when a is None (an optional input: zeros)."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef tuple rnn_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh, cnp.ndarray b):
     cdef int tn = float_type(x)
     check(x, tn, 3)
     cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
@@ -367,8 +386,7 @@ def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx 
     return h, (xt, Wx, Wh, hh)
 
 
-def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
-    """BPTT for rnn_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     cdef cnp.ndarray xt, Wx, Wh, hh
     xt, Wx, Wh, hh = cache
     cdef int tn = float_type(xt)
@@ -377,7 +395,10 @@ def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
     check(Wx, tn, 2, D, H)
     check(Wh, tn, 2, H, H)
     check(hh, tn, 3, T + 1, N, H)
-    check(dh, tn, 3, N, T, H)
+    if dh is not None:
+        check(dh, tn, 3, N, T, H)
+    if dhT is not None:
+        check(dhT, tn, 2, N, H)
     blas_sizes(N * T, D, H)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
@@ -388,58 +409,116 @@ def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
     cdef char *zero = dA + o3
+    cdef void *pdh = P_or_null(dh)
+    cdef void *pdhT = P_or_null(dhT)
     memset(zero, 0, H * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            rnn_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hh),
-                      <float *>P(dx), <float *>P(dh0), <float *>P(dWx), <float *>P(dWh), <float *>P(db),
-                      <float *>dA, <float *>dxt, <float *>dprev, <float *>zero)
+            rnn_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
+                      <float *>P(hh), <float *>P(dx), <float *>P(dh0), <float *>P(dWx), <float *>P(dWh),
+                      <float *>P(db), <float *>dA, <float *>dxt, <float *>dprev, <float *>zero)
         else:
-            rnn_bwd_k(N, T, D, H, <double *>P(dh), <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
+            rnn_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
                       <double *>P(hh), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
                       <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero)
     return dx, dh0, dWx, dWh, db
 
 
+def rnn_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """Vanilla RNN over a sequence: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+    return rnn_fwd(x, h0, Wx, Wh, b)
+
+
+def rnn_forward_state(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                      cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """rnn_forward that also returns the final state: -> (h, hT (N, H), cache); same cache."""
+    h, cache = rnn_fwd(x, h0, Wx, Wh, b)
+    return h, cache[3][x.shape[1]].copy(), cache  # hh[T] = h_{T-1}, contiguous
+
+
+def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
+    """BPTT for rnn_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+    return rnn_bwd(dh, None, cache)
+
+
+def rnn_backward_state(cnp.ndarray dh, cnp.ndarray dhT, tuple cache not None):
+    """BPTT with the final state's gradient dhT (N, H); dh and dhT may be None -> (dx, dh0, dWx, dWh, db)."""
+    return rnn_bwd(dh, dhT, cache)
+
+
 # ------------------------------------------------------------------------------------------ LSTM
 
 cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
-                     const floating *Wx, const floating *Wh, const floating *b, floating *h,
-                     floating *xt, floating *hs, floating *c, floating *tc, floating *A,
+                     const floating *c0, const floating *Wx, const floating *Wh, const floating *b,
+                     floating *h, floating *xt, floating *hs, floating *c, floating *tc, floating *A,
                      const floating *zero) noexcept nogil:
-    """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); c, tc = tanh(c) (T, N, H); A (T, N, 4H)."""
-    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H
+    """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); c, tc = tanh(c) (T, N, H); A (T, N, 4H).
+    c0 (N, H) may be NULL: zeros."""
+    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H, ldcp
+    cdef const floating *cprev
     swap01(N, T, D, x, xt)
     memcpy(hs, h0, NH * sizeof(floating))
     fill_rows(T * N, G, b, A, G)
     mm(False, False, T * N, G, D, xt, D, Wx, G, 1, A, G)
     for t in range(T):
         mm(False, False, N, G, H, hs + t * NH, H, Wh, G, 1, A + t * NG, G)
-        if floating is float:
-            fr_lstm_fwd_f(N, H, A + t * NG, G, zero if t == 0 else c + (t - 1) * NH, 0 if t == 0 else H,
-                          c + t * NH, H, tc + t * NH, H, h + t * H, T * H, hs + (t + 1) * NH if t + 1 < T else NULL, H)
+        if t > 0:
+            cprev = c + (t - 1) * NH
+            ldcp = H
+        elif c0 != NULL:
+            cprev = c0
+            ldcp = H
         else:
-            fr_lstm_fwd_d(N, H, A + t * NG, G, zero if t == 0 else c + (t - 1) * NH, 0 if t == 0 else H,
-                          c + t * NH, H, tc + t * NH, H, h + t * H, T * H, hs + (t + 1) * NH if t + 1 < T else NULL, H)
+            cprev = zero
+            ldcp = 0
+        if floating is float:
+            fr_lstm_fwd_f(N, H, A + t * NG, G, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
+                          hs + (t + 1) * NH if t + 1 < T else NULL, H)
+        else:
+            fr_lstm_fwd_d(N, H, A + t * NG, G, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
+                          hs + (t + 1) * NH if t + 1 < T else NULL, H)
 
 
-cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
-                     const floating *Wx, const floating *Wh, const floating *hs, const floating *c,
-                     const floating *tc, const floating *A, floating *dx, floating *dh0, floating *dWx,
-                     floating *dWh, floating *db, floating *dA, floating *dxt, floating *dprev,
-                     floating *dc, const floating *zero) noexcept nogil:
-    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H
+cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *dhT,
+                     const floating *xt, const floating *Wx, const floating *Wh, const floating *hs,
+                     const floating *c0, const floating *c, const floating *tc, const floating *A,
+                     floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
+                     floating *dxt, floating *dprev, floating *dc, const floating *zero) noexcept nogil:
+    """dh (N, T, H), dhT and c0 (N, H) may be NULL (zeros).  dc (N, H) holds the gradient of the final cell
+    state on entry and that of c0 on return."""
+    cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H, lddhp, ldcp
+    cdef const floating *dht
+    cdef const floating *dhp
+    cdef const floating *cprev
     for t in range(G):
         db[t] = 0
     for t in range(T - 1, -1, -1):
-        if floating is float:
-            fr_lstm_bwd_f(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                          dc, H, A + t * NG, G, tc + t * NH, H, zero if t == 0 else c + (t - 1) * NH,
-                          0 if t == 0 else H, dA + t * NG, G, db)
+        dht = dh + t * H if dh != NULL else zero
+        if t < T - 1:
+            dhp = dprev
+            lddhp = H
+        elif dhT != NULL:
+            dhp = dhT
+            lddhp = H
         else:
-            fr_lstm_bwd_d(N, H, dh + t * H, T * H, zero if t == T - 1 else dprev, 0 if t == T - 1 else H,
-                          dc, H, A + t * NG, G, tc + t * NH, H, zero if t == 0 else c + (t - 1) * NH,
-                          0 if t == 0 else H, dA + t * NG, G, db)
+            dhp = zero
+            lddhp = 0
+        if t > 0:
+            cprev = c + (t - 1) * NH
+            ldcp = H
+        elif c0 != NULL:
+            cprev = c0
+            ldcp = H
+        else:
+            cprev = zero
+            ldcp = 0
+        if floating is float:
+            fr_lstm_bwd_f(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
+                          cprev, ldcp, dA + t * NG, G, db)
+        else:
+            fr_lstm_bwd_d(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
+                          cprev, ldcp, dA + t * NG, G, db)
         mm(False, True, N, H, G, dA + t * NG, G, Wh, G, 0, dh0 if t == 0 else dprev, H)
     mm(False, True, T * N, D, G, dA, G, Wx, G, 0, dxt, D)
     swap01(T, N, D, dxt, dx)
@@ -447,13 +526,14 @@ cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const f
     mm(True, False, H, G, T * N, hs, H, dA, G, 0, dWh, G)
 
 
-def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
-                 cnp.ndarray Wh not None, cnp.ndarray b not None):
-    """LSTM over a sequence from c0 = 0: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+cdef tuple lstm_fwd(cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray Wx, cnp.ndarray Wh, cnp.ndarray b):
+    """-> (h, cache); cache = (xt, Wx, Wh, hs, c0 or None, c, tc, A)."""
     cdef int tn = float_type(x)
     check(x, tn, 3)
     cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
     check(h0, tn, 2, N, H)
+    if c0 is not None:
+        check(c0, tn, 2, N, H)
     check(Wx, tn, 2, D, 4 * H)
     check(Wh, tn, 2, H, 4 * H)
     check(b, tn, 1, 4 * H)
@@ -462,23 +542,25 @@ def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx
     cdef cnp.ndarray c = empty(3, T, N, H, tn), tc = empty(3, T, N, H, tn), A = empty(3, T, N, 4 * H, tn)
     cdef cnp.ndarray work = scratch(H * cnp.PyArray_ITEMSIZE(x))
     cdef void *zero = P(work)
+    cdef void *pc0 = P_or_null(c0)
     memset(zero, 0, H * cnp.PyArray_ITEMSIZE(x))
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            lstm_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
-                       <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(c), <float *>P(tc),
+            lstm_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>pc0, <float *>P(Wx), <float *>P(Wh),
+                       <float *>P(b), <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(c), <float *>P(tc),
                        <float *>P(A), <float *>zero)
         else:
-            lstm_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
+            lstm_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>pc0, <double *>P(Wx), <double *>P(Wh),
                        <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hs), <double *>P(c),
                        <double *>P(tc), <double *>P(A), <double *>zero)
-    return h, (xt, Wx, Wh, hs, c, tc, A)
+    return h, (xt, Wx, Wh, hs, c0, c, tc, A)
 
 
-def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
-    """BPTT for lstm_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
+    """-> (dx, dh0, dc0, dWx, dWh, db)."""
     cdef cnp.ndarray xt, Wx, Wh, hs, c, tc, A
-    xt, Wx, Wh, hs, c, tc, A = cache
+    cdef object c0
+    xt, Wx, Wh, hs, c0, c, tc, A = cache
     cdef int tn = float_type(xt)
     check(xt, tn, 3)
     cdef intp T = xt.shape[0], N = xt.shape[1], D = xt.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
@@ -486,34 +568,72 @@ def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
     check(Wx, tn, 2, D, G)
     check(Wh, tn, 2, H, G)
     check(hs, tn, 3, T, N, H)
+    if c0 is not None:
+        check(c0, tn, 2, N, H)
     check(c, tn, 3, T, N, H)
     check(tc, tn, 3, T, N, H)
     check(A, tn, 3, T, N, G)
-    check(dh, tn, 3, N, T, H)
+    if dh is not None:
+        check(dh, tn, 3, N, T, H)
+    for g in (dhT, dcT):
+        if g is not None:
+            check(g, tn, 2, N, H)
     blas_sizes(N * T, D, G)
-    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn), dc0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * G * item), o2 = o1 + up64(T * N * D * item)
     cdef size_t o3 = o2 + up64(N * H * item)
-    cdef cnp.ndarray work = scratch(o3 + (N * H + H) * item)
+    cdef cnp.ndarray work = scratch(o3 + H * item)
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
-    cdef char *dc = dA + o3  # dc starts at 0; then a row of zeros
-    cdef char *zero = dc + N * H * item
-    memset(dc, 0, (N * H + H) * item)
+    cdef char *zero = dA + o3
+    cdef void *pdh = P_or_null(dh)
+    cdef void *pdhT = P_or_null(dhT)
+    cdef void *pc0 = P_or_null(c0)
+    memset(zero, 0, H * item)
+    if dcT is None:  # dc, carried through the loop in dc0, starts from the final cell state's gradient
+        memset(P(dc0), 0, N * H * item)
+    else:
+        memcpy(P(dc0), P_or_null(dcT), N * H * item)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            lstm_bwd_k(N, T, D, H, <float *>P(dh), <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hs),
-                       <float *>P(c), <float *>P(tc), <float *>P(A), <float *>P(dx), <float *>P(dh0),
-                       <float *>P(dWx), <float *>P(dWh), <float *>P(db), <float *>dA, <float *>dxt,
-                       <float *>dprev, <float *>dc, <float *>zero)
+            lstm_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
+                       <float *>P(hs), <float *>pc0, <float *>P(c), <float *>P(tc), <float *>P(A), <float *>P(dx),
+                       <float *>P(dh0), <float *>P(dWx), <float *>P(dWh), <float *>P(db), <float *>dA,
+                       <float *>dxt, <float *>dprev, <float *>P(dc0), <float *>zero)
         else:
-            lstm_bwd_k(N, T, D, H, <double *>P(dh), <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
-                       <double *>P(hs), <double *>P(c), <double *>P(tc), <double *>P(A), <double *>P(dx),
-                       <double *>P(dh0), <double *>P(dWx), <double *>P(dWh), <double *>P(db), <double *>dA,
-                       <double *>dxt, <double *>dprev, <double *>dc, <double *>zero)
+            lstm_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(xt), <double *>P(Wx),
+                       <double *>P(Wh), <double *>P(hs), <double *>pc0, <double *>P(c), <double *>P(tc),
+                       <double *>P(A), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
+                       <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>P(dc0),
+                       <double *>zero)
+    return dx, dh0, dc0, dWx, dWh, db
+
+
+def lstm_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                 cnp.ndarray Wh not None, cnp.ndarray b not None, *, cnp.ndarray c0=None):
+    """LSTM over a sequence from c0 (zeros when None): x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+    return lstm_fwd(x, h0, c0, Wx, Wh, b)
+
+
+def lstm_forward_state(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray c0, cnp.ndarray Wx not None,
+                       cnp.ndarray Wh not None, cnp.ndarray b not None):
+    """lstm_forward that also returns the final states: -> (h, hT, cT, cache); same cache."""
+    h, cache = lstm_fwd(x, h0, c0, Wx, Wh, b)
+    cdef intp last = x.shape[1] - 1
+    return h, h[:, last].copy(), cache[5][last].copy(), cache  # h_{T-1} (a strided column of h), c_{T-1}
+
+
+def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
+    """BPTT for lstm_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db)."""
+    dx, dh0, _, dWx, dWh, db = lstm_bwd(dh, None, None, cache)
     return dx, dh0, dWx, dWh, db
+
+
+def lstm_backward_state(cnp.ndarray dh, cnp.ndarray dhT, cnp.ndarray dcT, tuple cache not None):
+    """BPTT with the final states' gradients dhT, dcT (N, H); each may be None -> (dx, dh0, dc0, dWx, dWh, db)."""
+    return lstm_bwd(dh, dhT, dcT, cache)
 
 
 # ------------------------------------------------------------------------------------------ single steps

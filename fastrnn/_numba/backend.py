@@ -103,10 +103,16 @@ def _Wh_transposed_shape(Wh, dh):
     return Wh.shape[::-1] if T > 1 and N * T >= 256 else (0, 0)
 
 
-def _bptt_scratch(dh, dA_shape, Wh):
-    """Scratch for BPTT: a copy of dh, dA, and the Wh.T buffer."""
-    dht, dA, WhT = scratch(dh.dtype, dh.shape, dA_shape, _Wh_transposed_shape(Wh, dh))
-    np.copyto(dht, dh)
+def _bptt_scratch(dh, dhT, h, dA_shape, Wh):
+    """Scratch for BPTT: dht, the upstream gradient of every step's h (dh, or zeros when dh is None, plus
+    dhT, the final state's gradient, in the last step), dA, and the Wh.T buffer."""
+    dht, dA, WhT = scratch(h.dtype, h.shape, dA_shape, _Wh_transposed_shape(Wh, h))
+    if dh is None:
+        dht.fill(0)
+    else:
+        np.copyto(dht, dh)
+    if dhT is not None:
+        dht[:, -1] += dhT
     return dht, dA, WhT
 
 
@@ -116,12 +122,22 @@ def rnn_forward(x, h0, Wx, Wh, b):
     return h, (x, h0, Wx, Wh, h)
 
 
-def rnn_backward(dh, cache):
+def rnn_forward_state(x, h0, Wx, Wh, b):
+    h, cache = rnn_forward(x, h0, Wx, Wh, b)
+    return h, h[:, -1].copy(), cache
+
+
+def rnn_backward_state(dh, dhT, cache):
     x, h0, Wx, Wh, h = cache
-    dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dht, dA, WhT = _bptt_scratch(dh, dh.shape, Wh)
-    dh0, db = _rnn.rnn_backward[dh.dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
+    dtype = h.dtype
+    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    dht, dA, WhT = _bptt_scratch(dh, dhT, h, h.shape, Wh)
+    dh0, db = _rnn.rnn_backward[dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
     return dx, dh0, dWx, dWh, db
+
+
+def rnn_backward(dh, cache):
+    return rnn_backward_state(dh, None, cache)
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
@@ -144,31 +160,45 @@ def sigmoid(x):
 
 
 def _lstm_forward(x, h0, c0, Wx, Wh, b):
+    """c0 may be None (zeros).  Returns h, c (N, T+1, H) with c0 in step 0, and the cache."""
     (N, T, _), H = x.shape, h0.shape[1]
     h, c, tanh_c = _empty((N, T, H), x.dtype), _empty((N, T + 1, H), x.dtype), _empty((N, T, H), x.dtype)
     gates = _empty((N, T, 4 * H), x.dtype)
+    c0 = np.zeros_like(h0) if c0 is None else c0
     _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates)
     return h, c, (x, h0, Wx, Wh, h, c, tanh_c, gates)
 
 
-def _lstm_backward(dh, dcT, cache):
+def _lstm_backward(dh, dhT, dcT, cache):
+    """dh, dhT and dcT may be None (zeros).  Returns (dx, dh0, dc0, dWx, dWh, db)."""
     x, h0, Wx, Wh, h, c, tanh_c, gates = cache
-    dx, dWx, dWh = _empty(x.shape, dh.dtype), _empty(Wx.shape, dh.dtype), _empty(Wh.shape, dh.dtype)
-    dht, dA, WhT = _bptt_scratch(dh, gates.shape, Wh)
-    dh0, dc0, db = _lstm.lstm_backward[dh.dtype](
+    dtype = h.dtype
+    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    dht, dA, WhT = _bptt_scratch(dh, dhT, h, gates.shape, Wh)
+    dcT = np.zeros(h0.shape, dtype) if dcT is None else dcT
+    dh0, dc0, db = _lstm.lstm_backward[dtype](
         _BI, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx, dWx, dWh
     )
     return dx, dh0, dc0, dWx, dWh, db
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
-    h, _, cache = _lstm_forward(x, h0, np.zeros_like(h0), Wx, Wh, b)
+def lstm_forward(x, h0, Wx, Wh, b, *, c0=None):
+    h, _, cache = _lstm_forward(x, h0, c0, Wx, Wh, b)
     return h, cache
 
 
+def lstm_forward_state(x, h0, c0, Wx, Wh, b):
+    h, c, cache = _lstm_forward(x, h0, c0, Wx, Wh, b)
+    return h, h[:, -1].copy(), c[:, -1].copy(), cache
+
+
 def lstm_backward(dh, cache):
-    dx, dh0, _, dWx, dWh, db = _lstm_backward(dh, np.zeros((dh.shape[0], dh.shape[2]), dh.dtype), cache)
+    dx, dh0, _, dWx, dWh, db = _lstm_backward(dh, None, None, cache)
     return dx, dh0, dWx, dWh, db
+
+
+def lstm_backward_state(dh, dhT, dcT, cache):
+    return _lstm_backward(dh, dhT, dcT, cache)
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
@@ -177,8 +207,21 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
-    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), dnext_c, cache)
+    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), None, dnext_c, cache)
     return dx.reshape(dx.shape[0], -1), dprev_h, dprev_c, dWx, dWh, db
+
+
+# --------------------------------------------------------------------------- GRU
+
+# Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land.
+from ..reference import (  # noqa: E402,F401
+    gru_backward,
+    gru_backward_state,
+    gru_forward,
+    gru_forward_state,
+    gru_step_backward,
+    gru_step_forward,
+)
 
 
 # --------------------------------------------------------------------------- words and scores
