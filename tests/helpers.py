@@ -66,17 +66,33 @@ def randn(rng, shape, dtype, scale=1.0):
     return (scale * rng.standard_normal(shape)).astype(dtype)
 
 
+# cell -> its number of gate blocks (G = gates * H columns in Wx, Wh and b)
+CELLS = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
 def sequence_inputs(rng, dtype, shape, gates):
-    """[x, h0, Wx, Wh, b] for an RNN (gates=1) or LSTM (gates=4) of shape (N, T, D, H), scaled
-    so that the activations are neither linear nor saturated."""
+    """[x, h0, Wx, Wh, b] for an RNN (gates=1) or LSTM (gates=4) of shape (N, T, D, H), and
+    [x, h0, Wx, Wh, b, bhn] for a GRU (gates=3), scaled so that the activations are neither
+    linear nor saturated."""
     N, T, D, H = shape
-    return [
+    args = [
         randn(rng, (N, T, D), dtype),
         randn(rng, (N, H), dtype, 0.5),
         randn(rng, (D, gates * H), dtype, 1 / np.sqrt(D)),
         randn(rng, (H, gates * H), dtype, 1 / np.sqrt(H)),
         randn(rng, (gates * H,), dtype, 0.5),
     ]
+    if gates == 3:
+        args.append(randn(rng, (H,), dtype, 0.5))  # bhn
+    return args
+
+
+def state_inputs(rng, dtype, shape, cell):
+    """The arguments of ``{cell}_forward_state``: sequence_inputs, plus c0 (after h0) for the LSTM."""
+    args = sequence_inputs(rng, dtype, shape, CELLS[cell])
+    if cell == "lstm":
+        args.insert(2, randn(rng, (shape[0], shape[3]), dtype, 0.5))
+    return args
 
 
 def layout(a, kind, rng=None):

@@ -13,6 +13,7 @@ from fastrnn import layers, reference
 from helpers import COMPILED_BACKENDS, LAYOUTS, assert_all_close, layout
 from helpers import randn as _randn
 from helpers import sequence_inputs as _seq_inputs
+from helpers import state_inputs
 
 DTYPES = [np.float32, np.float64]
 
@@ -42,6 +43,8 @@ def _step_inputs(rng, dtype, shape, gates):
     ]
     if gates == 4:
         args.insert(2, _randn(rng, (N, H), dtype))  # prev_c
+    if gates == 3:
+        args.append(_randn(rng, (H,), dtype, 0.5))  # bhn
     return args
 
 
@@ -73,7 +76,7 @@ def _check_layer(name, args, dtype, kinds=LAYOUTS):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SEQ_SHAPES)
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_sequence(backend, cell, gates, shape, dtype):
     args = _seq_inputs(np.random.default_rng(0), dtype, shape, gates)
     _check_layer(cell, args, dtype)
@@ -81,7 +84,7 @@ def test_sequence(backend, cell, gates, shape, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", SEQ_SHAPES)
-@pytest.mark.parametrize("cell,gates", [("rnn_step", 1), ("lstm_step", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn_step", 1), ("lstm_step", 4), ("gru_step", 3)])
 def test_step(backend, cell, gates, shape, dtype):
     args = _step_inputs(np.random.default_rng(1), dtype, shape, gates)
     _check_layer(cell, args, dtype)
@@ -184,10 +187,120 @@ def test_nan_propagates(backend):
     np.testing.assert_array_equal(np.isnan(h), np.isnan(expected))
 
 
+# ------------------------------------------------------------------ carried state
+
+STATE_CELLS = ["rnn", "lstm", "gru"]
+# Which upstream gradients a backward_state gets (by position: dh, dhT, dcT); the others are None (zeros).
+GIVEN = [(0, 1, 2), (0,), (1, 2)]
+
+
+def _run_state(module, cell, args, rng_seed, dtype, given):
+    *outs, cache = getattr(module, f"{cell}_forward_state")(*args)
+    rng = np.random.default_rng(rng_seed)
+    douts = [_randn(rng, o.shape, dtype) if k in given else None for k, o in enumerate(outs)]
+    grads = getattr(module, f"{cell}_backward_state")(*douts, cache)
+    return outs, grads
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SEQ_SHAPES)
+@pytest.mark.parametrize("cell", STATE_CELLS)
+def test_state(backend, cell, shape, dtype):
+    """*_forward_state / *_backward_state: outputs, final states and every gradient (dh0, dc0 included),
+    with the upstream gradients of the steps, of the final states, or of both."""
+    args = state_inputs(np.random.default_rng(20), dtype, shape, cell)
+    for given in GIVEN:
+        expected = _run_state(reference, cell, args, 21, dtype, given)
+        for kind in LAYOUTS:
+            laid = [layout(a, kind) for a in args]
+            before = [np.array(a, copy=True) for a in laid]
+            outs, grads = _run_state(layers, cell, laid, 21, dtype, given)
+            msg = f"{cell}_forward_state on {fastrnn.get_backend()}, {np.dtype(dtype)}, layout {kind}, given {given}"
+            assert len(outs) == len(expected[0]) and len(grads) == len(args), msg
+            assert_all_close(tuple(outs), tuple(expected[0]), err_msg=msg + " forward")
+            assert_all_close(tuple(grads), tuple(expected[1]), err_msg=msg + " backward")
+            for final in outs[1:]:  # hT, cT: arrays of their own
+                assert final.flags.c_contiguous and final.flags.writeable, msg
+                assert not any(np.shares_memory(final, a) for a in [*outs[:1], *laid]), msg
+            for a, b in zip(laid, before):
+                np.testing.assert_array_equal(a, b, err_msg=msg + ": an input was modified")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 5, 4, 6), (4, 70, 3, 5)])
+def test_lstm_without_c0(backend, shape, dtype):
+    """c0 = None is zeros, in lstm_forward_state and in lstm_forward(c0=...)."""
+    args = state_inputs(np.random.default_rng(22), dtype, shape, "lstm")
+    args[2] = None
+    expected = _run_state(reference, "lstm", args, 23, dtype, (0, 1, 2))
+    outs, grads = _run_state(layers, "lstm", args, 23, dtype, (0, 1, 2))
+    assert_all_close(tuple(outs), tuple(expected[0]))
+    assert_all_close(tuple(grads), tuple(expected[1]))
+    x, h0, _, Wx, Wh, b = args
+    h, cache = layers.lstm_forward(x, h0, Wx, Wh, b, c0=None)
+    assert_all_close(h, expected[0][0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", LAYOUTS)
+def test_lstm_forward_with_c0(backend, kind, dtype):
+    """The keyword c0 of cs231n's lstm_forward: same h, and lstm_backward's five gradients."""
+    x, h0, c0, Wx, Wh, b = (layout(a, kind) for a in state_inputs(np.random.default_rng(24), dtype, (3, 4, 5, 6), "lstm"))
+    h, cache = layers.lstm_forward(x, h0, Wx, Wh, b, c0=c0)
+    eh, ecache = reference.lstm_forward(x, h0, Wx, Wh, b, c0=c0)
+    dh = _randn(np.random.default_rng(25), h.shape, dtype)
+    assert_all_close(h, eh)
+    grads = layers.lstm_backward(dh, cache)
+    assert len(grads) == 5
+    assert_all_close(grads, reference.lstm_backward(dh, ecache))
+
+
+@pytest.mark.parametrize("cell", STATE_CELLS)
+def test_either_backward_takes_either_forwards_cache(backend, cell):
+    args = state_inputs(np.random.default_rng(26), np.float64, (2, 3, 4, 5), cell)
+    cs231n_args = [a for k, a in enumerate(args) if not (cell == "lstm" and k == 2)]  # no c0: zeros
+    state_args = list(args)
+    if cell == "lstm":
+        state_args[2] = np.zeros_like(args[1])
+    rng = np.random.default_rng(27)
+    dh, dhT = rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 5))
+    *_, ref_cache = getattr(reference, f"{cell}_forward_state")(*state_args)
+    finals = (dhT, None) if cell == "lstm" else (dhT,)
+    expected_state = getattr(reference, f"{cell}_backward_state")(dh, *finals, ref_cache)
+    expected_cs231n = getattr(reference, f"{cell}_backward")(dh, ref_cache)
+
+    _, cache = getattr(layers, f"{cell}_forward")(*cs231n_args)
+    assert_all_close(getattr(layers, f"{cell}_backward_state")(dh, *finals, cache), expected_state)
+    *_, cache = getattr(layers, f"{cell}_forward_state")(*state_args)
+    assert_all_close(getattr(layers, f"{cell}_backward")(dh, cache), expected_cs231n)
+
+
+@pytest.mark.parametrize("cell", STATE_CELLS)
+def test_state_mixed_dtypes(backend, cell):
+    """A float64 initial state next to float32 weights computes in float64; so does a float64 gradient
+    of the final state handed to the backward of a float32 forward."""
+    args = state_inputs(np.random.default_rng(28), np.float32, (3, 4, 5, 6), cell)
+    promoted = list(args)
+    promoted[1] = args[1].astype(np.float64)
+    outs, grads = _run_state(layers, cell, promoted, 29, np.float64, (0, 1, 2))
+    expected = _run_state(reference, cell, promoted, 29, np.float64, (0, 1, 2))
+    assert all(o.dtype == np.float64 for o in outs) and all(g.dtype == np.float64 for g in grads)
+    assert_all_close(tuple(outs), tuple(expected[0]), dtype=np.float32)  # see test_mixed_dtypes_promote_like_numpy
+    assert_all_close(tuple(grads), tuple(expected[1]), dtype=np.float32)
+
+    *outs, cache = getattr(layers, f"{cell}_forward_state")(*args)
+    *_, ref_cache = getattr(reference, f"{cell}_forward_state")(*args)
+    assert all(o.dtype == np.float32 for o in outs)  # float32 stays float32
+    finals = [np.random.default_rng(30).standard_normal(o.shape) for o in outs[1:]]  # float64
+    grads = getattr(layers, f"{cell}_backward_state")(None, *finals, cache)
+    assert all(g.dtype == np.float64 for g in grads)
+    assert_all_close(grads, getattr(reference, f"{cell}_backward_state")(None, *finals, ref_cache), dtype=np.float32)
+
+
 # ------------------------------------------------------------------ mixed dtypes
 
 
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_mixed_dtypes_promote_like_numpy(backend, cell, gates):
     args = _seq_inputs(np.random.default_rng(9), np.float32, (3, 4, 5, 6), gates)
     args[1] = args[1].astype(np.float64)  # a float64 h0 next to float32 everything else
@@ -225,7 +338,7 @@ def test_float64_gradient_into_float32_forward(backend):
 
 
 @pytest.mark.parametrize("other", ["numpy"] + COMPILED_BACKENDS)
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_cache_from_another_backend(backend, other, cell, gates):
     """A backward runs on the backend of its forward pass, whichever is active by then."""
     args = _seq_inputs(np.random.default_rng(13), np.float64, (2, 3, 4, 5), gates)

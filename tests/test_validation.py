@@ -27,14 +27,15 @@ def no_backend(monkeypatch):
 
 def _seq(gates=1, dtype=np.float64):
     rng = np.random.default_rng(0)
-    return [rng.standard_normal(s).astype(dtype) for s in [(N, T, D), (N, H), (D, gates * H), (H, gates * H),
-                                                            (gates * H,)]]
+    shapes = [(N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,)] + ([(H,)] if gates == 3 else [])
+    return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
 # ------------------------------------------------------------------ shapes
 
 
-@pytest.mark.parametrize("fn,gates", [(layers.rnn_forward, 1), (layers.lstm_forward, 4)])
+@pytest.mark.parametrize("fn,gates", [(layers.rnn_forward, 1), (layers.lstm_forward, 4), (layers.gru_forward, 3),
+                                     (layers.rnn_forward_state, 1), (layers.gru_forward_state, 3)])
 @pytest.mark.parametrize("arg,bad_shape,name", [
     (0, (N, T), "x"),  # wrong ndim
     (1, (N + 1, H), "h0"),
@@ -60,17 +61,84 @@ def test_shape_error_message_names_expected_and_actual():
         layers.lstm_forward(x, h0, Wx, np.zeros((H, 4 * H)), np.zeros(4 * H))
 
 
-@pytest.mark.parametrize("fn,gates", [(layers.rnn_step_forward, 1), (layers.lstm_step_forward, 4)])
+@pytest.mark.parametrize("fn,gates", [(layers.rnn_step_forward, 1), (layers.lstm_step_forward, 4),
+                                     (layers.gru_step_forward, 3)])
 def test_step_shape_errors(no_backend, fn, gates):
-    x, h, Wx, Wh, b = (a[:, 0] if a.ndim == 3 else a for a in _seq(gates))
+    x, h, Wx, Wh, b, *bhn = (a[:, 0] if a.ndim == 3 else a for a in _seq(gates))
     extra = [np.zeros((N, H))] if gates == 4 else []
     with pytest.raises(ValueError, match="^x must be a 2-D"):
-        fn(np.zeros((N, T, D)), h, *extra, Wx, Wh, b)
+        fn(np.zeros((N, T, D)), h, *extra, Wx, Wh, b, *bhn)
     with pytest.raises(ValueError, match="^prev_h must"):
-        fn(x, np.zeros((N, H + 1)), *extra, Wx, Wh, b)
+        fn(x, np.zeros((N, H + 1)), *extra, Wx, Wh, b, *bhn)
+    with pytest.raises(ValueError, match="^Wh must"):
+        fn(x, h, *extra, Wx, np.zeros((H, 2 * H)), b, *bhn)
     if gates == 4:
         with pytest.raises(ValueError, match="^prev_c must"):
             fn(x, h, np.zeros((N + 1, H)), Wx, Wh, b)
+    if gates == 3:
+        with pytest.raises(ValueError, match=r"^bhn must have shape \(H,\) = \(5,\), got \(6,\)"):
+            fn(x, h, Wx, Wh, b, np.zeros(H + 1))
+
+
+@pytest.mark.parametrize("fn", [layers.gru_forward, layers.gru_forward_state])
+def test_gru_bias_errors(no_backend, fn):
+    x, h0, Wx, Wh, b, bhn = _seq(3)
+    with pytest.raises(ValueError, match=r"^bhn must have shape \(H,\) = \(5,\), got \(15,\)"):
+        fn(x, h0, Wx, Wh, b, np.zeros(3 * H))
+    with pytest.raises(ValueError, match=r"^b must have shape \(3H,\) = \(15,\), got \(5,\)"):
+        fn(x, h0, Wx, Wh, bhn, bhn)
+    with pytest.raises(ValueError, match=r"^Wx must have shape \(D, 3H\) = \(4, 15\), got \(4, 20\)"):
+        fn(x, h0, np.zeros((D, 4 * H)), Wh, b, bhn)
+
+
+def test_lstm_state_shape_errors(no_backend):
+    x, h0, Wx, Wh, b = _seq(4)
+    with pytest.raises(ValueError, match=r"^c0 must have shape \(N, H\) = \(2, 5\), got \(2, 6\)"):
+        layers.lstm_forward_state(x, h0, np.zeros((N, H + 1)), Wx, Wh, b)
+    with pytest.raises(ValueError, match=r"^c0 must have shape \(N, H\) = \(2, 5\), got \(5,\)"):
+        layers.lstm_forward(x, h0, Wx, Wh, b, c0=np.zeros(H))
+    with pytest.raises(ValueError, match=r"^h0 must have shape"):
+        layers.lstm_forward_state(x, h0[:1], None, Wx, Wh, b)
+    with pytest.raises(TypeError, match="^c0 must hold real numbers"):
+        layers.lstm_forward_state(x, h0, np.array([["a"]]), Wx, Wh, b)
+
+
+@pytest.mark.parametrize("cell,finals", [("rnn", ("dhT",)), ("lstm", ("dhT", "dcT")), ("gru", ("dhT",))])
+def test_state_backward_gradient_errors(cell, finals):
+    """Each upstream gradient of a state backward is checked and named; None means zeros."""
+    args = _seq({"rnn": 1, "lstm": 4, "gru": 3}[cell])
+    if cell == "lstm":
+        args.insert(2, None)
+    *_, cache = getattr(layers, f"{cell}_forward_state")(*args)
+    backward = getattr(layers, f"{cell}_backward_state")
+    good = [np.zeros((N, T, H))] + [np.zeros((N, H))] * len(finals)
+    with pytest.raises(ValueError, match=r"^dh must have shape \(shape of the forward output\) = \(2, 3, 5\)"):
+        backward(np.zeros((N, T + 1, H)), *good[1:], cache)
+    for k, name in enumerate(finals, start=1):
+        bad = list(good)
+        bad[k] = np.zeros((N, T, H))
+        with pytest.raises(ValueError, match=rf"^{name} must have shape \(N, H\) = \(2, 5\), got \(2, 3, 5\)"):
+            backward(*bad, cache)
+        bad[k] = np.array([["x"]])
+        with pytest.raises(TypeError, match=rf"^{name} must hold real numbers"):
+            backward(*bad, cache)
+    with pytest.raises(TypeError, match=rf"cache must be the cache returned by fastrnn.layers.{cell}_forward or "
+                                        rf"{cell}_forward_state"):
+        backward(*good, ("not", "a", "cache"))
+    with pytest.raises(TypeError, match="^dh must hold real numbers"):  # cs231n's backward takes no None
+        getattr(layers, f"{cell}_backward")(None, cache)
+    grads = backward(*([None] * len(good)), cache)  # no upstream gradient at all: every gradient is zero
+    assert len(grads) == len(args) and all(not np.any(g) for g in grads)
+
+
+def test_state_backward_refuses_another_cells_cache():
+    *_, cache = layers.gru_forward_state(*_seq(3))
+    with pytest.raises(TypeError, match="from gru_forward"):
+        layers.rnn_backward_state(None, np.zeros((N, H)), cache)
+    _, step_cache = layers.rnn_step_forward(np.zeros((N, D)), np.zeros((N, H)), np.zeros((D, H)), np.zeros((H, H)),
+                                            np.zeros(H))
+    with pytest.raises(TypeError, match="from rnn_step_forward"):
+        layers.rnn_backward_state(None, np.zeros((N, H)), step_cache)
 
 
 def test_affine_shape_errors(no_backend):
@@ -199,17 +267,30 @@ def test_other_dtypes_follow_numpy(backend, dtype):
 
 
 @pytest.mark.parametrize("shape", [(0, T, D, H), (N, 0, D, H), (N, T, 0, H)])
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_empty_dimensions(backend, shape, cell, gates):
     n, t, d, hh = shape
     rng = np.random.default_rng(2)
-    args = [rng.standard_normal(s) for s in [(n, t, d), (n, hh), (d, gates * hh), (hh, gates * hh), (gates * hh,)]]
+    shapes = [(n, t, d), (n, hh), (d, gates * hh), (hh, gates * hh), (gates * hh,)] + ([(hh,)] if gates == 3 else [])
+    args = [rng.standard_normal(s) for s in shapes]
     h, cache = getattr(layers, f"{cell}_forward")(*args)
     expected, ref_cache = getattr(reference, f"{cell}_forward")(*args)
     assert_all_close(h, expected)
     dh = rng.standard_normal(h.shape)
     assert_all_close(getattr(layers, f"{cell}_backward")(dh, cache),
                      getattr(reference, f"{cell}_backward")(dh, ref_cache))
+    # The state forms: with T = 0 the final state is the initial one (a copy), and its gradient flows to it.
+    state_args = args[:2] + [0.5 * args[1]] + args[2:] if cell == "lstm" else args
+    *outs, cache = getattr(layers, f"{cell}_forward_state")(*state_args)
+    *expected, ref_cache = getattr(reference, f"{cell}_forward_state")(*state_args)
+    assert_all_close(tuple(outs), tuple(expected))
+    if t == 0:
+        for final, initial in zip(outs[1:], state_args[1:]):
+            np.testing.assert_array_equal(final, initial)
+            assert not np.shares_memory(final, initial)
+    finals = [rng.standard_normal(o.shape) for o in outs[1:]]
+    assert_all_close(getattr(layers, f"{cell}_backward_state")(dh, *finals, cache),
+                     getattr(reference, f"{cell}_backward_state")(dh, *finals, ref_cache))
 
 
 def test_all_contract_names_exported():
@@ -219,17 +300,18 @@ def test_all_contract_names_exported():
         assert callable(namespace[name]) and callable(getattr(reference, name))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 @pytest.mark.parametrize("x_shape,h_shape", [((D,), (N, H)), ((N, D), (H,)), ((D,), (H,)), ((D,), (1, H))])
 def test_step_with_1d_rows_like_numpy(backend, cell, x_shape, h_shape):
     # cs231n sampling code often squeezes (N, 1, W) word vectors: with N = 1 they become 1-D.
     rng = np.random.default_rng(3)
-    gates = 4 if cell == "lstm" else 1
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
     x, h = rng.standard_normal(x_shape), rng.standard_normal(h_shape)
     Wx, Wh, b = rng.standard_normal((D, gates * H)), rng.standard_normal((H, gates * H)), rng.standard_normal(gates * H)
     states = (h, np.zeros(h_shape)) if cell == "lstm" else (h,)
-    out = getattr(layers, f"{cell}_step_forward")(x, *states, Wx, Wh, b)[:-1]
-    expected = getattr(reference, f"{cell}_step_forward")(x, *states, Wx, Wh, b)[:-1]
+    bhn = (rng.standard_normal(H),) if cell == "gru" else ()
+    out = getattr(layers, f"{cell}_step_forward")(x, *states, Wx, Wh, b, *bhn)[:-1]
+    expected = getattr(reference, f"{cell}_step_forward")(x, *states, Wx, Wh, b, *bhn)[:-1]
     assert_all_close(out, expected)
 
 

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .. import _backend, layers, reference
+from .._cells import CELLS, gates
 from .._tolerances import excess
 
 __all__ = ["LAYERS", "run", "table"]
@@ -28,6 +29,11 @@ LAYERS = {
     "rnn": ("rnn_forward", "rnn_backward"),
     "lstm_step": ("lstm_step_forward", "lstm_step_backward"),
     "lstm": ("lstm_forward", "lstm_backward"),
+    "gru_step": ("gru_step_forward", "gru_step_backward"),
+    "gru": ("gru_forward", "gru_backward"),
+    "rnn_state": ("rnn_forward_state", "rnn_backward_state"),
+    "lstm_state": ("lstm_forward_state", "lstm_backward_state"),
+    "gru_state": ("gru_forward_state", "gru_backward_state"),
     "word_embedding": ("word_embedding_forward", "word_embedding_backward"),
     "temporal_affine": ("temporal_affine_forward", "temporal_affine_backward"),
     "sigmoid": ("sigmoid", None),
@@ -37,13 +43,22 @@ LAYERS = {
 _LAYOUTS = ("C", "F", "strided")
 
 # What each layer returns, to name a differing array.
-_OUT_NAMES = {"rnn_step": ("next_h",), "rnn": ("h",), "lstm_step": ("next_h", "next_c"), "lstm": ("h",)}
+_OUT_NAMES = {
+    "rnn_step": ("next_h",), "rnn": ("h",), "lstm_step": ("next_h", "next_c"), "lstm": ("h",),
+    "gru_step": ("next_h",), "gru": ("h",),
+    "rnn_state": ("h", "hT"), "lstm_state": ("h", "hT", "cT"), "gru_state": ("h", "hT"),
+}
 _GRAD_NAMES = {
     "affine": ("dx", "dw", "db"),
     "rnn_step": ("dx", "dprev_h", "dWx", "dWh", "db"),
     "rnn": ("dx", "dh0", "dWx", "dWh", "db"),
     "lstm_step": ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"),
     "lstm": ("dx", "dh0", "dWx", "dWh", "db"),
+    "gru_step": ("dx", "dprev_h", "dWx", "dWh", "db", "dbhn"),
+    "gru": ("dx", "dh0", "dWx", "dWh", "db", "dbhn"),
+    "rnn_state": ("dx", "dh0", "dWx", "dWh", "db"),
+    "lstm_state": ("dx", "dh0", "dc0", "dWx", "dWh", "db"),
+    "gru_state": ("dx", "dh0", "dWx", "dWh", "db", "dbhn"),
     "word_embedding": ("dW",),
     "temporal_affine": ("dx", "dw", "db"),
 }
@@ -84,13 +99,16 @@ def _inputs(layer, rng, dtype, d):
         x = randn(N, *rest)
         K = int(np.prod(rest, dtype=np.int64))
         return [x, randn(K, M), randn(M)]
-    if layer in ("rnn_step", "rnn", "lstm_step", "lstm"):
-        G = (4 if layer.startswith("lstm") else 1) * H
-        x = randn(N, T, D) if layer in ("rnn", "lstm") else randn(N, D)
+    cell, _, form = layer.partition("_")
+    if cell in CELLS and form in ("", "step", "state"):
+        G = gates(cell) * H
+        x = randn(N, D) if form == "step" else randn(N, T, D)
         args = [x, randn(N, H, scale=0.5), randn(D, G, scale=1 / math.sqrt(D)), randn(H, G, scale=1 / math.sqrt(H)),
                 randn(G, scale=0.5)]
-        if layer == "lstm_step":
-            args.insert(2, randn(N, H))
+        if cell == "lstm" and form in ("step", "state"):
+            args.insert(2, randn(N, H, scale=0.5))  # prev_c, c0
+        if cell == "gru":
+            args.append(randn(H, scale=0.5))  # bhn
         return args
     if layer == "word_embedding":
         shape = [(N,), (N, 1), (N, T)][int(rng.integers(0, 3))]
