@@ -7,6 +7,7 @@ active (``fastrnn.set_backend``).
 import numpy as np
 
 from .. import layers
+from . import _cells
 
 __all__ = ["CaptioningRNN"]
 
@@ -112,4 +113,77 @@ class CaptioningRNN:
             finished |= words == self._end
             if finished.all():
                 break
+        return captions
+
+    def beam_search(self, features, beam_size=3, max_length=30, length_penalty=1.0):
+        """Captions for features (N, D) by beam search: an int array (N, max_length), laid out like ``sample``.
+
+        Each image keeps the ``beam_size`` most probable partial captions; a caption ends with
+        ``<END>`` (kept in the output, followed by ``<NULL>``) or after ``max_length`` words. Among the
+        finished ones the best score wins: the caption's log-probability divided by
+        ``length ** length_penalty`` (its number of words, ``<END>`` included; ``length_penalty=0`` is the
+        raw log-probability, which favours short captions; 1, the default, is the mean per word). The
+        search of an image stops once it has ``beam_size`` finished captions. ``beam_size=1`` with
+        ``length_penalty=0`` is greedy decoding, the same captions as ``sample``.
+        """
+        if self._start is None:
+            raise ValueError("beam_search needs '<START>' in word_to_idx")
+        beam_size, max_length = int(beam_size), int(max_length)
+        if beam_size < 1 or max_length < 1:
+            raise ValueError(f"beam_size and max_length must be at least 1, got {beam_size} and {max_length}")
+        p = self.params
+        features = np.asarray(features, dtype=self.dtype)
+        N, B = features.shape[0], beam_size
+        V = p["W_vocab"].shape[1]
+        h, _ = layers.affine_forward(features, p["W_proj"], p["b_proj"])
+        h = np.repeat(h, B, axis=0)  # (N*B, H): beam b of image n is row n*B + b
+        c = np.zeros_like(h) if self.cell_type == "lstm" else None
+        words = np.full(N * B, self._start, dtype=np.int64)
+        logp = np.full((N, B), -np.inf)
+        logp[:, 0] = 0.0  # all beams start identical: keep one, or the first step fills the beam with copies
+        prefixes = np.full((N, B, max_length), self._null, dtype=np.int64)
+        finished = [[] for _ in range(N)]  # (score, words) per image
+        for t in range(max_length):
+            x, _ = layers.word_embedding_forward(words, p["W_embed"])
+            h, c = _cells.step(self.cell_type, x, h, c, p)
+            scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
+            scores = np.asarray(scores, dtype=np.float64)
+            shifted = scores - scores.max(axis=1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+            total = (logp[:, :, None] + log_probs.reshape(N, B, V)).reshape(N, B * V)
+            order = np.argsort(-total, axis=1, kind="stable")[:, :2 * B]  # enough to fill B beams past <END>s
+            keep_rows = np.zeros((N, B), dtype=np.int64)
+            next_logp = np.full((N, B), -np.inf)
+            next_words = np.full((N, B), self._null, dtype=np.int64)
+            for n in range(N):
+                if len(finished[n]) >= B:
+                    continue  # this image is done; its beams are ignored from now on
+                filled = 0
+                for flat in order[n]:
+                    score = total[n, flat]
+                    if not np.isfinite(score):
+                        break
+                    beam, word = divmod(int(flat), V)
+                    if word == self._end or t == max_length - 1:
+                        caption = np.append(prefixes[n, beam, :t], word)
+                        finished[n].append((score / (t + 1) ** length_penalty, caption))
+                        if len(finished[n]) >= B:
+                            break
+                    else:
+                        keep_rows[n, filled], next_logp[n, filled], next_words[n, filled] = beam, score, word
+                        filled += 1
+                        if filled == B:
+                            break  # what ranks below the B-th live caption cannot matter
+            if all(len(f) >= B for f in finished):
+                break
+            rows = (np.arange(N)[:, None] * B + keep_rows).ravel()
+            h = h[rows]
+            c = None if c is None else c[rows]
+            prefixes = prefixes[np.arange(N)[:, None], keep_rows]
+            prefixes[:, :, t] = next_words
+            logp, words = next_logp, next_words.ravel()
+        captions = np.full((N, max_length), self._null, dtype=np.int64)
+        for n in range(N):
+            best = max(finished[n], key=lambda item: item[0])[1]
+            captions[n, :len(best)] = best
         return captions

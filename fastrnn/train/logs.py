@@ -59,7 +59,8 @@ def require_matplotlib():
 def plot_learning_curve(history, path, title=""):
     """Draws the training loss per step and per epoch, and each validation metric per epoch, to ``path``.
 
-    ``history`` is a trainer's history: ``{"loss": [per step], "epochs": [records], "metric": name}``.
+    ``history`` is a trainer's history: ``{"loss": [per step], "epochs": [records], "metric": the headline
+    metric, "metric_keys": the validation numbers in each record}``.
     """
     plt = require_matplotlib()
     epochs = history["epochs"]
@@ -79,11 +80,10 @@ def plot_learning_curve(history, path, title=""):
         ax_loss.set_title("training loss")
         ax_loss.legend()
         ax_loss.grid(alpha=0.3)
-    numbers = [k for k in (epochs[0] if epochs else {}) if k.startswith("val_")
-               and isinstance(epochs[0][k], (int, float))]
+    numbers = [k for k in history.get("metric_keys", []) if epochs and isinstance(epochs[-1].get(k), (int, float))]
     for i, key in enumerate(sorted(numbers, key=lambda k: k != metric)):
         ax_metric.plot([r["epoch"] for r in epochs], [r[key] for r in epochs], "o-", color=f"C{i + 1}",
-                       label=key[4:].replace("_", " "))
+                       label=key.replace("_", " "))
     ax_metric.set_xlabel("epoch")
     ax_metric.set_title("validation")
     if numbers:

@@ -345,6 +345,7 @@ class Trainer:
             "resumed_mid_epoch": first > 0,
         }
         self.history["epochs"].append(record)
+        self.history["metric_keys"] = list(metrics)
         if self.checkpoint_dir is not None:
             self.save_checkpoint()
         if self.log_path is not None:
