@@ -1,12 +1,13 @@
-"""The ``fastrnn`` command: ``info``, ``check``, ``bench``.
+"""The ``fastrnn`` command: ``info``, ``check``, ``bench``, ``train``.
 
     fastrnn info                      versions, backends, CPU, BLAS and threads, Numba cache
     fastrnn check                     every backend against the NumPy oracle; exit 1 on a mismatch
     fastrnn check --module FILE       anybody's cs231n rnn_layers.py against the oracle (--model: CaptioningRNN)
     fastrnn bench                     oracle vs compiled backends vs torch vs the BLAS floor
+    fastrnn train charlm|classify|caption   train a model (offline data by default), checkpoint, resume
 
-The work is done in ``fastrnn.check`` and ``fastrnn.bench`` (its ``machine``, ``harness``,
-``workloads`` and ``report``); this module only parses arguments and prints.
+The work is done in ``fastrnn.check``, ``fastrnn.bench`` (its ``machine``, ``harness``,
+``workloads`` and ``report``) and ``fastrnn.train.run``; this module only parses arguments and prints.
 """
 
 import argparse
@@ -61,7 +62,7 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="fastrnn", description="cs231n's RNN layers with compiled time loops: information, checks, benchmarks.")
     parser.add_argument("--version", action="version", version=f"fastrnn {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="{info,check,bench}")
+    sub = parser.add_subparsers(dest="command", metavar="{info,check,bench,train}")
     sub.required = True
 
     info = sub.add_parser("info", help="versions, backends, CPU, BLAS and threads, Numba cache")
@@ -132,7 +133,104 @@ def _parser():
     progress.add_argument("--progress", dest="progress", action="store_true", default=None,
                           help="show a progress bar on stderr (default: when stderr is a terminal)")
     progress.add_argument("--no-progress", dest="progress", action="store_false")
+    _train_parser(sub)
     return parser
+
+
+def _number(kind, minimum=None, name=""):
+    """An argparse type: ``kind`` (int or float) at least ``minimum``."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if minimum is not None and value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {text}")
+        return value
+    return parse
+
+
+def _train_parser(sub):
+    """``fastrnn train <kind>``; every default is None here: fastrnn.train.run fills in each kind's own."""
+    from .train.run import DEFAULTS
+
+    train = sub.add_parser(
+        "train", help="train a character language model, a sequence classifier or the captioning model",
+        description="Real training runs, offline by default: per-epoch metric lines, validation every epoch, "
+                    "HDF5 checkpoints that resume bit-identically, a JSON log and a PNG learning curve.")
+    kinds = train.add_subparsers(dest="kind", metavar="{charlm,classify,caption}")
+    kinds.required = True
+
+    def common(p, d):
+        g = p.add_argument_group("model and training (defaults for this kind in brackets)")
+        g.add_argument("--cell", choices=("rnn", "lstm", "gru"), help=f"recurrent cell [{d['cell']}]")
+        g.add_argument("--hidden", type=_number(int, 1), help=f"hidden size [{d['hidden']}]")
+        if d.get("embed"):
+            g.add_argument("--embed", type=_number(int, 1), help=f"embedding size [{d['embed']}]")
+        g.add_argument("--epochs", type=_number(int, 0), help=f"epochs in all (with --resume: the total to reach) "
+                                                              f"[{d['epochs']}]")
+        g.add_argument("--batch-size", type=_number(int, 1), help=f"minibatch size [{d['batch_size']}]")
+        g.add_argument("--lr", type=_number(float), help=f"learning rate [{d['lr']:g}]")
+        g.add_argument("--lr-decay", type=_number(float), help=f"learning-rate factor after each epoch [{d['lr_decay']:g}]")
+        g.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "rmsprop", "adam"),
+                       help=f"update rule [{d['update_rule']}]")
+        g.add_argument("--clip", type=_number(float, 0), help=f"gradient clipping threshold, 0 for none [{d['clip']:g}]")
+        g.add_argument("--clip-mode", choices=("norm", "value"),
+                       help=f"clip the global norm, or each value into [-clip, clip] [{d['clip_mode']}]")
+        g.add_argument("--dtype", choices=("float32", "float64"), help=f"parameter dtype [{d['dtype']}]")
+        g.add_argument("--seed", type=int, help=f"seed of the initial weights and the data order [{d['seed']}]")
+        r = p.add_argument_group("run")
+        r.add_argument("--backend", help="fastrnn backend (default: the active one, the fastest available)")
+        r.add_argument("--checkpoint", metavar="DIR", help="write DIR/checkpoint.h5 after every epoch")
+        r.add_argument("--checkpoint-every", type=_number(int, 1), metavar="STEPS",
+                       help="also checkpoint every STEPS steps inside an epoch")
+        r.add_argument("--resume", action="store_true",
+                       help="continue the run in --checkpoint DIR (its settings come from the checkpoint)")
+        r.add_argument("--json", metavar="FILE", help="write a JSON log (config, per-step losses, per-epoch records)")
+        r.add_argument("--plot", metavar="FILE.png", help="draw the learning curve (needs matplotlib)")
+        progress = r.add_mutually_exclusive_group()
+        progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                              help="show a progress bar on stderr (default: when stderr is a terminal)")
+        progress.add_argument("--no-progress", dest="progress", action="store_false")
+
+    d = DEFAULTS["charlm"]
+    charlm = kinds.add_parser("charlm", help="character-level language model (default text: Python's own docs)",
+                              description="A character-level language model trained by truncated BPTT; reports "
+                                          "validation bits per character every epoch and prints a sample at the end.")
+    charlm.add_argument("--text", metavar="FILE", help="a UTF-8 text file (default: CPython's pydoc_data.topics)")
+    charlm.add_argument("--seq-len", type=_number(int, 1), help=f"characters per BPTT chunk [{d['seq_len']}]")
+    charlm.add_argument("--prime", help="text the sample starts from")
+    charlm.add_argument("--sample-length", type=_number(int, 0), help="characters to sample at the end [400]")
+    charlm.add_argument("--temperature", type=_number(float, 0), help="sampling temperature, 0 = greedy [0.7]")
+    common(charlm, d)
+
+    d = DEFAULTS["classify:sentiment"]
+    classify = kinds.add_parser("classify", help="many-to-one sequence classifier (sentiment phrases or 8x8 digits)",
+                                description="A many-to-one recurrent classifier; reports train and test accuracy "
+                                            "every epoch. Defaults differ per dataset: "
+                                            + "; ".join(f"{k.split(':')[1]}: hidden {v['hidden']}, {v['epochs']} "
+                                                        f"epochs, batch {v['batch_size']}, lr {v['lr']:g}"
+                                                        for k, v in DEFAULTS.items() if k.startswith("classify:")))
+    source = classify.add_mutually_exclusive_group()
+    source.add_argument("--dataset", choices=("sentiment", "digits"), help="a data set shipped with fastrnn [sentiment]")
+    source.add_argument("--data", metavar="FILE", help="your phrases: lines 'label<TAB>phrase' (or "
+                                                       "'train|test<TAB>label<TAB>phrase')")
+    common(classify, d)
+
+    d = DEFAULTS["caption"]
+    caption = kinds.add_parser("caption", help="cs231n's CaptioningRNN on the COCO captioning files",
+                               description="CaptioningRNN on cs231n's COCO files; reports validation loss and "
+                                           "corpus BLEU-1..4 every epoch.")
+    caption.add_argument("--data", metavar="DIR", required=True,
+                         help="the folder of cs231n's coco_captioning files (coco2014_captions.h5, ...)")
+    caption.add_argument("--max-train", type=_number(int, 1), help="train on the first N captions only [all]")
+    caption.add_argument("--beam-size", type=_number(int, 1), help=f"beam size for the BLEU captions, 1 = greedy "
+                                                                   f"[{d['beam_size']}]")
+    caption.add_argument("--bleu-images", type=_number(int, 1), help=f"validation images scored by BLEU "
+                                                                     f"[{d['bleu_images']}]")
+    caption.add_argument("--val-captions", type=_number(int, 1), help=f"validation captions for the loss "
+                                                                      f"[{d['val_captions']}]")
+    common(caption, d)
 
 
 def _jsonable(obj):
@@ -293,10 +391,37 @@ def _bench(args):
     return 0 if report["ok"] else 1
 
 
+def _train(args):
+    from .data import DataFileError
+    from .train import run
+    from .train.checkpoint import CheckpointError
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "kind")}
+    try:
+        job = run.prepare(args.kind, options)
+    except (FileNotFoundError, IsADirectoryError, DataFileError, CheckpointError, ValueError, ImportError) as exc:
+        print(f"fastrnn train {args.kind}: error: {exc}", file=sys.stderr)
+        return 2
+    print(job.header(), flush=True)
+    try:
+        job.train(on_epoch=lambda record: print(job.epoch_line(record), flush=True))
+    except KeyboardInterrupt:
+        where = job.trainer.checkpoint_path
+        print(f"\ninterrupted after {job.trainer.step_count} steps"
+              + (f"; resume from the last complete checkpoint with --checkpoint {args.checkpoint} --resume"
+                 if where and os.path.exists(where) else ""), file=sys.stderr)
+        return 130
+    if job.sample is not None:
+        print("sample:")
+        print(job.sample)
+    print(job.summary_line())
+    return 0
+
+
 def main(argv=None):
     """Runs the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = _parser().parse_args(argv)
-    return {"info": _info, "check": _check, "bench": _bench}[args.command](args)
+    return {"info": _info, "check": _check, "bench": _bench, "train": _train}[args.command](args)
 
 
 if __name__ == "__main__":

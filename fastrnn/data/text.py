@@ -44,13 +44,11 @@ class CharVocab:
 
 
 def default_corpus():
-    """The pydoc topics as ``(train_text, val_text)``: every tenth topic (sorted by name) validates."""
+    """The pydoc topics as ``(train_text, val_text)``: the last tenth of every topic validates."""
     from pydoc_data.topics import topics
 
-    names = sorted(topics)
-    train = [topics[n] for i, n in enumerate(names) if i % 10 != 9]
-    val = [topics[n] for i, n in enumerate(names) if i % 10 == 9]
-    return "\n\n".join(train), "\n\n".join(val)
+    parts = [_split(topics[name]) for name in sorted(topics)]
+    return "\n\n".join(p[0].rstrip("\n") for p in parts), "\n\n".join(p[1].rstrip("\n") for p in parts if p[1])
 
 
 def _read(path):

@@ -63,6 +63,8 @@ def plot_learning_curve(history, path, title=""):
     metric, "metric_keys": the validation numbers in each record}``.
     """
     plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = history["epochs"]
     losses = history["loss"]
     metric = history.get("metric")
@@ -85,6 +87,7 @@ def plot_learning_curve(history, path, title=""):
         ax_metric.plot([r["epoch"] for r in epochs], [r[key] for r in epochs], "o-", color=f"C{i + 1}",
                        label=key.replace("_", " "))
     ax_metric.set_xlabel("epoch")
+    ax_metric.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_metric.set_title("validation")
     if numbers:
         ax_metric.legend()

@@ -357,9 +357,10 @@ class Trainer:
         config = self.task.config()
         return " ".join(str(config[k]) for k in ("model", "cell_type", "dataset") if k in config)
 
-    def write_log(self, path=None):
-        """Writes the JSON log: the configuration and the history (per-step losses, per-epoch records)."""
+    def write_log(self, path=None, extra=None):
+        """Writes the JSON log: the configuration, the history (per-step losses, per-epoch records) and
+        ``extra`` (a dict of more JSON-able entries)."""
         path = path or self.log_path
         _logs.write_json(path, {"config": self.config(), "epochs_done": self.epoch, "steps_done": self.step_count,
-                                "resumed_from": self.resumed_from, "history": self.history})
+                                "resumed_from": self.resumed_from, "history": self.history, **(extra or {})})
         return path
