@@ -119,12 +119,13 @@ class CaptioningRNN:
         """Captions for features (N, D) by beam search: an int array (N, max_length), laid out like ``sample``.
 
         Each image keeps the ``beam_size`` most probable partial captions; a caption ends with
-        ``<END>`` (kept in the output, followed by ``<NULL>``) or after ``max_length`` words. Among the
-        finished ones the best score wins: the caption's log-probability divided by
-        ``length ** length_penalty`` (its number of words, ``<END>`` included; ``length_penalty=0`` is the
-        raw log-probability, which favours short captions; 1, the default, is the mean per word). The
-        search of an image stops once it has ``beam_size`` finished captions. ``beam_size=1`` with
-        ``length_penalty=0`` is greedy decoding, the same captions as ``sample``.
+        ``<END>`` (kept in the output, followed by ``<NULL>``) or after ``max_length`` words. The best
+        finished caption wins, by its log-probability divided by ``length ** length_penalty`` (its number
+        of words, ``<END>`` included): ``length_penalty=0`` is the raw log-probability, which favours
+        short captions; 1, the default, is the mean log-probability per word. An image's search stops
+        when no partial caption can beat its best finished one any more, so a beam wide enough to keep
+        every partial caption finds the best caption of all. ``beam_size=1`` with ``length_penalty=0``
+        is greedy decoding: the captions of ``sample``.
         """
         if self._start is None:
             raise ValueError("beam_search needs '<START>' in word_to_idx")
@@ -142,7 +143,8 @@ class CaptioningRNN:
         logp = np.full((N, B), -np.inf)
         logp[:, 0] = 0.0  # all beams start identical: keep one, or the first step fills the beam with copies
         prefixes = np.full((N, B, max_length), self._null, dtype=np.int64)
-        finished = [[] for _ in range(N)]  # (score, words) per image
+        best = [(-np.inf, None)] * N  # per image: (score, caption) of the best finished caption
+        done = np.zeros(N, dtype=bool)
         for t in range(max_length):
             x, _ = layers.word_embedding_forward(words, p["W_embed"])
             h, c = _cells.step(self.cell_type, x, h, c, p)
@@ -151,13 +153,12 @@ class CaptioningRNN:
             shifted = scores - scores.max(axis=1, keepdims=True)
             log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
             total = (logp[:, :, None] + log_probs.reshape(N, B, V)).reshape(N, B * V)
-            order = np.argsort(-total, axis=1, kind="stable")[:, :2 * B]  # enough to fill B beams past <END>s
+            # B live captions need at most 2B candidates: at most B of them (one per beam) are <END>
+            order = np.argsort(-total, axis=1, kind="stable")[:, :2 * B]
             keep_rows = np.zeros((N, B), dtype=np.int64)
             next_logp = np.full((N, B), -np.inf)
             next_words = np.full((N, B), self._null, dtype=np.int64)
-            for n in range(N):
-                if len(finished[n]) >= B:
-                    continue  # this image is done; its beams are ignored from now on
+            for n in np.flatnonzero(~done):
                 filled = 0
                 for flat in order[n]:
                     score = total[n, flat]
@@ -165,16 +166,19 @@ class CaptioningRNN:
                         break
                     beam, word = divmod(int(flat), V)
                     if word == self._end or t == max_length - 1:
-                        caption = np.append(prefixes[n, beam, :t], word)
-                        finished[n].append((score / (t + 1) ** length_penalty, caption))
-                        if len(finished[n]) >= B:
-                            break
+                        normalised = score / (t + 1) ** length_penalty
+                        if normalised > best[n][0]:
+                            best[n] = (normalised, np.append(prefixes[n, beam, :t], word))
                     else:
                         keep_rows[n, filled], next_logp[n, filled], next_words[n, filled] = beam, score, word
                         filled += 1
                         if filled == B:
                             break  # what ranks below the B-th live caption cannot matter
-            if all(len(f) >= B for f in finished):
+                # Log-probabilities only fall as a caption grows, so a live caption can at best end with
+                # its current log-probability, divided by at most max_length ** length_penalty.
+                bound = next_logp[n, 0] / (max_length ** length_penalty if next_logp[n, 0] < 0 else 1)
+                done[n] = filled == 0 or best[n][0] >= bound
+            if done.all():
                 break
             rows = (np.arange(N)[:, None] * B + keep_rows).ravel()
             h = h[rows]
@@ -183,7 +187,6 @@ class CaptioningRNN:
             prefixes[:, :, t] = next_words
             logp, words = next_logp, next_words.ravel()
         captions = np.full((N, max_length), self._null, dtype=np.int64)
-        for n in range(N):
-            best = max(finished[n], key=lambda item: item[0])[1]
-            captions[n, :len(best)] = best
+        for n, (_, caption) in enumerate(best):
+            captions[n, :len(caption)] = caption
         return captions
