@@ -14,6 +14,8 @@ import urllib.request
 
 import numpy as np
 
+from ._files import DataFileError
+
 __all__ = ["load_coco_data", "decode_captions", "sample_coco_minibatch", "image_from_url"]
 
 _WHERE = ("the cs231n assignment-3 data (coco_captioning.zip, unpacked by the assignment's "
@@ -28,6 +30,22 @@ def _path(base_dir, name):
     return path
 
 
+def _read_h5(path, names=None):
+    """The datasets of an HDF5 file as arrays (all of them, or ``names``); a bad file is a DataFileError naming it."""
+    import h5py  # imported here: only the data loader needs it
+
+    try:
+        with h5py.File(path, "r") as f:
+            names = list(f.keys()) if names is None else names
+            missing = [n for n in names if n not in f]
+            if missing:
+                raise DataFileError(f"COCO data file {path!r} has no dataset {missing[0]!r}")
+            return {n: np.asarray(f[n]) for n in names}
+    except OSError as exc:
+        raise DataFileError(f"COCO data file {path!r} is not a readable HDF5 file (truncated or corrupt?): {exc}") \
+            from None
+
+
 def load_coco_data(base_dir, max_train=None, pca_features=True):
     """Loads the captions, image features, vocabulary and image URLs into one dict.
 
@@ -37,18 +55,16 @@ def load_coco_data(base_dir, max_train=None, pca_features=True):
     4096-d fc7 ones. ``max_train`` keeps that many training captions drawn at random (with
     replacement, as cs231n does).
     """
-    import h5py  # imported here: only the data loader needs it
-
-    data = {}
-    with h5py.File(_path(base_dir, "coco2014_captions.h5"), "r") as f:
-        for key, value in f.items():
-            data[key] = np.asarray(value)
+    data = _read_h5(_path(base_dir, "coco2014_captions.h5"))
     suffix = "_pca" if pca_features else ""
     for split in ("train", "val"):
-        with h5py.File(_path(base_dir, f"{split}2014_vgg16_fc7{suffix}.h5"), "r") as f:
-            data[f"{split}_features"] = np.asarray(f["features"])
-    with open(_path(base_dir, "coco2014_vocab.json"), "r", encoding="utf-8") as f:
-        data.update(json.load(f))
+        data[f"{split}_features"] = _read_h5(_path(base_dir, f"{split}2014_vgg16_fc7{suffix}.h5"), ["features"])["features"]
+    vocab = _path(base_dir, "coco2014_vocab.json")
+    with open(vocab, "r", encoding="utf-8") as f:
+        try:
+            data.update(json.load(f))
+        except ValueError as exc:  # not JSON, or not UTF-8
+            raise DataFileError(f"COCO data file {vocab!r} is not a readable JSON vocabulary: {exc}") from None
     for split in ("train", "val"):
         with open(_path(base_dir, f"{split}2014_urls.txt"), "r", encoding="utf-8") as f:
             data[f"{split}_urls"] = np.asarray([line.strip() for line in f])

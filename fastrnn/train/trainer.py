@@ -293,8 +293,8 @@ class Trainer:
                     self.step_count += 1
                     items += n
                     if bar is not None:
-                        bar.update(n)
                         bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+                        bar.update(n)
                     if self.on_step is not None:
                         self.on_step(self, loss)
                     if (self.checkpoint_every and self.checkpoint_dir is not None
