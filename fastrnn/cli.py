@@ -199,7 +199,7 @@ def _train_parser(sub):
                                           "validation bits per character every epoch and prints a sample at the end.")
     charlm.add_argument("--text", metavar="FILE", help="a UTF-8 text file (default: CPython's pydoc_data.topics)")
     charlm.add_argument("--seq-len", type=_number(int, 1), help=f"characters per BPTT chunk [{d['seq_len']}]")
-    charlm.add_argument("--prime", help="text the sample starts from")
+    charlm.add_argument("--prime", help="text the sample starts from [\"The \" on the default corpus, else none]")
     charlm.add_argument("--sample-length", type=_number(int, 0), help="characters to sample at the end [400]")
     charlm.add_argument("--temperature", type=_number(float, 0), help="sampling temperature, 0 = greedy [0.7]")
     common(charlm, d)

@@ -11,7 +11,8 @@ the same model built from ``nn.Embedding``, ``nn.LSTM`` and ``nn.Linear`` (weigh
 fastrnn model), ``torch.optim.Adam`` and ``clip_grad_norm_``, with the state carried and detached between
 chunks. Wall-clock seconds per epoch (training steps, then validation) are taken with
 ``time.perf_counter`` around the same loop for each; the first epoch includes any compilation
-(Numba loads cached kernels; run once before timing to fill the cache). Run it under nothing else.
+(Numba loads cached kernels), so with ``--epochs 2`` or more the table leaves it out. Run it with
+nothing else running.
 """
 
 import argparse
@@ -110,7 +111,7 @@ def _torch(corpus, cfg, epochs, threads):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["clip"])
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         net.eval()
@@ -170,10 +171,14 @@ def run(implementations=None, epochs=1, threads=None, progress=print):
 
 
 def table(report):
-    """A Markdown table: seconds per epoch (training + validation) and the speed-up over the oracle."""
+    """A Markdown table: seconds per epoch (training + validation) and the speed-up over the oracle.
+
+    With two or more epochs the first is left out of the mean (it includes one-time costs: Numba's
+    kernel loading, first touches of memory)."""
     results = report["results"]
 
-    def per_epoch(records):
+    def per_epoch(records):  # after the first epoch when there are more: steady state, no one-time costs
+        records = records[1:] if len(records) > 1 else records
         return float(np.mean([r["train_seconds"] + r["eval_seconds"] for r in records]))
 
     base = per_epoch(results["numpy"]) if "numpy" in results else None

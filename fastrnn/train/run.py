@@ -265,8 +265,11 @@ class Job:
             self.trainer.train()
             if self.kind == "charlm":
                 o = self.options
+                prime = o.get("prime")
+                if prime is None:  # the default corpus is English prose: start the sample like a sentence
+                    prime = "The " if o.get("text") is None else ""
                 self.sample = self.model.sample(
-                    o.get("prime") or "", length=400 if o.get("sample_length") is None else o["sample_length"],
+                    prime, length=400 if o.get("sample_length") is None else o["sample_length"],
                     temperature=0.7 if o.get("temperature") is None else o["temperature"], rng=o["seed"])
         self.seconds = time.perf_counter() - start
         if self.options.get("json"):
