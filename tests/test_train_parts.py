@@ -132,6 +132,13 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     assert os.listdir(path.parent) == ["ck.h5"]  # no temporary file left behind
 
 
+def test_checkpoint_holds_a_long_history(tmp_path):
+    """The history grows with the run (a loss per step): far past HDF5's 64 kB limit for attributes."""
+    history = {"loss": [0.1 + i * 1e-7 for i in range(100_000)], "epochs": []}
+    checkpoint.save(tmp_path / "ck.h5", _state(history=history))
+    assert checkpoint.load(tmp_path / "ck.h5")["history"] == history
+
+
 def test_failed_write_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "ck.h5"
     checkpoint.save(path, _state(epoch=1))

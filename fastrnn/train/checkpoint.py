@@ -9,7 +9,8 @@ that was never interrupted.
 
 Layout (one HDF5 file; scalars are JSON so that ints stay ints and floats round-trip exactly)::
 
-    /                 attrs: format, format_version, fastrnn_version, state (JSON: epoch, step, ...)
+    /                 attrs: format, format_version, fastrnn_version
+    /state            JSON: epoch, step, position in the epoch, update rule, RNG state, config, history
     /params/<name>    the parameters
     /optim/<name>/    attrs: scalars (JSON: learning_rate, t, ...); datasets: arrays (m, v, ...)
     /plan             the current epoch's data order (absent between epochs)
@@ -59,7 +60,8 @@ def _write(f, state):
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["fastrnn_version"] = __version__
-    f.attrs["state"] = json.dumps({k: state[k] for k in _STATE_KEYS})
+    # a dataset, not an attribute: attributes are limited to 64 kB and the history grows with the run
+    f.create_dataset("state", data=json.dumps({k: state[k] for k in _STATE_KEYS}))
     params = f.create_group("params")
     for name, value in state["params"].items():
         params[name] = np.asarray(value)
@@ -122,7 +124,8 @@ def save(path, state):
 
 
 def _read(f):
-    state = json.loads(f.attrs["state"])
+    raw = f["state"][()]
+    state = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
     missing = [k for k in _STATE_KEYS if k not in state]
     if missing:
         raise KeyError(f"state lacks {', '.join(missing)}")
