@@ -253,7 +253,8 @@ class Job:
             parts += [f"train acc {100 * record['train_accuracy']:.1f}%", f"test acc {100 * record['test_accuracy']:.1f}%"]
         elif "val_loss" in record:
             parts += [f"val loss {record['val_loss']:.3f}"] + [f"BLEU-{k} {record[f'val_bleu{k}']:.3f}" for k in (1, 4)]
-        parts += [f"{record['items_per_second']:,.0f} {self.task.unit}/s", f"{record['seconds']:.1f} s"]
+        seconds = record["seconds"]
+        parts += [f"{record['items_per_second']:,.0f} {self.task.unit}/s", f"{seconds:.{1 if seconds >= 1 else 2}f} s"]
         return "  ".join(parts)
 
     def train(self, on_epoch=None):
