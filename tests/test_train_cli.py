@@ -167,3 +167,29 @@ def test_killed_run_leaves_a_loadable_checkpoint(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resumed  from" in done.stdout and f"done: {state['epoch'] + 1} epochs" in done.stdout
+
+
+@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
+def test_training_bench_runs_the_same_model_everywhere(tmp_path):
+    """python -m fastrnn.bench.training, small: every implementation, torch included, starts from the same
+    weights and trains on the same chunks, so they all end at the same validation bits/char."""
+    import fastrnn
+    from fastrnn.bench import training
+
+    path = tmp_path / "text.txt"
+    rng = np.random.default_rng(0)
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "ran", "far", "away"]
+    path.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(400)), encoding="utf-8")
+    names = list(fastrnn.available_backends())
+    try:
+        import torch  # noqa: F401
+        names.append("torch")
+    except ImportError:
+        pass
+    report = training.run(names, epochs=1, progress=None, text=str(path),
+                          config={"hidden": 24, "embed": 8, "batch_size": 8, "seq_len": 16})
+    bits = {name: records[-1]["val_bits_per_char"] for name, records in report["results"].items()}
+    assert set(bits) == set(names)
+    assert max(bits.values()) - min(bits.values()) < 1e-4, bits  # float32 round-off only
+    assert bits["numpy"] < 3.0  # it learned something (uniform over 17 characters is 4.1 bits)
+    assert "| numpy (oracle) |" in training.table(report)
