@@ -193,3 +193,41 @@ def test_training_bench_runs_the_same_model_everywhere(tmp_path):
     assert max(bits.values()) - min(bits.values()) < 1e-4, bits  # float32 round-off only
     assert bits["numpy"] < 3.0  # it learned something (uniform over 17 characters is 4.1 bits)
     assert "| numpy (oracle) |" in training.table(report)
+
+
+@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_charlm_resume_is_bit_identical_from_an_epoch_end_and_from_inside_one(capsys, tmp_path, cell):
+    """2 epochs then --resume to 4 equals 4 epochs; so does a run killed inside epoch 3 (the checkpoint then
+    holds the epoch's position and the carried hidden/cell state) and resumed."""
+    path = tmp_path / "text.txt"
+    path.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog {i % 7}\n" for i in range(300)),
+                    encoding="utf-8")
+    common = ["charlm", "--text", str(path), "--cell", cell, "--hidden", "16", "--embed", "8", "--batch-size", "8",
+              "--seq-len", "16", "--sample-length", "20"]
+    assert _run(capsys, *common, "--epochs", "4", "--checkpoint", str(tmp_path / "whole"))[0] == 0
+    assert _run(capsys, *common, "--epochs", "2", "--checkpoint", str(tmp_path / "a"))[0] == 0
+    code, out, _ = _run(capsys, "charlm", "--epochs", "4", "--checkpoint", str(tmp_path / "a"), "--resume",
+                        "--sample-length", "20")
+    assert code == 0 and "after epoch 2" in out and "done: 4 epochs" in out
+    whole = _params(tmp_path / "whole")
+    for name, value in _params(tmp_path / "a").items():
+        np.testing.assert_array_equal(value, whole[name], err_msg=name)
+    # stop inside epoch 3: a mid-epoch checkpoint (every 5 steps), then resume
+    state = checkpoint.load(tmp_path / "a" / "checkpoint.h5")
+    steps_per_epoch = state["step"] // 4
+    assert _run(capsys, *common, "--epochs", "2", "--checkpoint", str(tmp_path / "b"))[0] == 0
+    from fastrnn.train import run as train_run
+
+    job = train_run.prepare("charlm", {"epochs": 3, "checkpoint": str(tmp_path / "b"), "resume": True,
+                                       "checkpoint_every": 5, "progress": False})
+    job.trainer.max_steps = 2 * steps_per_epoch + 7  # "killed" after 7 steps of epoch 3
+    job.trainer.train()
+    mid = checkpoint.load(tmp_path / "b" / "checkpoint.h5")
+    assert mid["epoch"] == 2 and 0 < mid["step_in_epoch"] < steps_per_epoch and mid["carry"]
+    assert set(mid["carry"]) == ({"h", "c"} if cell == "lstm" else {"h"})
+    code, out, _ = _run(capsys, "charlm", "--epochs", "4", "--checkpoint", str(tmp_path / "b"), "--resume",
+                        "--sample-length", "20")
+    assert code == 0 and f"step {mid['step_in_epoch']} of epoch 3" in out
+    for name, value in _params(tmp_path / "b").items():
+        np.testing.assert_array_equal(value, whole[name], err_msg=name)
