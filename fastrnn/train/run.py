@@ -76,6 +76,9 @@ def _resolve(kind, given, saved):
                 options[k] = given[k]
         if kind == "classify" and not options.get("data"):
             options["dataset"] = options.get("dataset") or "sentiment"
+        for k in ("text", "data"):  # saved absolute, so that --resume works from any folder
+            if options.get(k):
+                options[k] = os.path.abspath(options[k])
     for k in _SESSION_OPTIONS:
         options[k] = given.get(k)
     if given.get("epochs") is not None:  # the total to reach; a resumed run may go further than planned
