@@ -12,11 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
-from fastrnn import cli, layers
+from fastrnn import cli
 from fastrnn.train import checkpoint
 from test_train_runs import write_coco
 
-STATE_API = hasattr(layers, "lstm_forward_state")
 
 
 def _run(capsys, *args):
@@ -51,7 +50,6 @@ def test_classify_digits_one_epoch(capsys):
     assert "epoch 1/1" in out and "done: 1 epochs" in out
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 def test_charlm_one_epoch_prints_a_sample(capsys):
     code, out, err = _run(capsys, "charlm", "--epochs", "1", "--hidden", "32", "--embed", "16",
                           "--sample-length", "80", "--prime", "The ")
@@ -169,7 +167,6 @@ def test_killed_run_leaves_a_loadable_checkpoint(tmp_path):
     assert "resumed  from" in done.stdout and f"done: {state['epoch'] + 1} epochs" in done.stdout
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 def test_training_bench_runs_the_same_model_everywhere(tmp_path):
     """python -m fastrnn.bench.training, small: every implementation, torch included, starts from the same
     weights and trains on the same chunks, so they all end at the same validation bits/char."""
@@ -195,7 +192,6 @@ def test_training_bench_runs_the_same_model_everywhere(tmp_path):
     assert "| numpy (oracle) |" in training.table(report)
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
 def test_charlm_resume_is_bit_identical_from_an_epoch_end_and_from_inside_one(capsys, tmp_path, cell):
     """2 epochs then --resume to 4 equals 4 epochs; so does a run killed inside epoch 3 (the checkpoint then

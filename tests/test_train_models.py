@@ -9,10 +9,10 @@ import pytest
 import fastrnn
 from fastrnn import CaptioningRNN, layers
 from fastrnn.gradcheck import eval_numerical_gradient
-from fastrnn.models import CharLM, SequenceClassifier, _cells
+from fastrnn.models import CharLM, SequenceClassifier, _recurrent
 from helpers import assert_gradient_close
 
-CELLS = list(_cells.available_cells())
+CELLS = list(_recurrent.available_cells())
 
 
 def _captioning_accepts(cell_type):
@@ -24,7 +24,6 @@ def _captioning_accepts(cell_type):
 
 
 CAPTION_CELLS = [c for c in CELLS if _captioning_accepts(c)]
-STATE_API = hasattr(layers, "lstm_forward_state")
 
 
 @pytest.fixture(params=fastrnn.available_backends())
@@ -97,7 +96,6 @@ def test_classifier_bad_inputs():
 CHARS = "\nabcd e"
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 @pytest.mark.parametrize("cell_type", CELLS)
 def test_charlm_gradients_with_carried_state(backend, cell_type):
     model = CharLM(CHARS, embed_dim=3, hidden_dim=5, cell_type=cell_type, dtype=np.float64, seed=4)
@@ -109,7 +107,6 @@ def test_charlm_gradients_with_carried_state(backend, cell_type):
     _check_gradients(model, lambda: model.loss(x, y, state)[:2])
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 @pytest.mark.parametrize("cell_type", CELLS)
 def test_charlm_chunks_carry_the_state(cell_type):
     """Two chunks with the state carried give the forward values of one long chunk."""
@@ -127,7 +124,6 @@ def test_charlm_chunks_carry_the_state(cell_type):
     np.testing.assert_allclose(loss_state[0], whole_state[0], rtol=1e-12)
 
 
-@pytest.mark.skipif(not STATE_API, reason="needs the state-carrying layer API (lstm_forward_state ...)")
 def test_charlm_sample_is_reproducible_and_greedy_at_temperature_zero():
     model = CharLM(CHARS, embed_dim=3, hidden_dim=8, seed=6)
     a = model.sample("ab", length=30, temperature=1.0, rng=7)
@@ -154,7 +150,7 @@ def _log_probs(model, features, prefix):
     c = np.zeros_like(h)
     for word in [model._start] + list(prefix):
         x, _ = layers.word_embedding_forward(np.array([word]), p["W_embed"])
-        h, c = _cells.step(model.cell_type, x, h, c if model.cell_type == "lstm" else None, p)
+        h, c = _recurrent.step(model.cell_type, x, h, c if model.cell_type == "lstm" else None, p)
     scores = np.asarray(layers.affine_forward(h, p["W_vocab"], p["b_vocab"])[0][0], dtype=np.float64)
     return scores - scores.max() - np.log(np.exp(scores - scores.max()).sum())
 

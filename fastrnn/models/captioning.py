@@ -7,7 +7,7 @@ active (``fastrnn.set_backend``).
 import numpy as np
 
 from .. import layers
-from . import _cells
+from . import _recurrent
 
 __all__ = ["CaptioningRNN"]
 
@@ -147,7 +147,7 @@ class CaptioningRNN:
         done = np.zeros(N, dtype=bool)
         for t in range(max_length):
             x, _ = layers.word_embedding_forward(words, p["W_embed"])
-            h, c = _cells.step(self.cell_type, x, h, c, p)
+            h, c = _recurrent.step(self.cell_type, x, h, c, p)
             scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
             scores = np.asarray(scores, dtype=np.float64)
             shifted = scores - scores.max(axis=1, keepdims=True)

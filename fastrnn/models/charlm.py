@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from .. import layers
-from . import _cells
+from . import _recurrent
 
 __all__ = ["CharLM"]
 
@@ -32,14 +32,14 @@ class CharLM:
 
         self.vocab = CharVocab(chars)
         self.chars = self.vocab.chars
-        self.cell_type = _cells.check_cell(cell_type)
+        self.cell_type = _recurrent.check_cell(cell_type)
         self.embed_dim = int(embed_dim)
         self.hidden_dim = int(hidden_dim)
         self.dtype = np.dtype(dtype)
         rng = np.random.default_rng(seed)
         V, E, H = len(self.chars), self.embed_dim, self.hidden_dim
         params = {"W_embed": rng.standard_normal((V, E))}
-        params.update(_cells.init_params(self.cell_type, E, H, rng, self.dtype))
+        params.update(_recurrent.init_params(self.cell_type, E, H, rng, self.dtype))
         params["W_vocab"] = rng.standard_normal((H, V)) / np.sqrt(H)
         params["b_vocab"] = np.zeros(V)
         self.params = {k: np.asarray(v, dtype=self.dtype) for k, v in params.items()}
@@ -51,7 +51,7 @@ class CharLM:
     def initial_state(self, N):
         """Zeros: ``(h, c)`` with c None for cells without a cell state."""
         h = np.zeros((N, self.hidden_dim), dtype=self.dtype)
-        return h, (np.zeros_like(h) if _cells.carries_cell_state(self.cell_type) else None)
+        return h, (np.zeros_like(h) if _recurrent.carries_cell_state(self.cell_type) else None)
 
     def _check(self, x, name="x"):
         x = np.asarray(x)
@@ -64,7 +64,7 @@ class CharLM:
         h0, c0 = self.initial_state(x.shape[0]) if state is None else state
         p = self.params
         inputs, embed_cache = layers.word_embedding_forward(x, p["W_embed"])
-        h, hT, cT, cell_cache = _cells.forward_state(self.cell_type, inputs, h0, c0, p)
+        h, hT, cT, cell_cache = _recurrent.forward_state(self.cell_type, inputs, h0, c0, p)
         scores, vocab_cache = layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])
         return scores, (hT, cT), (embed_cache, cell_cache, vocab_cache)
 
@@ -85,7 +85,7 @@ class CharLM:
         loss, dscores = loss / T, dscores / np.asarray(T, dtype=dscores.dtype)
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = layers.temporal_affine_backward(dscores, vocab_cache)
-        dinputs, _, _, cell_grads = _cells.backward_state(self.cell_type, dh, None, None, cell_cache)
+        dinputs, _, _, cell_grads = _recurrent.backward_state(self.cell_type, dh, None, None, cell_cache)
         grads.update(cell_grads)
         grads["W_embed"] = layers.word_embedding_backward(dinputs, embed_cache)
         return loss, {k: grads[k] for k in self.params}, next_state
@@ -125,7 +125,7 @@ class CharLM:
         out = []
         for _ in range(int(length)):
             x, _ = layers.word_embedding_forward(np.array([current]), p["W_embed"])
-            h, c = _cells.step(self.cell_type, x, h, c, p)
+            h, c = _recurrent.step(self.cell_type, x, h, c, p)
             scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
             scores = np.asarray(scores[0], dtype=np.float64)
             if temperature == 0:

@@ -11,7 +11,7 @@ read at its own last step.
 import numpy as np
 
 from .. import layers
-from . import _cells
+from . import _recurrent
 
 __all__ = ["SequenceClassifier"]
 
@@ -33,7 +33,7 @@ class SequenceClassifier:
             raise ValueError("give exactly one of vocab_size (word-index inputs) and input_dim (feature inputs)")
         if int(num_classes) < 2:
             raise ValueError(f"num_classes must be at least 2, got {num_classes}")
-        self.cell_type = _cells.check_cell(cell_type)
+        self.cell_type = _recurrent.check_cell(cell_type)
         self.num_classes = int(num_classes)
         self.vocab_size = None if vocab_size is None else int(vocab_size)
         self.input_dim = None if input_dim is None else int(input_dim)
@@ -48,7 +48,7 @@ class SequenceClassifier:
             D = self.wordvec_dim
         else:
             D = self.input_dim
-        params.update(_cells.init_params(self.cell_type, D, H, rng, self.dtype))
+        params.update(_recurrent.init_params(self.cell_type, D, H, rng, self.dtype))
         params["W_out"] = rng.standard_normal((H, C)) / np.sqrt(H)
         params["b_out"] = np.zeros(C)
         self.params = {k: np.asarray(v, dtype=self.dtype) for k, v in params.items()}
@@ -95,7 +95,7 @@ class SequenceClassifier:
             raise ValueError(f"x must hold at least one sequence of at least one step, got shape {np.shape(x)}")
         lengths = self._lengths(inputs, mask)
         h0 = np.zeros((N, self.hidden_dim), dtype=self.dtype)
-        h, cell_cache = _cells.forward(self.cell_type, inputs, h0, self.params)
+        h, cell_cache = _recurrent.forward(self.cell_type, inputs, h0, self.params)
         rows = np.arange(N)
         final = h[rows, lengths - 1]
         scores, out_cache = layers.affine_forward(final, self.params["W_out"], self.params["b_out"])
@@ -120,7 +120,7 @@ class SequenceClassifier:
         dfinal, grads["W_out"], grads["b_out"] = layers.affine_backward(dscores[:, 0, :], out_cache)
         dh = np.zeros(h_shape, dtype=dfinal.dtype)
         dh[np.arange(N), lengths - 1] = dfinal
-        dinputs, _, cell_grads = _cells.backward(self.cell_type, dh, cell_cache)
+        dinputs, _, cell_grads = _recurrent.backward(self.cell_type, dh, cell_cache)
         grads.update(cell_grads)
         if embed_cache is not None:
             grads["W_embed"] = layers.word_embedding_backward(dinputs, embed_cache)

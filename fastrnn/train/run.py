@@ -19,7 +19,7 @@ import numpy as np
 from .. import _backend
 from ..data import coco, sequences, text
 from ..models import CaptioningRNN, CharLM, SequenceClassifier
-from ..models import _cells
+from ..models import _recurrent
 from . import checkpoint as _checkpoint
 from . import logs
 from .tasks import CaptionTask, CharLMTask, ClassifyTask
@@ -104,7 +104,7 @@ def _check_options(options):
         raise ValueError(f"--lr must be positive, got {options['lr']}")
     if float(options["clip"]) < 0:
         raise ValueError(f"--clip must be >= 0 (0: no clipping), got {options['clip']}")
-    _cells.check_cell(options["cell"])
+    _recurrent.check_cell(options["cell"])
 
 
 def _build_charlm(options):

@@ -7,29 +7,26 @@ it, so the models (CharLM, SequenceClassifier) are written once for every cell:
     lstm  Wx (D,4H), Wh (H,4H), b (4H,)            gates i, f, o, g; carries a cell state c
     gru   Wx (D,3H), Wh (H,3H), b (3H,), bhn (H,)  gates r, z, n (PyTorch's formulation)
 
-The GRU is there when ``fastrnn.layers`` has it. Parameters are the model's dict entries named
-``prefix + "Wx"`` etc., so a model may hold several cells.
+Parameters are the model's dict entries named ``prefix + "Wx"`` etc., so a model may hold several
+cells. The gate counts come from ``fastrnn._cells``, where the cells are defined once.
 """
 
 import numpy as np
 
 from .. import layers
+from .._cells import CELLS, gates
 
 __all__ = ["available_cells", "check_cell", "init_params", "param_names", "forward", "backward",
            "forward_state", "backward_state", "step", "carries_cell_state"]
 
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
 def available_cells():
-    """The cells this install can run: rnn and lstm, and gru when the layer module has it."""
-    return tuple(c for c in _GATES if c != "gru" or hasattr(layers, "gru_forward"))
+    """The cells the models can use: rnn, lstm, gru."""
+    return CELLS
 
 
 def check_cell(cell_type):
-    cells = available_cells()
-    if cell_type not in cells:
-        raise ValueError(f'Invalid cell_type "{cell_type}"; expected one of {cells}')
+    if cell_type not in CELLS:
+        raise ValueError(f'Invalid cell_type "{cell_type}"; expected one of {CELLS}')
     return cell_type
 
 
@@ -45,7 +42,7 @@ def param_names(cell_type, prefix=""):
 def init_params(cell_type, input_dim, hidden_dim, rng, dtype, prefix=""):
     """cs231n's initialisation: Wx randn/sqrt(D), Wh randn/sqrt(H), biases zero (the LSTM's forget gate 1)."""
     D, H = input_dim, hidden_dim
-    G = _GATES[check_cell(cell_type)] * H
+    G = gates(check_cell(cell_type)) * H
     params = {
         prefix + "Wx": rng.standard_normal((D, G)) / np.sqrt(D),
         prefix + "Wh": rng.standard_normal((H, G)) / np.sqrt(H),
