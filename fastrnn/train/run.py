@@ -295,7 +295,8 @@ class Job:
             elif "val_bleu4" in last:
                 parts.append(", ".join(f"BLEU-{k} {last[f'val_bleu{k}']:.3f}" for k in range(1, 5)))
             train_seconds = sum(r["train_seconds"] for r in epochs)
-            parts.append(f"{train_seconds / len(epochs):.1f} s/epoch training")
+            per_epoch = train_seconds / len(epochs)
+            parts.append(f"{per_epoch:.{1 if per_epoch >= 1 else 2}f} s/epoch training")
         for label, key in (("checkpoint", None), ("log", "json"), ("plot", "plot")):
             value = t.checkpoint_path if key is None else self.options.get(key)
             if value:
