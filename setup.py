@@ -1,4 +1,5 @@
-"""Declares the Cython extension modules; everything else is in pyproject.toml.
+"""Declares the extension modules (the Cython kernels, and the C kernels both compiled backends share);
+everything else is in pyproject.toml.
 
 The build needs Cython, NumPy (headers) and SciPy (scipy/linalg/cython_blas.pxd), all declared in
 pyproject.toml's [build-system].  A failed build fails the install: the extension is not optional.
@@ -19,6 +20,18 @@ from setuptools import Extension, setup
 _FLAGS = ["/O2"] if os.name == "nt" else ["-O3", "-fno-trapping-math"]
 
 extensions = [
+    # The packed-weight micro-kernels, the thread team and the array pool: plain C, shared by both
+    # compiled backends (fastrnn/_native/__init__.py says how).
+    Extension(
+        "fastrnn._native._native",
+        sources=["fastrnn/_native/_native.c"],
+        depends=["fastrnn/_native/packed.h", "fastrnn/_native/packed_template.h", "fastrnn/_native/pool.h",
+                 "fastrnn/_native/team.h"],
+        include_dirs=[numpy.get_include(), "fastrnn/_native"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        extra_compile_args=_FLAGS + ([] if os.name == "nt" else ["-pthread"]),
+        extra_link_args=[] if os.name == "nt" else ["-pthread"],
+    ),
     Extension(
         "fastrnn._cython._kernels",
         sources=["fastrnn/_cython/_kernels.pyx"],

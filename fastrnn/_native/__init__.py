@@ -1,0 +1,71 @@
+"""The C kernels both compiled backends share: packed-panel products, a thread team, an array pool.
+
+A recurrent layer's sequence pass runs as one job of a team of threads (team.h): each thread owns a
+slab of hidden units -- all gates of those units -- and computes their input projection, packs their
+recurrent weights once (Wh forward, Wh^T backward) and, per step, their tiles of the recurrent product
+and the fused pointwise pass, meeting the others at one barrier per step; after backpropagation each
+computes its share of dX, dWx and dWh.  The products run on a register-tiled micro-kernel chosen for
+the CPU at load time (AVX-512, AVX2+FMA or portable; ``FASTRNN_ISA`` forces one) over weights packed
+into panels (packed.h).  No BLAS call happens inside a pass: OpenBLAS's idle threads spin for ~0.1 s
+after a call and would take the team's second core.  The affine layers use the same products.
+
+Arrays the backends allocate come from a pool that keeps freed large blocks mapped for the next call
+(pool.h): ``pooled()`` makes it NumPy's allocator for a block of code; ``pool_stats()``,
+``pool_release()`` and ``pool_set_cap()`` manage it.
+
+Python sees the kernels' addresses only: ``symbols()`` maps each exported C function to its address,
+which the Cython kernels call through function pointers and the Numba kernels bind by name, as both do
+with BLAS. ``layout()`` says which ISA was chosen and the panel width NR per dtype (the packed layout);
+``team_stats()`` how the team has run.
+
+The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, ``--threads``):
+``blas_threads_address()`` is the address of the ``get_num_threads`` of NumPy's OpenBLAS, which the
+kernels ask at every call.
+"""
+
+import ctypes
+import glob
+import os
+
+from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_handler, symbols,
+                      team_stats)
+
+__all__ = ["layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
+           "pool_set_cap", "set_handler", "pooled", "team_stats"]
+
+# get_num_threads in the OpenBLAS builds NumPy's wheels bundle (scipy-openblas, ILP64 or not)
+_THREADS_SYMBOLS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                    "scipy_openblas_get_num_threads", "openblas_get_num_threads")
+
+
+def blas_threads_address():
+    """Address of NumPy's OpenBLAS ``get_num_threads``, or 0 when there is none to ask."""
+    import numpy
+
+    root = os.path.dirname(numpy.__file__)
+    paths = glob.glob(os.path.join(os.path.dirname(root), "numpy.libs", "*openblas*"))
+    paths += glob.glob(os.path.join(root, ".dylibs", "*openblas*"))
+    for path in sorted(paths):
+        try:  # RTLD_NOLOAD: only a library NumPy has loaded already, never a second copy
+            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
+        except OSError:
+            continue
+        for name in _THREADS_SYMBOLS:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                return ctypes.cast(fn, ctypes.c_void_p).value
+    return 0
+
+
+class pooled:
+    """Context manager: NumPy allocates from the array pool inside the block (this context only)."""
+
+    __slots__ = ("_previous",)
+
+    def __enter__(self):
+        self._previous = set_handler(pool_handler)
+        return self
+
+    def __exit__(self, *exc):
+        set_handler(self._previous)
+        return False

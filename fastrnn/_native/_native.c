@@ -1,0 +1,124 @@
+/* fastrnn._native._native: the packed-weight micro-kernels (packed.h), the thread team (team.h) and
+ * the array pool (pool.h), compiled once and shared by both compiled backends.  Python sees the
+ * kernels' addresses only (symbols()), which the Cython kernels call through function pointers and
+ * the Numba kernels bind by name, the way both already call BLAS; the pool is a NumPy memory handler
+ * (pool_handler) that the backends make current while they allocate their arrays. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <numpy/arrayobject.h>
+
+#include "packed.h"
+#include "pool.h"
+#include "team.h"
+
+static PyDataMem_Handler fr_pool_handler = {
+    "fastrnn_pool",
+    1,
+    {NULL, fr_pool_malloc, fr_pool_calloc, fr_pool_realloc, fr_pool_free},
+};
+
+static PyObject *symbols(PyObject *self, PyObject *unused)
+{
+    struct { const char *name; void *address; } table[] = {
+        {"fr_mm_s", (void *)fr_mm_s},
+        {"fr_mm_d", (void *)fr_mm_d},
+        {"fr_gemm_s", (void *)fr_gemm_s},
+        {"fr_gemm_d", (void *)fr_gemm_d},
+        {"fr_gemm_work_s", (void *)fr_gemm_work_s},
+        {"fr_gemm_work_d", (void *)fr_gemm_work_d},
+        {"fr_pack_s", (void *)fr_pack_s},
+        {"fr_pack_d", (void *)fr_pack_d},
+        {"fr_team_run", (void *)fr_team_run},
+        {"fr_sync", (void *)fr_sync},
+    };
+    PyObject *out = PyDict_New();
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        PyObject *address = PyLong_FromVoidPtr(table[i].address);
+        if (!address || PyDict_SetItemString(out, table[i].name, address) < 0) {
+            Py_XDECREF(address);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(address);
+    }
+    return out;
+}
+
+static PyObject *layout(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:s,s:L,s:L}", "isa", fr_impl.isa, "nr_float32", (long long)fr_impl.nr_s,
+                         "nr_float64", (long long)fr_impl.nr_d);
+}
+
+static PyObject *pool_stats(PyObject *self, PyObject *unused)
+{
+    pthread_mutex_lock(&fr_pool.lock);
+    PyObject *out = Py_BuildValue("{s:n,s:n,s:i,s:n,s:n}", "held_bytes", (Py_ssize_t)fr_pool.held, "cap_bytes",
+                                  (Py_ssize_t)fr_pool.cap, "blocks", fr_pool.n, "reused", (Py_ssize_t)fr_pool.reused,
+                                  "mapped", (Py_ssize_t)fr_pool.mapped);
+    pthread_mutex_unlock(&fr_pool.lock);
+    return out;
+}
+
+static PyObject *pool_release(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromSize_t(fr_pool_release());
+}
+
+static PyObject *pool_set_cap(PyObject *self, PyObject *arg)
+{
+    Py_ssize_t cap = PyLong_AsSsize_t(arg);
+    if (cap == -1 && PyErr_Occurred())
+        return NULL;
+    if (cap < 0) {
+        PyErr_SetString(PyExc_ValueError, "the pool's cap must be at least 0 bytes");
+        return NULL;
+    }
+    return PyLong_FromSize_t(fr_pool_set_cap((size_t)cap));
+}
+
+static PyObject *team_stats(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:i,s:K,s:K,s:L}", "threads_started", fr_team.started,
+                         "jobs", (unsigned long long)atomic_load(&fr_team.jobs),
+                         "alone_because_busy", (unsigned long long)atomic_load(&fr_team.alone_busy),
+                         "last_job_threads", (long long)atomic_load(&fr_team.last));
+}
+
+static PyObject *set_handler(PyObject *self, PyObject *handler)
+{
+    /* makes `handler` (a "mem_handler" capsule; None: NumPy's default) NumPy's current memory handler in
+     * this context; returns the previous one */
+    return PyDataMem_SetHandler(handler == Py_None ? NULL : handler);
+}
+
+static PyMethodDef methods[] = {
+    {"symbols", symbols, METH_NOARGS, "name -> address of every exported C function"},
+    {"layout", layout, METH_NOARGS, "the selected ISA and the panel width NR per dtype"},
+    {"pool_stats", pool_stats, METH_NOARGS, "bytes kept by the array pool, its cap, blocks, reuses and new mappings"},
+    {"pool_release", pool_release, METH_NOARGS, "unmaps every block the array pool keeps; returns the bytes"},
+    {"pool_set_cap", pool_set_cap, METH_O, "sets the most bytes the array pool keeps; returns the previous cap"},
+    {"team_stats", team_stats, METH_NOARGS, "worker threads started, team jobs, calls run alone, last job's threads"},
+    {"set_handler", set_handler, METH_O, "makes a memory handler NumPy's current one here; returns the previous"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    import_array();
+    fr_init();
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    PyObject *handler = PyCapsule_New(&fr_pool_handler, "mem_handler", NULL);
+    if (!handler || PyModule_AddObject(m, "pool_handler", handler) < 0) {
+        Py_XDECREF(handler);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

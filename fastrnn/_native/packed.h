@@ -1,0 +1,301 @@
+/* Packed-panel matrix products for the sequence layers, with run-time ISA dispatch.
+ *
+ * How it wins its speed: a recurrent layer multiplies by the same weights (Wh forward, Wh^T backward)
+ * at every time step, with few rows (N = 10..100).  BLAS re-packs the whole weight matrix into its
+ * internal layout on every call, which at these shapes costs as much as the arithmetic.  Here the
+ * weights are packed once per layer call into panels of NR columns (packed_template.h) and every step
+ * (mm) streams them through a register-tiled micro-kernel: an MR x NR tile of C in registers (AVX-512:
+ * 6 x 4 vectors, 24 of the 32 registers), per k one vector load of the panel per column block and one
+ * broadcast per row, all fused multiply-adds.  The panel is walked in blocks of FR_KC_BYTES so it stays
+ * in L1 while every row block of A passes over it.  The products used once per call (input projection,
+ * dX, dWx, dWh) run through the same micro-kernel blocked like a BLAS (gemm: GotoBLAS's packing of both
+ * operands), so a layer never calls BLAS and never wakes BLAS's threads.  Both take their columns as a
+ * slab of units of every gate block, the share of one thread of the team (team.h).
+ *
+ * The same source is compiled for AVX-512, AVX2+FMA and a portable 16-byte-vector version; fr_init()
+ * picks the best the CPU (and OS) support, or the one FASTRNN_ISA names ("avx512", "avx2", "generic"),
+ * which the tests use to check every version on one machine.  The packed layout depends on NR, so
+ * pack and multiply always use the same selection.
+ */
+#ifndef FASTRNN_PACKED_H
+#define FASTRNN_PACKED_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FR_KC_BYTES (32 * 1024) /* bytes of a panel block kept in L1 (48 KiB on current x86 cores) */
+#define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
+#define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
+
+/* ------------------------------------------------------------------------------------ portable */
+#define FR_CAT_(a, b) a##b
+#define FR_CAT(a, b) FR_CAT_(a, b)
+
+typedef float fr_v4sf __attribute__((vector_size(16)));
+typedef double fr_v2df __attribute__((vector_size(16)));
+
+static inline fr_v4sf fr_load_v4sf(const float *p) { fr_v4sf v; memcpy(&v, p, sizeof v); return v; }
+static inline void fr_store_v4sf(float *p, fr_v4sf v) { memcpy(p, &v, sizeof v); }
+static inline fr_v2df fr_load_v2df(const double *p) { fr_v2df v; memcpy(&v, p, sizeof v); return v; }
+static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v); }
+
+#define FR_NAME(x) FR_CAT(fr_gen_f_, x)
+#define REAL float
+#define VEC fr_v4sf
+#define VLEN 4
+#define NV 2
+#define MR 4
+#define V_LOAD(p) fr_load_v4sf(p)
+#define V_STORE(p, v) fr_store_v4sf(p, v)
+#define V_SET1(x) ((fr_v4sf){0, 0, 0, 0} + (float)(x))
+#define V_ZERO() ((fr_v4sf){0, 0, 0, 0})
+#define V_FMA(a, b, c) ((a) * (b) + (c))
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+
+#define FR_NAME(x) FR_CAT(fr_gen_d_, x)
+#define REAL double
+#define VEC fr_v2df
+#define VLEN 2
+#define V_LOAD(p) fr_load_v2df(p)
+#define V_STORE(p, v) fr_store_v2df(p, v)
+#define V_SET1(x) ((fr_v2df){0, 0} + (double)(x))
+#define V_ZERO() ((fr_v2df){0, 0})
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef NV
+#undef MR
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+
+/* ------------------------------------------------------------------------------------ x86-64 */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define FR_HAVE_X86 1
+#include <immintrin.h>
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define NV 2
+#define MR 6
+#define V_FMA(a, b, c) FR_CAT(FR_FMA_, REAL)(a, b, c)
+#define FR_FMA_float _mm256_fmadd_ps
+#define FR_FMA_double _mm256_fmadd_pd
+
+#define FR_NAME(x) FR_CAT(fr_avx2_f_, x)
+#define REAL float
+#define VEC __m256
+#define VLEN 8
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_STORE(p, v) _mm256_storeu_ps(p, v)
+#define V_SET1(x) _mm256_set1_ps(x)
+#define V_ZERO() _mm256_setzero_ps()
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+
+#define FR_NAME(x) FR_CAT(fr_avx2_d_, x)
+#define REAL double
+#define VEC __m256d
+#define VLEN 4
+#define V_LOAD(p) _mm256_loadu_pd(p)
+#define V_STORE(p, v) _mm256_storeu_pd(p, v)
+#define V_SET1(x) _mm256_set1_pd(x)
+#define V_ZERO() _mm256_setzero_pd()
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+#undef NV
+#undef MR
+#undef V_FMA
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,fma")
+#define NV 4
+#define MR 6
+#define V_FMA(a, b, c) FR_CAT(FR_FMA512_, REAL)(a, b, c)
+#define FR_FMA512_float _mm512_fmadd_ps
+#define FR_FMA512_double _mm512_fmadd_pd
+
+#define FR_NAME(x) FR_CAT(fr_avx512_f_, x)
+#define REAL float
+#define VEC __m512
+#define VLEN 16
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_STORE(p, v) _mm512_storeu_ps(p, v)
+#define V_SET1(x) _mm512_set1_ps(x)
+#define V_ZERO() _mm512_setzero_ps()
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+
+#define FR_NAME(x) FR_CAT(fr_avx512_d_, x)
+#define REAL double
+#define VEC __m512d
+#define VLEN 8
+#define V_LOAD(p) _mm512_loadu_pd(p)
+#define V_STORE(p, v) _mm512_storeu_pd(p, v)
+#define V_SET1(x) _mm512_set1_pd(x)
+#define V_ZERO() _mm512_setzero_pd()
+#include "packed_template.h"
+#undef FR_NAME
+#undef REAL
+#undef VEC
+#undef VLEN
+#undef V_LOAD
+#undef V_STORE
+#undef V_SET1
+#undef V_ZERO
+#undef NV
+#undef MR
+#undef V_FMA
+#pragma GCC pop_options
+#endif
+
+/* ------------------------------------------------------------------------------------ dispatch */
+typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t,
+                          ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int);
+typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,
+                          ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int);
+typedef void (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
+                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *);
+typedef void (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
+                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, void *);
+typedef size_t (*fr_gemm_work_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
+typedef void (*fr_pack_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, float *, ptrdiff_t,
+                            ptrdiff_t);
+typedef void (*fr_pack_d_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, double *, ptrdiff_t,
+                            ptrdiff_t);
+
+static struct {
+    const char *isa;
+    int64_t nr_s, nr_d;
+    fr_mm_s_t mm_s;
+    fr_mm_d_t mm_d;
+    fr_gemm_s_t gemm_s;
+    fr_gemm_d_t gemm_d;
+    fr_gemm_work_t gemm_work_s, gemm_work_d;
+    fr_pack_s_t pack_s;
+    fr_pack_d_t pack_d;
+} fr_impl = {"generic", 8, 4, fr_gen_f_mm, fr_gen_d_mm, fr_gen_f_gemm, fr_gen_d_gemm,
+              fr_gen_f_gemm_work, fr_gen_d_gemm_work, fr_gen_f_pack, fr_gen_d_pack};
+
+/* Picks the version (see the top of this file); returns its name. */
+static const char *fr_init(void)
+{
+    const char *want = getenv("FASTRNN_ISA");
+    int any = !want || !*want;
+#ifdef FR_HAVE_X86
+    __builtin_cpu_init();
+    if ((any || !strcmp(want, "avx512")) && __builtin_cpu_supports("avx512f")) {
+        fr_impl.isa = "avx512";
+        fr_impl.nr_s = 64, fr_impl.nr_d = 32;
+        fr_impl.mm_s = fr_avx512_f_mm, fr_impl.mm_d = fr_avx512_d_mm;
+        fr_impl.gemm_s = fr_avx512_f_gemm, fr_impl.gemm_d = fr_avx512_d_gemm;
+        fr_impl.gemm_work_s = fr_avx512_f_gemm_work, fr_impl.gemm_work_d = fr_avx512_d_gemm_work;
+        fr_impl.pack_s = fr_avx512_f_pack, fr_impl.pack_d = fr_avx512_d_pack;
+        return fr_impl.isa;
+    }
+    if ((any || !strcmp(want, "avx2") || !strcmp(want, "avx512")) && __builtin_cpu_supports("avx2")
+        && __builtin_cpu_supports("fma")) {
+        fr_impl.isa = "avx2";
+        fr_impl.nr_s = 16, fr_impl.nr_d = 8;
+        fr_impl.mm_s = fr_avx2_f_mm, fr_impl.mm_d = fr_avx2_d_mm;
+        fr_impl.gemm_s = fr_avx2_f_gemm, fr_impl.gemm_d = fr_avx2_d_gemm;
+        fr_impl.gemm_work_s = fr_avx2_f_gemm_work, fr_impl.gemm_work_d = fr_avx2_d_gemm_work;
+        fr_impl.pack_s = fr_avx2_f_pack, fr_impl.pack_d = fr_avx2_d_pack;
+        return fr_impl.isa;
+    }
+#endif
+    fr_impl.isa = "generic";
+    fr_impl.nr_s = 8, fr_impl.nr_d = 4;
+    fr_impl.mm_s = fr_gen_f_mm, fr_impl.mm_d = fr_gen_d_mm;
+    fr_impl.gemm_s = fr_gen_f_gemm, fr_impl.gemm_d = fr_gen_d_gemm;
+    fr_impl.gemm_work_s = fr_gen_f_gemm_work, fr_impl.gemm_work_d = fr_gen_d_gemm_work;
+    fr_impl.pack_s = fr_gen_f_pack, fr_impl.pack_d = fr_gen_d_pack;
+    return fr_impl.isa;
+}
+
+/* The exported entry points (the backends call these through their addresses). */
+static void fr_mm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *P, ptrdiff_t H,
+                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C, ptrdiff_t ldc, int beta)
+{
+    fr_impl.mm_s(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta);
+}
+
+static void fr_mm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, const double *P, ptrdiff_t H,
+                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C, ptrdiff_t ldc, int beta)
+{
+    fr_impl.mm_d(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta);
+}
+
+static void fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,
+                      int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, float *C, ptrdiff_t ldc,
+                      int beta, void *work)
+{
+    fr_impl.gemm_s(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work);
+}
+
+static void fr_gemm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, int at, const double *B,
+                      ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, double *C,
+                      ptrdiff_t ldc, int beta, void *work)
+{
+    fr_impl.gemm_d(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work);
+}
+
+/* Bytes of work buffer fr_gemm_s/d need for M rows, N columns in at most `blocks` gate blocks, K. */
+static size_t fr_gemm_work_s(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
+{
+    return fr_impl.gemm_work_s(M, N, K, blocks);
+}
+static size_t fr_gemm_work_d(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
+{
+    return fr_impl.gemm_work_d(M, N, K, blocks);
+}
+
+static void fr_pack_s(ptrdiff_t K, ptrdiff_t H, ptrdiff_t gates, const float *B, ptrdiff_t ldb, int trans,
+                      float *P, ptrdiff_t ub0, ptrdiff_t ub1)
+{
+    fr_impl.pack_s(K, H, gates, B, ldb, trans, P, ub0, ub1);
+}
+
+static void fr_pack_d(ptrdiff_t K, ptrdiff_t H, ptrdiff_t gates, const double *B, ptrdiff_t ldb, int trans,
+                      double *P, ptrdiff_t ub0, ptrdiff_t ub1)
+{
+    fr_impl.pack_d(K, H, gates, B, ldb, trans, P, ub0, ub1);
+}
+
+#endif

@@ -1,0 +1,297 @@
+/* One instantiation of the packed-panel GEMM: packed.h includes this file once per (ISA, float type)
+ * with these macros defined:
+ *   FR_NAME(x)   name of a function of this instantiation (e.g. fr_avx512_f_x)
+ *   REAL         float or double
+ *   VEC          the vector type (or REAL for the portable scalar version)
+ *   VLEN         REALs per VEC
+ *   NV           VECs per row of a micro-tile: NR = NV * VLEN columns
+ *   MR           rows of the largest micro-tile
+ *   V_LOAD(p), V_STORE(p, v), V_SET1(x), V_ZERO(), V_FMA(a, b, c) = a * b + c
+ * No include guard on purpose.
+ *
+ * Layout of a packed matrix ("panels"): the columns of B (K rows) are cut into blocks of NR columns
+ * per gate, ordered by unit block ub, then gate g: panel (ub, g) holds B[0:K, g*H + ub*NR + (0:NR)]
+ * as K rows of NR contiguous REALs (columns past H are zeros), at P + (ub*gates + g) * K * NR.
+ */
+
+#define FR_NR (NV * VLEN)
+
+/* The micro-kernel: C[0:m, 0:NR] (+)= op(A)[0:m, 0:kc] B[0:kc, 0:NR] with m = ROWS <= MR, the whole
+ * tile in registers.  op(A) = A row-major (row stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m,
+ * row stride lda: the weight gradients X^T dA read X this way); B a packed panel (kc rows of NR), C
+ * row-major (row stride ldc).  load != 0: C is accumulated into; load == 0: C is overwritten. */
+static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, const int AT, ptrdiff_t kc,
+                                                               const REAL *A, ptrdiff_t lda,
+                                                               const REAL *B, REAL *C, ptrdiff_t ldc,
+                                                               int load)
+{
+    VEC c[MR][NV];
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+            if (r < ROWS)
+                c[r][v] = load ? V_LOAD(C + r * ldc + v * VLEN) : V_ZERO();
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        VEC b[NV];
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+            b[v] = V_LOAD(B + v * VLEN);
+        B += FR_NR;
+#pragma GCC unroll 16
+        for (int r = 0; r < MR; r++) {
+            if (r < ROWS) {
+                VEC a = V_SET1(AT ? A[k * lda + r] : A[r * lda + k]);
+#pragma GCC unroll 16
+                for (int v = 0; v < NV; v++)
+                    c[r][v] = V_FMA(a, b[v], c[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; r++)
+#pragma GCC unroll 16
+        for (int v = 0; v < NV; v++)
+            if (r < ROWS)
+                V_STORE(C + r * ldc + v * VLEN, c[r][v]);
+}
+
+#define FR_TILE_CASE(M_, AT_) case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, C, ldc, load); break;
+#if MR >= 8
+#define FR_TILE_CASES(AT_) FR_TILE_CASE(8, AT_) FR_TILE_CASE(7, AT_) FR_TILE_CASE(6, AT_) FR_TILE_CASE(5, AT_) \
+    FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
+#elif MR >= 6
+#define FR_TILE_CASES(AT_) FR_TILE_CASE(6, AT_) FR_TILE_CASE(5, AT_) FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) \
+    FR_TILE_CASE(2, AT_)
+#else
+#define FR_TILE_CASES(AT_) FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
+#endif
+
+/* The micro-kernel for every row count 1..MR and both forms of A (a switch: each case fully unrolled).
+ * A points at element (row 0, k 0) of the tile's op(A). */
+static void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B, REAL *C,
+                            ptrdiff_t ldc, int load)
+{
+    if (at) {
+        switch (m) {
+        FR_TILE_CASES(1)
+        default: FR_NAME(tile)(1, 1, kc, A, lda, B, C, ldc, load); break;
+        }
+    } else {
+        switch (m) {
+        FR_TILE_CASES(0)
+        default: FR_NAME(tile)(1, 0, kc, A, lda, B, C, ldc, load); break;
+        }
+    }
+}
+#undef FR_TILE_CASES
+#undef FR_TILE_CASE
+
+/* Every row block of op(A) (M rows, at most MR each, as even as possible) against one packed block of
+ * kc rows of a panel: C[0:M, 0:width] (+)= op(A)[0:M, 0:kc] Bp.  A points at (row 0, k 0) of op(A). */
+static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, int at, const REAL *Bp,
+                          ptrdiff_t width, REAL *C, ptrdiff_t ldc, int load)
+{
+    REAL edge[MR * FR_NR];
+    const ptrdiff_t nb = (M + MR - 1) / MR;
+    ptrdiff_t r0 = 0;
+    for (ptrdiff_t blk = 0; blk < nb; blk++) {
+        const int m = (int)((M - r0 + (nb - blk) - 1) / (nb - blk));
+        const REAL *Ab = at ? A + r0 : A + r0 * lda;
+        if (width == FR_NR) {
+            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, C + r0 * ldc, ldc, load);
+        } else {  /* a partial panel: through a full-width tile on the stack */
+            for (int r = 0; r < m; r++)
+                for (ptrdiff_t j = 0; j < FR_NR; j++)
+                    edge[r * FR_NR + j] = (load && j < width) ? C[(r0 + r) * ldc + j] : 0;
+            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, edge, FR_NR, 1);
+            for (int r = 0; r < m; r++)
+                for (ptrdiff_t j = 0; j < width; j++)
+                    C[(r0 + r) * ldc + j] = edge[r * FR_NR + j];
+        }
+        r0 += m;
+    }
+}
+
+/* C[0:M, cols of panels (ub, g) for ub in [ub0, ub1), every gate] (+)= A[0:M, 0:K] @ those panels.
+ * Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each gate
+ * block are written.  beta: 0 overwrites C, 1 accumulates into it.  Loops: panel, then blocks of
+ * KC rows of the panel (KC x NR REALs stay in L1 while every row block of A passes over them), then
+ * row blocks of A. */
+static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
+                        ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C, ptrdiff_t ldc,
+                        int beta)
+{
+    const ptrdiff_t KC = FR_KC_BYTES / (FR_NR * (ptrdiff_t)sizeof(REAL));
+    for (ptrdiff_t ub = ub0; ub < ub1; ub++) {
+        const ptrdiff_t width = H - ub * FR_NR < FR_NR ? H - ub * FR_NR : FR_NR;
+        for (ptrdiff_t g = 0; g < gates; g++) {
+            const REAL *panel = P + (ub * gates + g) * K * FR_NR;
+            REAL *Cp = C + g * H + ub * FR_NR;
+            for (ptrdiff_t k0 = 0; k0 < K; k0 += KC)
+                FR_NAME(rows)(M, K - k0 < KC ? K - k0 : KC, A + k0, lda, 0, panel + k0 * FR_NR, width, Cp, ldc,
+                              beta || k0 > 0);
+        }
+    }
+}
+
+/* Blocking of the general product (see gemm): a packed block of op(A) of MC x KC REALs stays in L2, a
+ * packed panel of op(B) of KC x NR in L1 while the row blocks of A pass over it. */
+#define FR_MC (FR_MC_BYTES / (FR_GEMM_KC * (ptrdiff_t)sizeof(REAL)) / MR * MR)
+
+/* Bytes of the work buffer gemm needs for M rows, N columns in at most `blocks` gate blocks, K. */
+static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
+{
+    ptrdiff_t kc = K < FR_GEMM_KC ? K : FR_GEMM_KC;
+    ptrdiff_t mc = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
+    ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
+    return (size_t)(mc * kc + 16 + kc * nc) * sizeof(REAL) + 64;  /* + the rounding and alignment in gemm */
+}
+
+/* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
+ * columns g*H + [u0, u1) for g < gates (a slab of units of every gate block; gates = 1, H = N, u0 = 0,
+ * u1 = N for plain columns 0..N-1).  op(A) (M x K) = A row-major (row stride lda) when at = 0 or A^T
+ * when at = 1 (A stored K x M); op(B) = B row-major (row stride ldb) when bt = 0 or B^T when bt = 1
+ * (B stored with one row per column of op(B)).  For the products used once per call (input projection,
+ * dX, dWx, dWh).  Blocked like a BLAS (GotoBLAS's scheme): for each block of KC rows of op(B), its
+ * columns are packed into panels of NR, then for each block of MC rows of op(A), that block is packed
+ * into micro-panels of MR rows (k-major, so both forms of A are read alike) and every micro-panel of A
+ * passes over every panel of B.  work: gemm_work(M, gates * (u1 - u0), K) bytes. */
+static void FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *B,
+                          ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1,
+                          REAL *C, ptrdiff_t ldc, int beta, void *work)
+{
+    const ptrdiff_t span = u1 - u0, per_gate = (span + FR_NR - 1) / FR_NR;
+    if (M <= 0 || span <= 0)
+        return;
+    if (K <= 0) {
+        if (!beta)
+            for (ptrdiff_t r = 0; r < M; r++)
+                for (ptrdiff_t g = 0; g < gates; g++)
+                    for (ptrdiff_t j = u0; j < u1; j++)
+                        C[r * ldc + g * H + j] = 0;
+        return;
+    }
+    const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
+    const ptrdiff_t MC = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
+    const ptrdiff_t npanels = gates * per_gate;
+    REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    REAL *Bb = Ab + ((MC * KC + 15) & ~(ptrdiff_t)15);
+    REAL edge[MR * FR_NR];
+    for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
+        const ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;
+        const int load = beta || k0 > 0;
+        /* op(B)[k0:k0+kc, :] into panels: panel j at Bb + j*kc*NR, kc rows of NR */
+        for (ptrdiff_t jp = 0; jp < npanels; jp++) {
+            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
+            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+            REAL *dst = Bb + jp * kc * FR_NR;
+            if (!bt) {
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    const REAL *src = B + (k0 + k) * ldb + j0;
+                    for (ptrdiff_t j = 0; j < width; j++)
+                        dst[k * FR_NR + j] = src[j];
+                    for (ptrdiff_t j = width; j < FR_NR; j++)
+                        dst[k * FR_NR + j] = 0;
+                }
+            } else {  /* by 16 rows of the panel at a time, so the lines written stay in L1 */
+                for (ptrdiff_t kb = 0; kb < kc; kb += 16) {
+                    const ptrdiff_t ke = kc - kb < 16 ? kc : kb + 16;
+                    for (ptrdiff_t j = 0; j < FR_NR; j++) {
+                        const REAL *src = B + (j0 + j) * ldb + k0;
+                        for (ptrdiff_t k = kb; k < ke; k++)
+                            dst[k * FR_NR + j] = j < width ? src[k] : 0;
+                    }
+                }
+            }
+        }
+        for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
+            const ptrdiff_t mc = M - m0 < MC ? M - m0 : MC;
+            const ptrdiff_t nb = (mc + MR - 1) / MR;
+            /* op(A)[m0:m0+mc, k0:k0+kc] into micro-panels of MR rows: panel i, k-major, at Ab + i*kc*MR */
+            for (ptrdiff_t ib = 0; ib < nb; ib++) {
+                const ptrdiff_t r0 = ib * MR, rows = mc - r0 < MR ? mc - r0 : MR;
+                REAL *dst = Ab + ib * kc * MR;
+                if (at) {
+                    for (ptrdiff_t k = 0; k < kc; k++) {
+                        const REAL *src = A + (k0 + k) * lda + m0 + r0;
+                        for (ptrdiff_t r = 0; r < rows; r++)
+                            dst[k * MR + r] = src[r];
+                        for (ptrdiff_t r = rows; r < MR; r++)
+                            dst[k * MR + r] = 0;
+                    }
+                } else {
+                    for (ptrdiff_t r = 0; r < MR; r++) {
+                        const REAL *src = A + (m0 + r0 + r) * lda + k0;
+                        for (ptrdiff_t k = 0; k < kc; k++)
+                            dst[k * MR + r] = r < rows ? src[k] : 0;
+                    }
+                }
+            }
+            for (ptrdiff_t jp = 0; jp < npanels; jp++) {
+                const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
+                const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+                const REAL *Bp = Bb + jp * kc * FR_NR;
+                for (ptrdiff_t ib = 0; ib < nb; ib++) {
+                    const ptrdiff_t r0 = ib * MR;
+                    const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
+                    REAL *Ct = C + (m0 + r0) * ldc + j0;
+                    if (width == FR_NR) {
+                        FR_NAME(tile_m)(m, 1, kc, Ab + ib * kc * MR, MR, Bp, Ct, ldc, load);
+                    } else {
+                        for (int r = 0; r < m; r++)
+                            for (ptrdiff_t j = 0; j < FR_NR; j++)
+                                edge[r * FR_NR + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
+                        FR_NAME(tile_m)(m, 1, kc, Ab + ib * kc * MR, MR, Bp, edge, FR_NR, 1);
+                        for (int r = 0; r < m; r++)
+                            for (ptrdiff_t j = 0; j < width; j++)
+                                Ct[r * ldc + j] = edge[r * FR_NR + j];
+                    }
+                }
+            }
+        }
+    }
+}
+#undef FR_MC
+
+/* Packs B for mm: panels (ub, g) for ub in [ub0, ub1).  trans = 0: B is K x (gates*H), row-major with
+ * row stride ldb, and panel (ub, g) row k is B[k, g*H + ub*NR + (0:NR)].  trans = 1: the packed matrix
+ * is B^T where B is (gates*H) x K row-major (row stride ldb): row k of panel (ub, g) holds
+ * B[g*H + ub*NR + j, k] for j in 0:NR -- Wh packed as Wh^T for backpropagation through time. */
+static void FR_NAME(pack)(ptrdiff_t K, ptrdiff_t H, ptrdiff_t gates, const REAL *B, ptrdiff_t ldb, int trans,
+                          REAL *P, ptrdiff_t ub0, ptrdiff_t ub1)
+{
+    for (ptrdiff_t ub = ub0; ub < ub1; ub++) {
+        const ptrdiff_t width = H - ub * FR_NR < FR_NR ? H - ub * FR_NR : FR_NR;
+        for (ptrdiff_t g = 0; g < gates; g++) {
+            REAL *panel = P + (ub * gates + g) * K * FR_NR;
+            const ptrdiff_t col = g * H + ub * FR_NR;
+            if (!trans) {
+                for (ptrdiff_t k = 0; k < K; k++) {
+                    const REAL *src = B + k * ldb + col;
+                    REAL *dst = panel + k * FR_NR;
+                    for (ptrdiff_t j = 0; j < width; j++)
+                        dst[j] = src[j];
+                    for (ptrdiff_t j = width; j < FR_NR; j++)
+                        dst[j] = 0;
+                }
+            } else {  /* by blocks of 16 k, so both the rows read and the panel written stay in cache */
+                for (ptrdiff_t k0 = 0; k0 < K; k0 += 16) {
+                    const ptrdiff_t k1 = K - k0 < 16 ? K : k0 + 16;
+                    for (ptrdiff_t j = 0; j < FR_NR; j++) {
+                        if (j < width) {
+                            const REAL *src = B + (col + j) * ldb;
+                            for (ptrdiff_t k = k0; k < k1; k++)
+                                panel[k * FR_NR + j] = src[k];
+                        } else {
+                            for (ptrdiff_t k = k0; k < k1; k++)
+                                panel[k * FR_NR + j] = 0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#undef FR_NR

@@ -1,0 +1,237 @@
+/* A small team of worker threads for the recurrence: one job at a time, one barrier per time step.
+ *
+ * Why not BLAS's threads or OpenMP: the recurrence needs the *same* threads for all T steps (each
+ * keeps its slab of the packed weights in its own cache) and a barrier between steps, which a
+ * fork/join per GEMM cannot give; and a second OpenMP runtime in a process that already has
+ * OpenBLAS's and often PyTorch's pools would add a third set of spinning threads.
+ *
+ * fr_team_run(fn, arg, nth) runs fn(arg, sync, tid, nth) on nth threads (the caller is tid 0) and
+ * returns when all are done; inside, fr_sync(sync) is a barrier of those nth threads.  When the team
+ * is busy (another Python thread is inside fr_team_run) or nth is 1, fn runs on the caller alone
+ * with nth = 1: never two jobs on the same cores, never a wait for the team.
+ *
+ * Waiting: a worker spins briefly (pause) for the next job, then sleeps on a condition variable, so an
+ * idle team costs nothing (OpenBLAS's and torch's threads, which run between our calls, get the cores).
+ * Barrier waits spin for a few tens of microseconds, then sleep on a futex: on a busy machine a
+ * spinning thread would keep the descheduled thread it waits for off the core for a whole time slice,
+ * at every step (measured: 18 ms instead of 0.1 ms per call with a third busy process on 2 cores).
+ *
+ * Workers block every signal (Python handles signals on its main thread) and are forgotten in a
+ * forked child (pthread_atfork), which starts a new team when it needs one.
+ */
+#ifndef FASTRNN_TEAM_H
+#define FASTRNN_TEAM_H
+
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define FR_PAUSE() _mm_pause()
+#else
+#define FR_PAUSE() ((void)0)
+#endif
+
+#define FR_TEAM_MAX 64          /* threads in a team, the caller included */
+#define FR_SPIN_JOB_NS 20000    /* a worker spins this long for the next job before sleeping */
+#define FR_SPIN_SYNC_NS 50000  /* a thread spins this long at a barrier before sleeping */
+
+typedef void (*fr_task_fn)(void *arg, void *sync, int64_t tid, int64_t nth);
+
+typedef struct {
+    int64_t n;                                  /* threads that meet here */
+    _Alignas(64) atomic_int_fast64_t count;     /* arrived in this round */
+    _Alignas(64) atomic_uint round;             /* rounds completed (a futex word on Linux) */
+    atomic_int sleepers;                        /* threads asleep on round */
+    char pad[64 - sizeof(atomic_uint) - sizeof(atomic_int)];
+} fr_barrier;
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static void fr_futex_wait(atomic_uint *word, unsigned value)
+{
+    syscall(SYS_futex, (unsigned *)word, FUTEX_WAIT_PRIVATE, value, NULL, NULL, 0);
+}
+static void fr_futex_wake(atomic_uint *word) { syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, INT32_MAX, NULL, NULL, 0); }
+#else /* no futex: waiting threads yield instead of sleeping */
+static void fr_futex_wait(atomic_uint *word, unsigned value) { (void)word, (void)value; sched_yield(); }
+static void fr_futex_wake(atomic_uint *word) { (void)word; }
+#endif
+
+static int64_t fr_now_ns(void);
+
+/* Waits until b->round is no longer `round`: spins for FR_SPIN_SYNC_NS (the other threads are usually
+ * a few microseconds behind), then sleeps, so that on a busy machine a waiting thread gives its core
+ * to the thread it waits for instead of spinning through that thread's time slice. */
+static void fr_wait_round(fr_barrier *b, unsigned round)
+{
+    int64_t start = 0;
+    for (int i = 0; atomic_load_explicit(&b->round, memory_order_acquire) == round; i++) {
+        FR_PAUSE();
+        if ((i & 63) == 63) {
+            int64_t now = fr_now_ns();
+            if (!start)
+                start = now;
+            else if (now - start > FR_SPIN_SYNC_NS) {
+                atomic_fetch_add_explicit(&b->sleepers, 1, memory_order_seq_cst);
+                while (atomic_load_explicit(&b->round, memory_order_seq_cst) == round)
+                    fr_futex_wait(&b->round, round);
+                atomic_fetch_sub_explicit(&b->sleepers, 1, memory_order_relaxed);
+                return;
+            }
+        }
+    }
+}
+
+static struct {
+    pthread_mutex_t busy;        /* held by the caller whose job the team runs */
+    pthread_mutex_t lock;        /* guards sleeping and the condition variable */
+    pthread_cond_t wake;
+    int sleeping;
+    int started;                 /* worker threads started (tids 1..started) */
+    uint_fast64_t first_job[FR_TEAM_MAX];  /* per tid: the job number when it was started */
+    fr_task_fn fn;
+    void *arg;
+    int64_t nth;
+    _Alignas(64) atomic_uint_fast64_t job;       /* job number, published after fn/arg/nth */
+    fr_barrier bar;
+    /* for fastrnn info and the tests: jobs run on several threads, calls run alone because the team was
+     * busy, the size of the last team job */
+    atomic_uint_fast64_t jobs, alone_busy;
+    atomic_int_fast64_t last;
+} fr_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+/* The barrier of the nth threads of a team job (a no-op for one thread). */
+static void fr_sync(void *sync)
+{
+    fr_barrier *b = (fr_barrier *)sync;
+    if (b->n <= 1)
+        return;
+    unsigned round = atomic_load_explicit(&b->round, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
+        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->round, round + 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&b->sleepers, memory_order_seq_cst))
+            fr_futex_wake(&b->round);
+        return;
+    }
+    fr_wait_round(b, round);
+}
+
+static int64_t fr_now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void *fr_worker(void *p)
+{
+    const int64_t tid = (int64_t)(intptr_t)p;
+    /* Not the job number now: the job this thread was started for may be published already. */
+    uint_fast64_t seen = fr_team.first_job[tid];
+    for (;;) {
+        /* wait for the next job: spin a little, then sleep */
+        int64_t start = fr_now_ns();
+        uint_fast64_t job;
+        for (int i = 0; (job = atomic_load_explicit(&fr_team.job, memory_order_acquire)) == seen; i++) {
+            FR_PAUSE();
+            if ((i & 255) == 255 && fr_now_ns() - start > FR_SPIN_JOB_NS) {
+                pthread_mutex_lock(&fr_team.lock);
+                fr_team.sleeping++;
+                while ((job = atomic_load_explicit(&fr_team.job, memory_order_acquire)) == seen)
+                    pthread_cond_wait(&fr_team.wake, &fr_team.lock);
+                fr_team.sleeping--;
+                pthread_mutex_unlock(&fr_team.lock);
+                break;
+            }
+        }
+        seen = job;
+        if (tid < fr_team.nth) {
+            fr_team.fn(fr_team.arg, &fr_team.bar, tid, fr_team.nth);
+            fr_sync(&fr_team.bar);  /* the end of the job */
+        }
+    }
+    return NULL;
+}
+
+static void fr_team_forget(void)  /* in a forked child: the workers did not come along */
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+    fr_team.busy = m;
+    fr_team.lock = m;
+    fr_team.wake = c;
+    fr_team.sleeping = 0;
+    fr_team.started = 0;
+}
+
+static int fr_team_grow(int64_t nth)  /* starts workers up to tid nth - 1; returns the team size */
+{
+    static int atfork_done = 0;
+    if (!atfork_done) {
+        pthread_atfork(NULL, NULL, fr_team_forget);
+        atfork_done = 1;
+    }
+    while (fr_team.started < nth - 1) {
+        pthread_t thread;
+        pthread_attr_t attr;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, 1 << 20);
+        fr_team.first_job[fr_team.started + 1] = atomic_load_explicit(&fr_team.job, memory_order_relaxed);
+        pthread_sigmask(SIG_BLOCK, &all, &old);  /* the new thread inherits the mask: no signals */
+        int err = pthread_create(&thread, &attr, fr_worker, (void *)(intptr_t)(fr_team.started + 1));
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (err)
+            break;
+        fr_team.started++;
+    }
+    return fr_team.started + 1;
+}
+
+/* Runs fn on up to nth threads; returns the number it ran on. */
+static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
+{
+    if (nth > FR_TEAM_MAX)
+        nth = FR_TEAM_MAX;
+    if (nth > 1 && pthread_mutex_trylock(&fr_team.busy) == 0) {
+        int64_t size = fr_team_grow(nth);
+        if (nth > size)
+            nth = size;
+        if (nth > 1) {
+            fr_team.fn = fn;
+            fr_team.arg = arg;
+            fr_team.nth = nth;
+            fr_team.bar.n = nth;
+            atomic_store_explicit(&fr_team.bar.count, 0, memory_order_relaxed);
+            atomic_fetch_add_explicit(&fr_team.job, 1, memory_order_release);
+            pthread_mutex_lock(&fr_team.lock);
+            if (fr_team.sleeping)
+                pthread_cond_broadcast(&fr_team.wake);
+            pthread_mutex_unlock(&fr_team.lock);
+            fn(arg, &fr_team.bar, 0, nth);
+            fr_sync(&fr_team.bar);  /* the end of the job: every worker is done with it */
+            atomic_fetch_add_explicit(&fr_team.jobs, 1, memory_order_relaxed);
+            atomic_store_explicit(&fr_team.last, nth, memory_order_relaxed);
+            pthread_mutex_unlock(&fr_team.busy);
+            return nth;
+        }
+        pthread_mutex_unlock(&fr_team.busy);
+    } else if (nth > 1) {
+        atomic_fetch_add_explicit(&fr_team.alone_busy, 1, memory_order_relaxed);
+    }
+    fr_barrier alone = {1};
+    fn(arg, &alone, 0, 1);
+    return 1;
+}
+
+#endif

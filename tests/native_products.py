@@ -1,0 +1,125 @@
+"""The products of fastrnn._native (mm, pack, gemm) against NumPy, for the ISA this process selected.
+
+Run as a script by tests/test_native.py, once per ISA (FASTRNN_ISA picks one at import), so every
+compiled version is checked on one machine. Prints the ISA and the number of products checked; any
+mismatch raises. Importable too: ``check_all()``.
+"""
+
+import ctypes
+import sys
+
+import numpy as np
+
+from fastrnn import _native
+from fastrnn._tolerances import excess
+
+_P, _I, _INT = ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int
+_SYMBOLS = _native.symbols()
+
+
+def _fn(name, restype, *argtypes):
+    return ctypes.CFUNCTYPE(restype, *argtypes)(_SYMBOLS[name])
+
+
+_SFX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
+MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT) for dt, c in _SFX.items()}
+PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
+GEMM = {dt: _fn(f"fr_gemm_{c}", None, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P)
+        for dt, c in _SFX.items()}
+GEMM_WORK = {dt: _fn(f"fr_gemm_work_{c}", ctypes.c_size_t, _I, _I, _I, _I) for dt, c in _SFX.items()}
+
+
+def _ptr(a):
+    return a.ctypes.data
+
+
+def _gate_columns(H, gates, u0, u1):
+    cols = np.zeros(gates * H, bool)
+    for g in range(gates):
+        cols[g * H + u0 : g * H + u1] = True
+    return cols
+
+
+def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
+    """pack + mm of a recurrent weight matrix (trans: Wh^T as BPTT packs it), on unit blocks [ub0, ub1)."""
+    dtype = np.dtype(dtype)
+    nr = _native.layout()["nr_" + dtype.name]
+    nb = -(-H // nr)
+    ub0 = 0 if ub0 is None else ub0
+    ub1 = nb if ub1 is None else ub1
+    if trans:  # Wh (H, gates*H) packed as Wh^T: K = gates*H rows, H columns, one block of columns
+        K, g = gates * H, 1
+        B = rng.standard_normal((H, K)).astype(dtype)
+        dense = B.T
+    else:
+        K, g = H, gates
+        B = rng.standard_normal((K, gates * H)).astype(dtype)
+        dense = B
+    packed = np.full(nb * g * K * nr, np.nan, dtype)  # unused panels stay NaN: they must not be read
+    PACK[dtype](K, H, g, _ptr(B), B.shape[1], int(trans), _ptr(packed), ub0, ub1)
+    A = rng.standard_normal((M, K + 3)).astype(dtype)[:, 2 : 2 + K]  # a row stride that is not K
+    cols = _gate_columns(H, g, ub0 * nr, min(H, ub1 * nr))
+    for beta in (0, 1):
+        C = rng.standard_normal((M, g * H + 5)).astype(dtype)
+        before = C.copy()
+        MM[dtype](M, K, _ptr(A), A.strides[0] // dtype.itemsize, _ptr(packed), H, g, ub0, ub1, _ptr(C),
+                  C.shape[1], beta)
+        expected = A.astype(np.float64) @ dense.astype(np.float64) + (before[:, : g * H] if beta else 0)
+        got = C[:, : g * H]
+        worst = excess(got[:, cols], expected[:, cols].astype(dtype), dtype)
+        if worst > 1 or not np.array_equal(C[:, : g * H][:, ~cols], before[:, : g * H][:, ~cols]) \
+                or not np.array_equal(C[:, g * H :], before[:, g * H :]):
+            raise AssertionError(f"mm {dtype} M={M} H={H} gates={gates} trans={trans} blocks [{ub0},{ub1}) "
+                                 f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
+    return 2
+
+
+def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
+    """gemm on the columns g*H + [u0, u1), op(A) = A or A^T, op(B) = B or B^T, beta 0 and 1."""
+    dtype = np.dtype(dtype)
+    N = gates * H
+    A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
+    work = np.empty(GEMM_WORK[dtype](M, gates * (u1 - u0), K, gates), np.uint8)
+    cols = _gate_columns(H, gates, u0, u1)
+    for beta in (0, 1):
+        C = rng.standard_normal((M, N + 3)).astype(dtype)
+        before = C.copy()
+        GEMM[dtype](M, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, H, gates, u0, u1, _ptr(C), N + 3,
+                    beta, _ptr(work))
+        opA, opB = (A.T if at else A), (B.T if bt else B)
+        expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
+        worst = excess(C[:, :N][:, cols], expected[:, cols].astype(dtype), dtype)
+        untouched = np.concatenate([~cols, np.ones(3, bool)])
+        if worst > 1 or not np.array_equal(C[:, untouched], before[:, untouched]):
+            raise AssertionError(f"gemm {dtype} M={M} K={K} H={H} gates={gates} cols [{u0},{u1}) at={at} bt={bt} "
+                                 f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
+    return 2
+
+
+def check_all(seed=0):
+    rng = np.random.default_rng(seed)
+    n = 0
+    for dtype in (np.float32, np.float64):
+        nr = _native.layout()["nr_" + np.dtype(dtype).name]
+        for M, H, gates in [(1, 1, 1), (25, 512, 4), (7, 40, 4), (3, 100, 3), (10, 13, 1), (6, 2 * nr + 1, 4),
+                            (13, nr, 1), (100, 64, 4)]:
+            for trans in (False, True):
+                n += check_mm(rng, dtype, M, H, gates, trans)
+        nb = -(-(2 * nr + 3) // nr)  # 3 unit blocks, the last partial: every slab of a 2-thread split
+        for ub0, ub1 in [(0, 1), (1, nb), (nb - 1, nb)]:
+            n += check_mm(rng, dtype, 9, 2 * nr + 3, 4, False, ub0, ub1)
+            n += check_mm(rng, dtype, 9, 2 * nr + 3, 3, True, ub0, ub1)
+        for M, K, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (7, 3, 5, 1, 0, 5), (25, 300, 100, 1, 0, 100),
+                                       (13, 129, 64, 1, 0, 64), (400, 256, 70, 1, 0, 70), (6, 600, 128, 1, 0, 128),
+                                       (9, 17, 40, 4, 0, 40), (33, 70, 100, 4, 37, 90), (20, 300, 130, 3, 65, 130),
+                                       (5, 8, 512, 4, 256, 512), (700, 40, 30, 2, 0, 30)]:
+            for at in (0, 1):
+                for bt in (0, 1):
+                    n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
+    return n
+
+
+if __name__ == "__main__":
+    checked = check_all(int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(_native.layout()["isa"], checked)

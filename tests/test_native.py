@@ -1,0 +1,220 @@
+"""fastrnn._native: its products on every ISA version, the thread team, the array pool."""
+
+import ctypes
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+from fastrnn import _native
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# NumPy's name of the memory handler of an array (NEP 49); numpy.core is numpy._core since NumPy 2
+_handler_name = getattr(np, "_core", np.core).multiarray.get_handler_name
+
+
+# ------------------------------------------------------------------ the products, every ISA version
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+def test_products_match_numpy_on_every_isa_version(isa):
+    """FASTRNN_ISA selects the version at import; one asked for that the CPU lacks falls back to a
+    lower one, so every version this CPU can run is checked (the portable one always)."""
+    env = {**os.environ, "FASTRNN_ISA": isa}
+    out = subprocess.run([sys.executable, os.path.join(HERE, "native_products.py")], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    selected, checked = out.stdout.split()
+    assert int(checked) > 250
+    if isa == "generic":
+        assert selected == "generic"
+
+
+def test_layout_names_the_isa_and_panel_widths():
+    layout = _native.layout()
+    assert layout["isa"] in ("avx512", "avx2", "generic")
+    assert layout["nr_float32"] == 2 * layout["nr_float64"] >= 4
+
+
+def test_products_in_this_process():
+    sys.path.insert(0, HERE)
+    try:
+        import native_products
+    finally:
+        sys.path.remove(HERE)
+    assert native_products.check_all(seed=1) > 250
+
+
+# ------------------------------------------------------------------ the team
+
+_TASK = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_RUN = ctypes.CFUNCTYPE(ctypes.c_int64, _TASK, ctypes.c_void_p, ctypes.c_int64)(_native.symbols()["fr_team_run"])
+_SYNC = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_native.symbols()["fr_sync"])
+
+
+def _run(fn, nth):
+    """Runs the Python function fn(sync, tid, nth) as a team task (ctypes takes the GIL in each thread)."""
+    task = _TASK(lambda arg, sync, tid, n: fn(sync, tid, n))
+    return _RUN(task, None, nth), task
+
+
+def test_team_runs_on_the_threads_asked_for_and_the_barrier_orders_rounds():
+    events, lock = [], threading.Lock()
+
+    def fn(sync, tid, nth):
+        for r in range(5):
+            with lock:
+                events.append((r, tid, nth, threading.get_ident()))
+            _SYNC(sync)
+
+    ran, _ = _run(fn, 2)
+    assert ran == 2
+    assert {e[1] for e in events} == {0, 1} and {e[2] for e in events} == {2}
+    assert len({e[3] for e in events}) == 2  # two OS threads
+    rounds = [e[0] for e in events]
+    assert rounds == sorted(rounds), "a thread left a barrier before the other arrived"
+    assert _native.team_stats()["last_job_threads"] == 2
+
+
+def test_team_of_one_runs_on_the_caller():
+    seen = []
+    ran, _ = _run(lambda sync, tid, nth: (seen.append((tid, nth, threading.get_ident())), _SYNC(sync)), 1)
+    assert ran == 1 and seen == [(0, 1, threading.get_ident())]
+
+
+def test_a_busy_team_runs_the_other_callers_job_alone():
+    # While one Python thread's job holds the team, a second caller must not wait for it (or share
+    # its cores): its job runs on the caller alone, with nth = 1.
+    inside, release = threading.Event(), threading.Event()
+    second = {}
+
+    def long_job(sync, tid, nth):
+        if tid == 0:
+            inside.set()
+            release.wait(30)
+        _SYNC(sync)
+
+    def first():
+        _run(long_job, 2)
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert inside.wait(30)
+    before = _native.team_stats()["alone_because_busy"]
+    ran, _ = _run(lambda sync, tid, nth: second.setdefault("nth", nth), 2)
+    release.set()
+    t.join(30)
+    assert ran == 1 and second["nth"] == 1
+    assert _native.team_stats()["alone_because_busy"] == before + 1
+
+
+def test_team_works_in_a_forked_child():
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    code = """
+import ctypes, os, sys
+from fastrnn import _native
+T = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+run = ctypes.CFUNCTYPE(ctypes.c_int64, T, ctypes.c_void_p, ctypes.c_int64)(_native.symbols()["fr_team_run"])
+sync = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_native.symbols()["fr_sync"])
+seen = []
+task = T(lambda a, s, tid, n: (seen.append(tid), sync(s)))
+assert run(task, None, 2) == 2           # the parent starts a worker thread
+pid = os.fork()
+if pid == 0:                              # the child has no worker: it must start its own
+    seen.clear()
+    ok = run(task, None, 2) == 2 and sorted(seen) == [0, 1]
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ the array pool
+
+
+@pytest.fixture
+def pool():
+    _native.pool_release()
+    yield
+    _native.pool_release()
+
+
+def test_pool_hands_back_freed_blocks_and_releases_them(pool):
+    with _native.pooled():
+        a = np.empty((1000, 1000))
+        small = np.empty(10)
+    assert _handler_name(a) == "fastrnn_pool"
+    assert _handler_name(small) == "fastrnn_pool"
+    assert _handler_name() != "fastrnn_pool"  # only inside the block
+    a[:] = 1.5
+    del a
+    stats = _native.pool_stats()
+    assert stats["held_bytes"] >= 8_000_000 and stats["blocks"] == 1
+    with _native.pooled():
+        b = np.empty((999, 1000))  # slightly smaller: the kept block fits
+    after = _native.pool_stats()
+    assert after["reused"] == stats["reused"] + 1 and after["held_bytes"] == 0
+    del b
+    assert _native.pool_release() >= 8_000_000
+    assert _native.pool_stats()["held_bytes"] == 0
+
+
+def test_pool_keeps_no_more_than_its_cap(pool):
+    previous = _native.pool_set_cap(5 << 20)
+    try:
+        with _native.pooled():
+            arrays = [np.ones((1 << 20) // 8 * 2) for _ in range(4)]  # 2 MiB each
+        del arrays
+        assert _native.pool_stats()["held_bytes"] <= 5 << 20
+        _native.pool_set_cap(0)
+        assert _native.pool_stats()["held_bytes"] == 0
+    finally:
+        _native.pool_set_cap(previous)
+    with pytest.raises(ValueError):
+        _native.pool_set_cap(-1)
+
+
+def test_pool_zeroes_calloc_and_keeps_data_through_realloc(pool):
+    with _native.pooled():
+        a = np.full(400_000, 7.0)
+    del a  # a dirty block goes back to the pool
+    with _native.pooled():
+        z = np.zeros(400_000)  # NumPy asks calloc: the reused block must come back zeroed
+        assert not z.any()
+        r = np.arange(100_000, dtype=np.float64)
+        r.resize(300_000, refcheck=False)  # realloc from the pool
+        s = np.arange(1000, dtype=np.float64)
+        s.resize(100_000, refcheck=False)  # realloc from malloc to a pooled block
+    np.testing.assert_array_equal(r[:100_000], np.arange(100_000))
+    np.testing.assert_array_equal(s[:1000], np.arange(1000))
+    assert not r[100_000:].any() and not s[1000:].any()
+
+
+def test_pool_from_many_threads(pool):
+    errors = []
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(50):
+                with _native.pooled():
+                    a = np.empty(int(rng.integers(30_000, 300_000)))
+                a[:] = seed
+                assert (a == seed).all()
+                del a
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _native.pool_stats()["held_bytes"] <= _native.pool_stats()["cap_bytes"]
