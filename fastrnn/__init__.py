@@ -2,6 +2,8 @@
 
     import fastrnn.layers as rnn_layers        # drop-in for cs231n's rnn_layers
     fastrnn.set_backend("numba")               # or "cython", or "numpy" (the oracle)
+    fastrnn.set_workspace_limit(64)            # MiB of scratch each thread may keep (default 256)
+    fastrnn.release_workspace()                # free every thread's kept scratch now
 
 See README.md for a tour and the measured speed.
 """
@@ -11,6 +13,7 @@ import sys as _sys
 from . import gradcheck, layers, reference
 from ._backend import available_backends, get_backend, register_backend, set_backend, use_backend
 from ._version import __version__
+from ._workspace import get_workspace_limit, release_workspace, set_workspace_limit, workspace_info
 from .data import coco
 from .models import CaptioningRNN, captioning
 from .train import CaptioningSolver, optim, solver
@@ -29,6 +32,10 @@ __all__ = [
     "register_backend",
     "set_backend",
     "use_backend",
+    "set_workspace_limit",
+    "get_workspace_limit",
+    "release_workspace",
+    "workspace_info",
     "layers",
     "reference",
     "CaptioningRNN",

@@ -46,7 +46,7 @@ from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 
-import threading
+from fastrnn import _workspace
 
 cnp.import_array()
 
@@ -286,22 +286,17 @@ cdef inline cnp.ndarray zeros(int nd, intp d0, intp d1, int tn):
     return <cnp.ndarray>cnp.PyArray_ZEROS(nd, dims, tn, 0)
 
 
-cdef object _scratch = threading.local()
-cdef size_t SCRATCH_KEPT = 256 << 20
+cdef object _workspace_scratch = _workspace.scratch
 
 
-cdef cnp.ndarray scratch(size_t nbytes):
-    """Scratch memory for one call: this thread's buffer, reused by its later calls (kept up to 256 MiB).
+cdef inline cnp.ndarray scratch(size_t nbytes):
+    """nbytes of this thread's scratch memory, 64-byte aligned (fastrnn._workspace: kept between calls,
+    up to the per-thread cap, and freed when the thread ends).
 
     Fresh memory costs a page fault per 4 KiB on first touch, measurable next to the GEMMs at the small
-    sizes; a thread runs one kernel at a time, so one buffer per thread is enough.  The caller keeps the
-    returned array referenced while it uses the memory."""
-    cdef cnp.ndarray buf = getattr(_scratch, "buf", None)
-    if buf is None or <size_t>cnp.PyArray_SIZE(buf) < nbytes:
-        buf = empty(1, <intp>nbytes, 0, 0, cnp.NPY_UINT8)
-        if nbytes <= SCRATCH_KEPT:
-            _scratch.buf = buf
-    return buf
+    sizes.  The caller keeps the returned array referenced while it uses the memory, and asks once per
+    call."""
+    return <cnp.ndarray>_workspace_scratch(nbytes)
 
 
 cdef inline size_t up64(size_t nbytes) noexcept nogil:

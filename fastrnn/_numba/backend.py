@@ -3,7 +3,7 @@
 Each public function is a thin wrapper: it allocates the arrays whose size grows
 with the problem (with NumPy: its allocator asks the OS for huge pages, which
 makes first-touching a big buffer ~3x cheaper than Numba's plain malloc; scratch
-comes from ``_workspace``, kept between calls), reshapes (free: inputs are
+comes from ``fastrnn._workspace``, kept between calls), reshapes (free: inputs are
 C-contiguous) and makes exactly one call into a compiled kernel, so a small layer
 pays a single Numba dispatch.  ``fastrnn.layers`` has already
 validated every input and made it a C-contiguous float32/float64 array of one
@@ -24,7 +24,7 @@ import numpy as np
 from .._backend import LAYER_FUNCTIONS
 from . import _dense, _lstm, _rnn, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
-from ._workspace import scratch
+from .._workspace import scratch_arrays
 
 __all__ = list(LAYER_FUNCTIONS)
 
@@ -106,7 +106,7 @@ def _Wh_transposed_shape(Wh, dh):
 def _bptt_scratch(dh, dhT, h, dA_shape, Wh):
     """Scratch for BPTT: dht, the upstream gradient of every step's h (dh, or zeros when dh is None, plus
     dhT, the final state's gradient, in the last step), dA, and the Wh.T buffer."""
-    dht, dA, WhT = scratch(h.dtype, h.shape, dA_shape, _Wh_transposed_shape(Wh, h))
+    dht, dA, WhT = scratch_arrays(h.dtype, h.shape, dA_shape, _Wh_transposed_shape(Wh, h))
     if dh is None:
         dht.fill(0)
     else:
