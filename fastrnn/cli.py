@@ -1,6 +1,6 @@
 """The ``fastrnn`` command: ``info``, ``check``, ``bench``, ``train``.
 
-    fastrnn info                      versions, backends, CPU, BLAS and threads, Numba cache
+    fastrnn info                      versions, backends, CPU, BLAS and threads, Numba cache, workspace
     fastrnn check                     every backend against the NumPy oracle; exit 1 on a mismatch
     fastrnn check --module FILE       anybody's cs231n rnn_layers.py against the oracle (--model: CaptioningRNN)
     fastrnn bench                     oracle vs compiled backends vs torch vs the BLAS floor
@@ -65,7 +65,7 @@ def _parser():
     sub = parser.add_subparsers(dest="command", metavar="{info,check,bench,train}")
     sub.required = True
 
-    info = sub.add_parser("info", help="versions, backends, CPU, BLAS and threads, Numba cache")
+    info = sub.add_parser("info", help="versions, backends, CPU, BLAS and threads, Numba cache, kept scratch memory")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
 
     check = sub.add_parser(
@@ -281,7 +281,27 @@ def _info(args):
                                                    else ""))
         print(f"{'':<16}{lib['filepath']}")
     print(f"numba cache     {nc['path']}  ({nc['source']}; {nc['cached_kernel_indexes']} cached kernel indexes)")
+    for line in _workspace_lines(info["workspace"]):
+        print(line)
     return 0
+
+
+def _mib(nbytes):
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes else "0"
+
+
+def _workspace_lines(ws):
+    """The kernels' kept scratch: the cap, the total, one line per thread that holds any."""
+    source = {"default": "the default; FASTRNN_WORKSPACE_MB or fastrnn.set_workspace_limit() changes it",
+              "FASTRNN_WORKSPACE_MB": "from FASTRNN_WORKSPACE_MB",
+              "set_workspace_limit": "set by fastrnn.set_workspace_limit()"}.get(ws["limit_source"], ws["limit_source"])
+    held = [t for t in ws["threads"] if t["bytes"]]
+    lines = [f"workspace       kept scratch per thread at most {_mib(ws['limit_bytes'])} ({source})",
+             f"{'':<16}held now: {_mib(ws['total_bytes'])} in {len(held)} thread{'s' * (len(held) != 1)}"
+             + ("" if ws["malloc_trim"] else "; this C library has no malloc_trim")]
+    for t in held:
+        lines.append(f"{'':<16}  {t['name']} ({t['ident']}): {_mib(t['bytes'])}" + (", in use" if t["in_use"] else ""))
+    return lines
 
 
 def _check(args):

@@ -63,6 +63,48 @@ def test_info_json(capsys, monkeypatch, tmp_path):
     assert info["numba_cache"]["path"] == str(tmp_path) and info["numba_cache"]["source"] == "NUMBA_CACHE_DIR"
     assert any(lib["user_api"] == "blas" and lib["num_threads"] >= 1 for lib in info["blas"])
     assert info["cpu"]["logical_cores"] >= 1
+    ws = info["workspace"]
+    assert ws["limit_bytes"] == fastrnn.get_workspace_limit() * 2**20
+    assert ws["total_bytes"] == sum(t["bytes"] for t in ws["threads"])
+
+
+def test_info_numba_cache_default_is_next_to_the_kernels(capsys, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    assert cli.main(["info", "--json"]) == 0
+    cache = json.loads(capsys.readouterr().out)["numba_cache"]
+    kernels = os.path.join(os.path.dirname(fastrnn.__file__), "_numba")
+    if os.access(kernels, os.W_OK):
+        assert cache["path"] == os.path.join(kernels, "__pycache__") and cache["source"].startswith("default")
+
+
+def test_info_shows_the_workspace(capsys):
+    """The cap, where it comes from, and what each thread holds."""
+    import threading
+
+    fastrnn.release_workspace()
+    previous = fastrnn.set_workspace_limit(48)
+    try:
+        held, release = threading.Event(), threading.Event()
+
+        def worker():
+            from fastrnn import _workspace
+
+            memory = _workspace.scratch(3 * 2**20)  # noqa: F841  (held while the main thread looks)
+            held.set()
+            release.wait(30)
+
+        thread = threading.Thread(target=worker, name="ws-worker")
+        thread.start()
+        held.wait(30)
+        assert cli.main(["info"]) == 0
+        release.set()
+        thread.join()
+        out = capsys.readouterr().out
+    finally:
+        fastrnn.set_workspace_limit(previous)
+    assert "kept scratch per thread at most 48.0 MiB (set by fastrnn.set_workspace_limit())" in out
+    assert "held now: 3.0 MiB in 1 thread" in out
+    assert "ws-worker" in out and "in use" in out
 
 
 def test_info_does_not_import_torch():

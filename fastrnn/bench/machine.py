@@ -1,4 +1,5 @@
-"""What this install runs on: versions, CPU, BLAS and its threads, backends, the Numba cache.
+"""What this install runs on: versions, CPU, BLAS and its threads, backends, the Numba cache, and
+the kernels' kept scratch memory (the workspace).
 
 ``fastrnn info`` prints it, and ``fastrnn bench`` prints it above its table and stores it in
 its JSON, so a measured number always comes with the machine it was measured on.
@@ -12,7 +13,7 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "describe"]
+__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe"]
 
 # distribution name -> label
 _PACKAGES = {
@@ -116,7 +117,7 @@ def numba_cache():
     is not writable.
     """
     env = os.environ.get("NUMBA_CACHE_DIR", "").strip()
-    source_dir = Path(__file__).resolve().parent / "_numba"
+    source_dir = Path(__file__).resolve().parent.parent / "_numba"  # fastrnn/_numba
     if env:
         where, how = Path(env), "NUMBA_CACHE_DIR"
     else:
@@ -138,6 +139,14 @@ def backends():
     return {"available": _backend.available_backends(), "active": _backend.get_backend()}
 
 
+def workspace():
+    """The scratch memory the kernels keep per thread: the cap (per thread), what each thread holds
+    now, and the total (``fastrnn.workspace_info()``)."""
+    from .._workspace import workspace_info
+
+    return workspace_info()
+
+
 def load_average():
     """The 1, 5 and 15 minute load averages (None where the system does not tell)."""
     try:
@@ -156,6 +165,7 @@ def describe(include_backends=True):
         "blas_threads": blas_threads(libs),
         "numba_cache": numba_cache(),
         "load_average": load_average(),
+        "workspace": workspace(),
     }
     if include_backends:
         out["backends"] = backends()
