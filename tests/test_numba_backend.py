@@ -56,14 +56,16 @@ def _run_subprocess(code, env_extra, cwd):
 def test_every_kernel_has_one_signature_per_dtype_with_readonly_inputs():
     backend.compile_all()
     for kernel in backend.KERNELS:
-        sigs = kernel.dispatcher.signatures
-        floats = sorted({a.dtype for sig in sigs for a in sig if isinstance(a, types.Array) and a.dtype != types.intp}, key=str)
-        assert floats == [types.float32, types.float64], (kernel, sigs)
-        assert len(sigs) == 2, (kernel, sigs)
-        for sig, kind in ((s, k) for s in sigs for k in [kernel.kinds]):
-            for arg, k in zip(sig, kind):
+        assert sorted(kernel, key=str) == [np.dtype(np.float32), np.dtype(np.float64)], kernel
+        for dtype, dispatcher in kernel.items():
+            sigs = dispatcher.signatures
+            assert len(sigs) == 1, (kernel, sigs)
+            floats = {a.dtype for a in sigs[0] if isinstance(a, types.Array) and a.dtype != types.intp}
+            assert floats == {types.float32 if dtype == np.float32 else types.float64}, (kernel, sigs)
+            for arg, k in zip(sigs[0], kernel.kinds):
                 if k[0] in "fi":
                     assert isinstance(arg, types.Array) and not arg.mutable and arg.layout == "C", (kernel, arg)
+            assert not dispatcher._can_compile, kernel  # closed: no variant compiled behind our back
 
 
 def test_readonly_and_writable_inputs_share_the_compiled_code():
@@ -72,12 +74,12 @@ def test_readonly_and_writable_inputs_share_the_compiled_code():
     fastrnn.layers  # noqa: B018
     with fastrnn.use_backend("numba"):
         fastrnn.layers.lstm_forward(*args)
-        before = len(_lstm.lstm_forward.dispatcher.signatures)
+        before = len(_lstm.lstm_forward[np.float64].signatures)
         for a in args:
             a.setflags(write=False)
         h, cache = fastrnn.layers.lstm_forward(*args)
         fastrnn.layers.lstm_backward(np.ones_like(h), cache)
-    assert len(_lstm.lstm_forward.dispatcher.signatures) == before
+    assert len(_lstm.lstm_forward[np.float64].signatures) == before == 1
 
 
 def test_float32_kernels_compute_in_float32():
@@ -85,8 +87,8 @@ def test_float32_kernels_compute_in_float32():
     # (Compiled afresh here: Numba cannot show the IR of code loaded from its cache.)
     backend.compile_all()
     for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward):
-        sig = next(s for s in kernel.dispatcher.signatures if s[1].dtype == types.float32)
-        fresh = njit(**{**OPTIONS, "cache": False})(kernel.dispatcher.py_func)
+        (sig,) = kernel[np.float32].signatures
+        fresh = njit(**{**OPTIONS, "cache": False})(kernel.py_func)
         fresh.compile(sig)
         ir = "\n".join(fresh.inspect_llvm().values())
         assert "fpext float" not in ir and "fpext <" not in ir, kernel
@@ -113,7 +115,7 @@ def test_cache_is_used_with_a_readonly_package_dir(tmp_path):
         Wx, Wh, b = rng.standard_normal((4, 5)), rng.standard_normal((5, 5)), rng.standard_normal(5)
         h, cache = fastrnn.layers.rnn_forward(x, h0, Wx, Wh, b)
         fastrnn.layers.rnn_backward(h, cache)
-        stats = [k.dispatcher.stats for k in (_rnn.rnn_forward, _rnn.rnn_backward)]
+        stats = [d.stats for k in (_rnn.rnn_forward, _rnn.rnn_backward) for d in k.values()]
         print(sum(sum(s.cache_hits.values()) for s in stats), sum(sum(s.cache_misses.values()) for s in stats))
     """.format(root=str(pkg_root))
     env = {"NUMBA_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(pkg_root)}

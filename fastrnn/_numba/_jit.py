@@ -4,7 +4,11 @@ Every kernel is compiled for exactly one signature per dtype, with its input
 arrays typed *readonly* and C-contiguous.  Numba converts a writable array to a
 readonly one cheaply, so a readonly input (NumPy's ``asarray`` passes readonly
 arrays through) reuses the same machine code instead of compiling a variant per
-combination of flags.  Compilation happens on the first call in that dtype.
+combination of flags.  Compilation happens on the first call in that dtype, and
+first calls from several threads at once are safe (see ``_PerDtype``).  The first
+time a process really compiles one of these kernels (an empty or stale cache, not
+a load from it), one line on stderr says so (``_CompileNotice``): compiling them
+all takes ~10 s, once.
 
 It is cached on disk (``cache=True``): in ``NUMBA_CACHE_DIR`` when that is set,
 else in ``__pycache__`` next to the source, else (a read-only install) in the
@@ -22,9 +26,12 @@ other Python threads run meanwhile.
 
 import hashlib
 import os
+import sys
+import threading
 
 import numpy as np
 from numba import njit, types
+from numba.core import event
 from numba.core.caching import FunctionCache
 
 from ._blas import BLAS_INT
@@ -56,6 +63,38 @@ class _Cache(FunctionCache):
         return super()._index_key(sig, codegen) + (_SOURCES,)
 
 
+class _CompileNotice(event.Listener):
+    """Says once per process, on stderr, that Numba is compiling fastrnn's kernels: only when it
+    really compiles (an empty or stale cache), not when it loads them from its cache."""
+
+    def __init__(self):
+        self.said = False
+
+    def on_start(self, ev):
+        dispatcher = ev.data.get("dispatcher") if isinstance(ev.data, dict) else None
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if self.said or not module.startswith(__package__ + "."):
+            return
+        self.said = True
+        try:
+            where = dispatcher.stats.cache_path
+        except Exception:  # only for the message
+            where = "Numba's cache"
+        print(
+            f"fastrnn: compiling the Numba kernels for this machine, a few seconds each, once; later runs "
+            f"load them from {where}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", _CompileNotice())
+_COMPILING = threading.RLock()  # one first compilation at a time (Numba compiles one at a time anyway)
+
+
 def _jit(func):
     dispatcher = njit(**OPTIONS)(func)
     dispatcher._cache = _Cache(func)
@@ -82,11 +121,21 @@ def _arg_type(kind, float_type):
 
 
 class _PerDtype(dict):
-    """dtype -> the dispatcher, compiled for that dtype on first lookup."""
+    """dtype -> a dispatcher compiled for that dtype only, made on first lookup.
+
+    Thread-safe first calls: each dtype gets a dispatcher of its own, compiled (or loaded
+    from the cache) for its one signature and then closed to compilation *before* any
+    thread can see it, so no dispatcher a thread may be calling ever has its compilation
+    switched on or off.  (A single dispatcher toggled around ``compile`` let one thread
+    switch compilation off under another's first call: "RuntimeError: compilation
+    disabled".)  Closed, it converts writable arrays to the readonly signature instead of
+    compiling a variant.  A lock makes concurrent first lookups compile once; the others
+    wait and then take its dispatcher.
+    """
 
     def __init__(self, func, kinds):
         super().__init__()
-        self.dispatcher = _jit(func)
+        self.py_func = func
         self.kinds = kinds
         self.__doc__ = func.__doc__
         self.__name__ = func.__name__
@@ -94,15 +143,14 @@ class _PerDtype(dict):
     def __missing__(self, dtype):
         dtype = np.dtype(dtype)
         float_type = _FLOATS[dtype]  # KeyError for anything but float32/float64
-        # Compiling is disabled between these explicit compilations: otherwise a call with a
-        # writable array would compile a writable variant instead of converting to readonly.
-        self.dispatcher.disable_compile(False)
-        try:
-            self.dispatcher.compile(tuple(_arg_type(k, float_type) for k in self.kinds))
-        finally:
-            self.dispatcher.disable_compile(True)
-        self[dtype] = self.dispatcher
-        return self.dispatcher
+        with _COMPILING:
+            dispatcher = self.get(dtype)
+            if dispatcher is None:
+                dispatcher = _jit(self.py_func)
+                dispatcher.compile(tuple(_arg_type(k, float_type) for k in self.kinds))
+                dispatcher.disable_compile()
+                self[dtype] = dispatcher
+        return dispatcher
 
     def compile_all(self):
         """Compiles (or loads from the cache) both dtypes now."""
