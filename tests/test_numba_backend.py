@@ -23,8 +23,10 @@ if "numba" in fastrnn.available_backends():
     from numba import njit, types
     from numba.core.runtime import _nrt_python, rtsys
 
-    from fastrnn._numba import _lstm, _math, _rnn, backend
+    from fastrnn._numba import _lstm, _math, _rnn, _steps, backend
     from fastrnn._numba._jit import OPTIONS
+
+    _STEPS = (_steps.rnn_step_forward, _steps.rnn_step_backward, _steps.lstm_step_forward, _steps.lstm_step_backward)
 
     @njit(error_model="numpy")
     def _apply_math(x, e, t, s):
@@ -86,7 +88,7 @@ def test_float32_kernels_compute_in_float32():
     # No float64 arithmetic in the float32 sequence kernels: not one fpext of a float to double.
     # (Compiled afresh here: Numba cannot show the IR of code loaded from its cache.)
     backend.compile_all()
-    for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward):
+    for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward, *_STEPS):
         (sig,) = kernel[np.float32].signatures
         fresh = njit(**{**OPTIONS, "cache": False})(kernel.py_func)
         fresh.compile(sig)

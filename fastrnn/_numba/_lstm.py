@@ -26,7 +26,8 @@ i, f, o, g; ``c`` (N, T+1, H) holds c0 in step 0 and c_t in step t+1;
 ``_rnn``, arrays that grow with N*T are allocated by the caller with NumPy.
 
 The kernels take an initial cell state c0 and a gradient dcT into the last cell
-state, so the single-step functions are these with T = 1.
+state (zeros for the public sequence functions); the single steps have kernels of
+their own (``_steps``).
 """
 
 import numpy as np

@@ -22,7 +22,7 @@ they are compiled and cached.
 import numpy as np
 
 from .._backend import LAYER_FUNCTIONS
-from . import _dense, _lstm, _rnn, _words
+from . import _dense, _lstm, _rnn, _steps, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
 from .._workspace import scratch_arrays
 
@@ -36,6 +36,10 @@ KERNELS = (
     _rnn.rnn_backward,
     _lstm.lstm_forward,
     _lstm.lstm_backward,
+    _steps.rnn_step_forward,
+    _steps.rnn_step_backward,
+    _steps.lstm_step_forward,
+    _steps.lstm_step_backward,
     _words.embedding_backward,
     _words.softmax_loss,
 )
@@ -141,13 +145,17 @@ def rnn_backward(dh, cache):
 
 
 def rnn_step_forward(x, prev_h, Wx, Wh, b):
-    h, cache = rnn_forward(x.reshape(x.shape[0], 1, -1), prev_h, Wx, Wh, b)
-    return h.reshape(prev_h.shape), cache
+    next_h = _empty(prev_h.shape, x.dtype)
+    _steps.rnn_step_forward[x.dtype](_BI, x, prev_h, Wx, Wh, b, next_h)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
 
 
 def rnn_step_backward(dnext_h, cache):
-    dx, dprev_h, dWx, dWh, db = rnn_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), cache)
-    return dx.reshape(dx.shape[0], -1), dprev_h, dWx, dWh, db
+    x, prev_h, Wx, Wh, next_h = cache
+    dt = dnext_h.dtype
+    dx, dprev_h, dWx, dWh = _empty(x.shape, dt), _empty(prev_h.shape, dt), _empty(Wx.shape, dt), _empty(Wh.shape, dt)
+    db = _steps.rnn_step_backward[dt](_BI, dnext_h, x, prev_h, Wx, Wh, next_h, dx, dprev_h, dWx, dWh)
+    return dx, dprev_h, dWx, dWh, db
 
 
 # --------------------------------------------------------------------------- LSTM
@@ -202,13 +210,21 @@ def lstm_backward_state(dh, dhT, dcT, cache):
 
 
 def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
-    h, c, cache = _lstm_forward(x.reshape(x.shape[0], 1, -1), prev_h, prev_c, Wx, Wh, b)
-    return h.reshape(prev_h.shape), c[:, 1].copy(), cache
+    dt, (N, H) = x.dtype, prev_h.shape
+    next_h, next_c, gates, tanh_c = _empty((N, H), dt), _empty((N, H), dt), _empty((N, 4 * H), dt), _empty((N, H), dt)
+    _steps.lstm_step_forward[dt](_BI, x, prev_h, prev_c, Wx, Wh, b, next_h, next_c, gates, tanh_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
-    dx, dprev_h, dprev_c, dWx, dWh, db = _lstm_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), None, dnext_c, cache)
-    return dx.reshape(dx.shape[0], -1), dprev_h, dprev_c, dWx, dWh, db
+    x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
+    dt = dnext_h.dtype
+    dx, dWx, dWh = _empty(x.shape, dt), _empty(Wx.shape, dt), _empty(Wh.shape, dt)
+    dprev_h, dprev_c = _empty(prev_h.shape, dt), _empty(prev_h.shape, dt)
+    db = _steps.lstm_step_backward[dt](
+        _BI, dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, gates, tanh_c, dx, dprev_h, dprev_c, dWx, dWh
+    )
+    return dx, dprev_h, dprev_c, dWx, dWh, db
 
 
 # --------------------------------------------------------------------------- GRU
