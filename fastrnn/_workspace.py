@@ -36,6 +36,7 @@ a second request in the same thread gets fresh memory of its own (correct, never
 without the page-fault win).  Never return scratch to the caller of a layer function.
 """
 
+import functools
 import math
 import mmap
 import os
@@ -236,13 +237,23 @@ def _scratch_slow(nbytes):
 def scratch_arrays(dtype, *shapes):
     """Uninitialized C-contiguous arrays of ``dtype`` (a ``np.dtype``) with the given shapes, each
     starting on a 64-byte boundary, carved from one ``scratch`` request."""
-    sizes = [math.prod(s) * dtype.itemsize for s in shapes]  # bytes (np.prod costs microseconds on a tuple)
-    starts, total = [], 0
-    for n in sizes:
-        starts.append(total)
-        total += -(-n // ALIGN) * ALIGN
+    total, pieces = _carving(dtype, shapes)
     memory = scratch(total)
-    return [memory[a : a + n].view(dtype).reshape(s) for a, n, s in zip(starts, sizes, shapes)]
+    return [_ndarray(shape, dtype, memory, offset) for shape, offset in pieces]
+
+
+_ndarray = np.ndarray
+
+
+@functools.lru_cache(maxsize=256)
+def _carving(dtype, shapes):
+    """(bytes in all, ((shape, byte offset), ...)) for ``scratch_arrays``: computed once per
+    layout, since at the tiny sizes microseconds of Python count."""
+    pieces, total = [], 0
+    for shape in shapes:
+        pieces.append((shape, total))
+        total += -(-math.prod(shape) * dtype.itemsize // ALIGN) * ALIGN  # rounded up to a cache line
+    return total, tuple(pieces)
 
 
 # --------------------------------------------------------------------------- the policy, public
