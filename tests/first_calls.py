@@ -20,57 +20,13 @@ import numpy as np
 import fastrnn
 from fastrnn import _backend, layers, reference
 from fastrnn._tolerances import excess  # (tests/helpers.py would import every backend now)
-
-
-def _randn(rng, dtype, *shape, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def _cell(rng, dtype, N, D, H, gates, x_shape, extra_state=False, bhn=False):
-    G = gates * H
-    args = [_randn(rng, dtype, *x_shape), _randn(rng, dtype, N, H, scale=0.5)]
-    if extra_state:
-        args.append(_randn(rng, dtype, N, H))
-    args += [_randn(rng, dtype, D, G, scale=D**-0.5), _randn(rng, dtype, H, G, scale=H**-0.5),
-             _randn(rng, dtype, G, scale=0.5)]
-    if bhn:
-        args.append(_randn(rng, dtype, H, scale=0.5))
-    return args
-
-
-def _cases(rng, dtype):
-    """layer -> (forward name, backward name or None, forward args); small shapes."""
-    N, T, D, H, V, M = 3, 4, 5, 6, 7, 8
-    cases = {
-        "affine": ("affine_forward", "affine_backward", [_randn(rng, dtype, N, 2, 3), _randn(rng, dtype, 6, M),
-                                                         _randn(rng, dtype, M)]),
-        "rnn_step": ("rnn_step_forward", "rnn_step_backward", _cell(rng, dtype, N, D, H, 1, (N, D))),
-        "rnn": ("rnn_forward", "rnn_backward", _cell(rng, dtype, N, D, H, 1, (N, T, D))),
-        "lstm_step": ("lstm_step_forward", "lstm_step_backward", _cell(rng, dtype, N, D, H, 4, (N, D), True)),
-        "lstm": ("lstm_forward", "lstm_backward", _cell(rng, dtype, N, D, H, 4, (N, T, D))),
-        "word_embedding": ("word_embedding_forward", "word_embedding_backward",
-                           [rng.integers(0, V, (N, T)), _randn(rng, dtype, V, D)]),
-        "temporal_affine": ("temporal_affine_forward", "temporal_affine_backward",
-                            [_randn(rng, dtype, N, T, D), _randn(rng, dtype, D, M), _randn(rng, dtype, M)]),
-        "sigmoid": ("sigmoid", None, [_randn(rng, dtype, N, T, scale=10.0)]),
-        "temporal_softmax_loss": ("temporal_softmax_loss", None,
-                                  [_randn(rng, dtype, N, T, V), rng.integers(0, V, (N, T)), rng.random((N, T)) > 0.3]),
-    }
-    if "gru_forward" in _backend.LAYER_FUNCTIONS:  # the GRU, once the registry lists it
-        cases["gru_step"] = ("gru_step_forward", "gru_step_backward", _cell(rng, dtype, N, D, H, 3, (N, D), bhn=True))
-        cases["gru"] = ("gru_forward", "gru_backward", _cell(rng, dtype, N, D, H, 3, (N, T, D), bhn=True))
-    return cases
+import layer_cases
 
 
 def _run(module, forward, backward, args, seed, dtype):
-    result = getattr(module, forward)(*args)
-    if backward is None:
-        return result if isinstance(result, tuple) else (result,)
-    outs, cache = result[:-1], result[-1]
-    rng = np.random.default_rng(seed)
-    douts = [_randn(rng, dtype, *o.shape) for o in outs]
-    grads = getattr(module, backward)(*douts, cache)
-    return tuple(outs) + (grads if isinstance(grads, tuple) else (grads,))
+    """Every output and gradient, with upstream gradients drawn from ``seed``."""
+    outs, grads = layer_cases.run(module, forward, backward, args, dtype, seed)
+    return outs + grads
 
 
 def main():
@@ -80,7 +36,7 @@ def main():
     opts = parser.parse_args()
     loaded = [m for m in ("fastrnn._numba.backend", "fastrnn._cython.backend") if m in sys.modules]
     assert not loaded, f"{loaded} imported before the first call"
-    names = _cases(np.random.default_rng(0), np.float64)
+    names = layer_cases.cases(np.random.default_rng(0), np.float64)
     only = [n for n in opts.only.split(",") if n] or list(names)
     covered = {f for n in names.values() for f in n[:2] if f}
     missing = set(_backend.LAYER_FUNCTIONS) - covered
@@ -93,7 +49,7 @@ def main():
         order = [(layer, dtype) for layer in only for dtype in (np.float32, np.float64)]
         random.Random(k).shuffle(order)  # threads reach different kernels and dtypes at the same moment
         rng = np.random.default_rng(k)
-        inputs = {dtype: _cases(rng, dtype) for dtype in (np.float32, np.float64)}
+        inputs = {dtype: layer_cases.cases(rng, dtype) for dtype in (np.float32, np.float64)}
         barrier.wait()
         for layer, dtype in order:
             forward, backward, args = inputs[dtype][layer]

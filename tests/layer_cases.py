@@ -1,0 +1,68 @@
+"""Inputs for every layer function of the registry, for tests that sweep all of them.
+
+Imports nothing but NumPy and the registry (no backend): tests/first_calls.py uses it in a
+process where no backend may be loaded before its threads start.
+"""
+
+import numpy as np
+
+from fastrnn import _backend
+
+
+def randn(rng, dtype, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def cell(rng, dtype, N, D, H, gates, x_shape, extra_state=False, bhn=False):
+    G = gates * H
+    args = [randn(rng, dtype, *x_shape), randn(rng, dtype, N, H, scale=0.5)]
+    if extra_state:
+        args.append(randn(rng, dtype, N, H))
+    args += [randn(rng, dtype, D, G, scale=D**-0.5), randn(rng, dtype, H, G, scale=H**-0.5),
+             randn(rng, dtype, G, scale=0.5)]
+    if bhn:
+        args.append(randn(rng, dtype, H, scale=0.5))
+    return args
+
+
+def cases(rng, dtype):
+    """layer -> (forward name, backward name or None, forward args); small shapes."""
+    N, T, D, H, V, M = 3, 4, 5, 6, 7, 8
+    cases = {
+        "affine": ("affine_forward", "affine_backward", [randn(rng, dtype, N, 2, 3), randn(rng, dtype, 6, M),
+                                                         randn(rng, dtype, M)]),
+        "rnn_step": ("rnn_step_forward", "rnn_step_backward", cell(rng, dtype, N, D, H, 1, (N, D))),
+        "rnn": ("rnn_forward", "rnn_backward", cell(rng, dtype, N, D, H, 1, (N, T, D))),
+        "lstm_step": ("lstm_step_forward", "lstm_step_backward", cell(rng, dtype, N, D, H, 4, (N, D), True)),
+        "lstm": ("lstm_forward", "lstm_backward", cell(rng, dtype, N, D, H, 4, (N, T, D))),
+        "word_embedding": ("word_embedding_forward", "word_embedding_backward",
+                           [rng.integers(0, V, (N, T)), randn(rng, dtype, V, D)]),
+        "temporal_affine": ("temporal_affine_forward", "temporal_affine_backward",
+                            [randn(rng, dtype, N, T, D), randn(rng, dtype, D, M), randn(rng, dtype, M)]),
+        "sigmoid": ("sigmoid", None, [randn(rng, dtype, N, T, scale=10.0)]),
+        "temporal_softmax_loss": ("temporal_softmax_loss", None,
+                                  [randn(rng, dtype, N, T, V), rng.integers(0, V, (N, T)), rng.random((N, T)) > 0.3]),
+    }
+    if "gru_forward" in _backend.LAYER_FUNCTIONS:  # the GRU, once the registry lists it
+        cases["gru_step"] = ("gru_step_forward", "gru_step_backward", cell(rng, dtype, N, D, H, 3, (N, D), bhn=True))
+        cases["gru"] = ("gru_forward", "gru_backward", cell(rng, dtype, N, D, H, 3, (N, T, D), bhn=True))
+    return cases
+
+
+def upstream(rng, outputs, dtype):
+    """Random upstream gradients for ``outputs`` in ``dtype`` (small integers for integer dtypes)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "iub":
+        return [rng.integers(-3, 4, np.shape(o)).astype(dtype) for o in outputs]
+    return [randn(rng, dtype, *np.shape(o)) for o in outputs]
+
+
+def run(module, forward, backward, args, dout_dtype, seed=0):
+    """Forward, then (for a layer that has one) backward with random upstream gradients of
+    ``dout_dtype`` drawn from ``seed``, in ``module``: (outputs, gradients)."""
+    result = getattr(module, forward)(*args)
+    if backward is None:
+        return (result if isinstance(result, tuple) else (result,)), ()
+    outs, cache = tuple(result[:-1]), result[-1]
+    grads = getattr(module, backward)(*upstream(np.random.default_rng(seed), outs, dout_dtype), cache)
+    return outs, (grads if isinstance(grads, tuple) else (grads,))
