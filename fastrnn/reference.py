@@ -10,6 +10,8 @@ Conventions shared with the other backends:
 * every ``*_forward`` returns ``(out, cache)`` and ``cache`` is a flat tuple of
   arrays, so ``fastrnn.layers`` can cast it when a backward pass promotes dtype;
 * float32 inputs give float32 outputs (NumPy's own promotion rules apply);
+* every gradient a backward pass returns has the dtype ``np.result_type`` of the
+  forward's output and the upstream gradient(s), as in every backend;
 * inputs are never modified.
 
 The functions here do not validate their inputs beyond what NumPy itself does;
@@ -26,16 +28,17 @@ __all__ = list(LAYER_FUNCTIONS)  # the names of the layer contract, defined once
 def affine_forward(x, w, b):
     """Fully connected layer: ``x.reshape(N, -1) @ w + b``."""
     out = x.reshape(x.shape[0], -1) @ w + b
-    return out, (x, w)
+    return out, (x, w, b)
 
 
 def affine_backward(dout, cache):
     """Returns ``(dx, dw, db)``; ``dx`` has the shape of the original ``x``."""
-    x, w = cache
+    x, w, b = cache
+    dtype = np.result_type(x, w, b, dout)  # every gradient: the forward's dtype with dout's
     x2 = x.reshape(x.shape[0], -1)
-    dx = (dout @ w.T).reshape(x.shape)
-    dw = x2.T @ dout
-    db = dout.sum(axis=0)
+    dx = (dout @ w.T).reshape(x.shape).astype(dtype, copy=False)
+    dw = (x2.T @ dout).astype(dtype, copy=False)
+    db = dout.sum(axis=0, dtype=dtype)  # (summed in dout's own dtype, a float16 dout gave a float16 db)
     return dx, dw, db
 
 
@@ -65,7 +68,7 @@ def rnn_forward_state(x, h0, Wx, Wh, b):
     """
     N, T, _ = x.shape
     H = h0.shape[1]
-    dtype = np.result_type(x, h0, Wx, Wh, b)
+    dtype = np.result_type(x, h0, Wx, Wh, b, np.float16)  # what np.tanh returns: integers become floats
     h = np.empty((N, T, H), dtype=dtype)
     prev_h = h0
     for t in range(T):
@@ -185,7 +188,8 @@ def lstm_forward_state(x, h0, c0, Wx, Wh, b):
     """
     N, T, _ = x.shape
     H = h0.shape[1]
-    dtype = np.result_type(x, h0, Wx, Wh, b, *(() if c0 is None else (c0,)))
+    states = (h0,) if c0 is None else (h0, c0)
+    dtype = np.result_type(x, *states, Wx, Wh, b, np.float16)  # what np.tanh returns: integers become floats
     c0 = np.zeros((N, H), dtype=dtype) if c0 is None else c0
     h = np.empty((N, T, H), dtype=dtype)
     c = np.empty((N, T, H), dtype=dtype)
@@ -305,7 +309,7 @@ def gru_forward_state(x, h0, Wx, Wh, b, bhn):
     """
     N, T, _ = x.shape
     H = h0.shape[1]
-    dtype = np.result_type(x, h0, Wx, Wh, b, bhn)
+    dtype = np.result_type(x, h0, Wx, Wh, b, bhn, np.float16)  # what np.tanh returns: integers become floats
     h = np.empty((N, T, H), dtype=dtype)
     gates = np.empty((N, T, 3 * H), dtype=dtype)  # r, z, n of every step
     hn = np.empty((N, T, H), dtype=dtype)  # h_{t-1} Wh_n + bhn of every step
@@ -368,18 +372,19 @@ def temporal_affine_forward(x, w, b):
     """Affine layer applied at every time step: x (N, T, D), w (D, M) -> (N, T, M)."""
     N, T, D = x.shape
     out = (x.reshape(N * T, D) @ w).reshape(N, T, w.shape[1]) + b
-    return out, (x, w)
+    return out, (x, w, b)
 
 
 def temporal_affine_backward(dout, cache):
     """Returns ``(dx, dw, db)``."""
-    x, w = cache
+    x, w, b = cache
     N, T, D = x.shape
     M = w.shape[1]
+    dtype = np.result_type(x, w, b, dout)  # every gradient: the forward's dtype with dout's
     dout2 = dout.reshape(N * T, M)
-    dx = (dout2 @ w.T).reshape(N, T, D)
-    dw = x.reshape(N * T, D).T @ dout2
-    db = dout2.sum(axis=0)
+    dx = (dout2 @ w.T).reshape(N, T, D).astype(dtype, copy=False)
+    dw = (x.reshape(N * T, D).T @ dout2).astype(dtype, copy=False)
+    db = dout2.sum(axis=0, dtype=dtype)
     return dx, dw, db
 
 
