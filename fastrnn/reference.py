@@ -92,7 +92,7 @@ def rnn_backward_state(dh, dhT, cache):
     dx = np.empty((N, T, D), dtype=dtype)
     dWx = np.zeros(Wx.shape, dtype=dtype)
     dWh = np.zeros(Wh.shape, dtype=dtype)
-    db = np.zeros(b.shape, dtype=dtype)
+    db = np.zeros(h.shape[2], dtype=dtype)  # (H,), as every other db, whatever shape b came in
     dprev_h = np.zeros(h0.shape, dtype=dtype) if dhT is None else np.array(dhT, dtype=dtype)
     for t in reversed(range(T)):
         prev_h = h0 if t == 0 else h[:, t - 1]

@@ -57,3 +57,19 @@ def test_integer_sequence_inputs_give_numpys_floats():
         expected, _ = getattr(reference, f"{cell}_forward")(*(a.astype(np.float64) for a in (x, h0, Wx, Wh, b)))
         assert h.dtype == np.float64
         np.testing.assert_allclose(h, expected, rtol=1e-12)
+
+
+def test_db_has_shape_gates_h_whatever_shape_b_came_in():
+    """A (1, H) bias is taken as NumPy broadcasts it; its gradient is (H,) everywhere (the oracle's
+    rnn_backward alone gave b's shape, its lstm_backward and every backend (H,))."""
+    rng = np.random.default_rng(4)
+    for cell, gates in (("rnn", 1), ("lstm", 4)):
+        x, h0, Wx, Wh, b = layer_cases.cell(rng, np.float64, 2, 3, 4, gates, (2, 5, 3))
+        dh = rng.standard_normal((2, 5, 4))
+        for backend in fastrnn.available_backends():
+            with fastrnn.use_backend(backend):
+                h, cache = getattr(layers, f"{cell}_forward")(x, h0, Wx, Wh, b[None])
+                db = getattr(layers, f"{cell}_backward")(dh, cache)[-1]
+            assert db.shape == (4 * gates,), (cell, backend)
+        _, ref_cache = getattr(reference, f"{cell}_forward")(x, h0, Wx, Wh, b[None])
+        assert getattr(reference, f"{cell}_backward")(dh, ref_cache)[-1].shape == (4 * gates,), cell
