@@ -18,30 +18,35 @@ def cell(rng, dtype, N, D, H, gates, x_shape, extra_state=False, bhn=False):
     args = [randn(rng, dtype, *x_shape), randn(rng, dtype, N, H, scale=0.5)]
     if extra_state:
         args.append(randn(rng, dtype, N, H))
-    args += [randn(rng, dtype, D, G, scale=D**-0.5), randn(rng, dtype, H, G, scale=H**-0.5),
+    args += [randn(rng, dtype, D, G, scale=max(D, 1)**-0.5), randn(rng, dtype, H, G, scale=max(H, 1)**-0.5),
              randn(rng, dtype, G, scale=0.5)]
     if bhn:
         args.append(randn(rng, dtype, H, scale=0.5))
     return args
 
 
-def cases(rng, dtype):
-    """layer -> (forward name, backward name or None, forward args); small shapes."""
-    N, T, D, H, V, M = 3, 4, 5, 6, 7, 8
+SIZES = dict(N=3, T=4, D=5, H=6, V=7, M=8)
+
+
+def cases(rng, dtype, sizes=None):
+    """layer -> (forward name, backward name or None, forward args), at ``sizes`` (a dict like
+    ``SIZES``, the default)."""
+    N, T, D, H, V, M = (({**SIZES, **(sizes or {})})[k] for k in ("N", "T", "D", "H", "V", "M"))
     cases = {
-        "affine": ("affine_forward", "affine_backward", [randn(rng, dtype, N, 2, 3), randn(rng, dtype, 6, M),
+        "affine": ("affine_forward", "affine_backward", [randn(rng, dtype, N, 2, D), randn(rng, dtype, 2 * D, M),
                                                          randn(rng, dtype, M)]),
         "rnn_step": ("rnn_step_forward", "rnn_step_backward", cell(rng, dtype, N, D, H, 1, (N, D))),
         "rnn": ("rnn_forward", "rnn_backward", cell(rng, dtype, N, D, H, 1, (N, T, D))),
         "lstm_step": ("lstm_step_forward", "lstm_step_backward", cell(rng, dtype, N, D, H, 4, (N, D), True)),
         "lstm": ("lstm_forward", "lstm_backward", cell(rng, dtype, N, D, H, 4, (N, T, D))),
         "word_embedding": ("word_embedding_forward", "word_embedding_backward",
-                           [rng.integers(0, V, (N, T)), randn(rng, dtype, V, D)]),
+                           [rng.integers(0, max(V, 1), (N, T)), randn(rng, dtype, V, D)]),
         "temporal_affine": ("temporal_affine_forward", "temporal_affine_backward",
                             [randn(rng, dtype, N, T, D), randn(rng, dtype, D, M), randn(rng, dtype, M)]),
         "sigmoid": ("sigmoid", None, [randn(rng, dtype, N, T, scale=10.0)]),
         "temporal_softmax_loss": ("temporal_softmax_loss", None,
-                                  [randn(rng, dtype, N, T, V), rng.integers(0, V, (N, T)), rng.random((N, T)) > 0.3]),
+                                  [randn(rng, dtype, N, T, V), rng.integers(0, max(V, 1), (N, T)),
+                                   rng.random((N, T)) > 0.3]),
     }
     if "gru_forward" in _backend.LAYER_FUNCTIONS:  # the GRU, once the registry lists it
         cases["gru_step"] = ("gru_step_forward", "gru_step_backward", cell(rng, dtype, N, D, H, 3, (N, D), bhn=True))
