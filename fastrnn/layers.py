@@ -200,9 +200,9 @@ def _sequence_shapes(x, h0, Wx, Wh, b, gates):
     return N, T, D, H, b
 
 
-def _arrays(names, values):
-    """``_array`` of each value (None stays None)."""
-    return [None if a is None else _array(n, a) for n, a in zip(names, values)]
+def _arrays(names, values, optional=()):
+    """``_array`` of each value; None stays None for the names in ``optional`` only."""
+    return [None if a is None and n in optional else _array(n, a) for n, a in zip(names, values)]
 
 
 def _step_shapes(x, states, Wx, Wh, b, gates):
@@ -308,7 +308,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 def _lstm_inputs(x, h0, c0, Wx, Wh, b):
     """Validates and routes a sequence LSTM's inputs; c0 may be None (zeros) and then stays None."""
-    x, h0, c0, Wx, Wh, b = _arrays(("x", "h0", "c0", "Wx", "Wh", "b"), (x, h0, c0, Wx, Wh, b))
+    x, h0, c0, Wx, Wh, b = _arrays(("x", "h0", "c0", "Wx", "Wh", "b"), (x, h0, c0, Wx, Wh, b), optional=("c0",))
     N, T, D, H, b = _sequence_shapes(x, h0, Wx, Wh, b, 4)
     if c0 is not None:
         _shape("c0", c0, "N, H", (N, H))
