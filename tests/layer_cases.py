@@ -1,12 +1,10 @@
 """Inputs for every layer function of the registry, for tests that sweep all of them.
 
-Imports nothing but NumPy and the registry (no backend): tests/first_calls.py uses it in a
-process where no backend may be loaded before its threads start.
+Imports nothing but NumPy (no backend): tests/first_calls.py uses it in a process where no
+backend may be loaded before its threads start.
 """
 
 import numpy as np
-
-from fastrnn import _backend
 
 
 def randn(rng, dtype, *shape, scale=1.0):
@@ -47,10 +45,13 @@ def cases(rng, dtype, sizes=None):
         "temporal_softmax_loss": ("temporal_softmax_loss", None,
                                   [randn(rng, dtype, N, T, V), rng.integers(0, max(V, 1), (N, T)),
                                    rng.random((N, T)) > 0.3]),
+        "gru_step": ("gru_step_forward", "gru_step_backward", cell(rng, dtype, N, D, H, 3, (N, D), bhn=True)),
+        "gru": ("gru_forward", "gru_backward", cell(rng, dtype, N, D, H, 3, (N, T, D), bhn=True)),
+        # the state-carrying sequence layers: the final state(s) out, their gradients in
+        "rnn_state": ("rnn_forward_state", "rnn_backward_state", cell(rng, dtype, N, D, H, 1, (N, T, D))),
+        "lstm_state": ("lstm_forward_state", "lstm_backward_state", cell(rng, dtype, N, D, H, 4, (N, T, D), True)),
+        "gru_state": ("gru_forward_state", "gru_backward_state", cell(rng, dtype, N, D, H, 3, (N, T, D), bhn=True)),
     }
-    if "gru_forward" in _backend.LAYER_FUNCTIONS:  # the GRU, once the registry lists it
-        cases["gru_step"] = ("gru_step_forward", "gru_step_backward", cell(rng, dtype, N, D, H, 3, (N, D), bhn=True))
-        cases["gru"] = ("gru_forward", "gru_backward", cell(rng, dtype, N, D, H, 3, (N, T, D), bhn=True))
     return cases
 
 

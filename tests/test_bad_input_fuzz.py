@@ -139,6 +139,8 @@ def _case(rng):
 
 
 def _as_numpy(a):
+    if a is None:  # None stays None: some arguments are optional (c0, dh, dhT, ...)
+        return a
     try:
         return np.asarray(a)
     except Exception:  # what NumPy cannot even make an array of stays as it is
