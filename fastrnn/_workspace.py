@@ -13,13 +13,16 @@ glibc moves its mmap threshold up (to as much as 32 MiB) the first time a large 
 later blocks of that size come from a malloc *arena* -- one per thread -- and freed arena memory
 goes back to the OS only from the top of an arena and above a trim threshold that moved up too.
 Measured (8 threads, LSTM (64, 64, 256, 512) float32 forward + backward, then the threads end):
-~400 MiB stayed resident, on both compiled backends and on the pure-NumPy oracle alike.  So:
+300-400 MiB stayed resident, on both compiled backends and on the pure-NumPy oracle alike -- not
+the kept scratch (it went with its thread, and at that size malloc had mapped it), but the
+threads' freed NumPy arrays in their arenas.  So:
 
 * a kept buffer is an anonymous mapping of its own (``mmap``), unmapped -- really given back to the
   OS -- when it is dropped: when its thread ends, on ``release_workspace()``, or when the cap shrinks;
 * when a thread that used scratch of a MiB or more ends, and on ``release_workspace()``, glibc is
   asked to return its arenas' free pages (``malloc_trim``): that is where the NumPy arrays the
-  thread freed (outputs, caches, gradients) went.  (No-op where the C library has none.)
+  thread freed (outputs, caches, gradients) went.  (No-op where the C library has none.)  Same
+  measurement: 26-53 MiB left, most of it OpenBLAS's own per-thread GEMM buffers.
 
 Buffers of 4 MiB and more ask for transparent huge pages (``MADV_HUGEPAGE``), as NumPy does for
 its own large arrays: a first touch then faults once per 2 MiB.
