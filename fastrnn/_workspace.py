@@ -22,7 +22,10 @@ threads' freed NumPy arrays in their arenas.  So:
 * when a thread that used scratch of a MiB or more ends, and on ``release_workspace()``, glibc is
   asked to return its arenas' free pages (``malloc_trim``): that is where the NumPy arrays the
   thread freed (outputs, caches, gradients) went.  (No-op where the C library has none.)  Same
-  measurement: 26-53 MiB left, most of it OpenBLAS's own per-thread GEMM buffers.
+  measurement: 26-108 MiB left: ~30 MiB of OpenBLAS's own per-thread GEMM buffers, and the top
+  chunk of each ended thread's arena, which malloc_trim leaves (it trims only the main arena's
+  top).  ``MALLOC_TRIM_THRESHOLD_=4194304`` in the environment returns that too (+30 MiB), at the
+  price of glibc's dynamic thresholds: a process-wide choice, so the user's, not a library's.
 
 Buffers of 4 MiB and more ask for transparent huge pages (``MADV_HUGEPAGE``), as NumPy does for
 its own large arrays: a first touch then faults once per 2 MiB.
