@@ -294,17 +294,28 @@ def release_workspace():
 
     A thread that is inside a kernel call at this moment keeps using its memory until the call
     returns, and frees it then: nothing is freed under a running kernel.  Threads keep working as
-    before; their next call maps fresh scratch.  Also asks the C library to give the free pages of
-    its malloc arenas back to the OS (glibc's ``malloc_trim``): that is where freed NumPy arrays
-    stay.  Returns the number of bytes of kept scratch released.
+    before; their next call maps fresh scratch.  Also unmaps the blocks the native array pool keeps
+    for the backends' next outputs (``fastrnn._native``, once a backend has loaded it), and asks the
+    C library to give the free pages of its malloc arenas back to the OS (glibc's ``malloc_trim``):
+    that is where other freed NumPy arrays stay.  Returns the number of bytes released (kept
+    scratch and pooled blocks).
     """
     released = 0
     for holder in _live_holders():
         buffer, holder.buffer = holder.buffer, None
         released += 0 if buffer is None else buffer.size
         buffer = None  # unmapped here, unless a running call still uses it
+    pool = _native_pool()
+    if pool is not None:
+        released += pool.pool_release()
     trim_malloc()
     return released
+
+
+def _native_pool():
+    """``fastrnn._native`` (whose array pool keeps freed outputs mapped) when something has loaded
+    it; never imported here just to ask."""
+    return sys.modules.get(__package__ + "._native")
 
 
 def _live_holders():
@@ -317,7 +328,8 @@ def workspace_info():
     limit comes from (``limit_source``: "default", ``FASTRNN_WORKSPACE_MB`` or
     "set_workspace_limit"), ``total_bytes`` kept by all threads, and ``threads``: one entry per
     live thread that has used scratch (``name``, ``ident``, ``bytes`` kept, ``in_use``: a kernel
-    call of that thread is using it right now)."""
+    call of that thread is using it right now); ``pool``: the native array pool's ``pool_stats()``
+    (bytes it keeps for all threads, its cap, ...) once loaded, else None."""
     threads = []
     for holder in _live_holders():
         buffer = holder.buffer
@@ -334,5 +346,6 @@ def workspace_info():
         "limit_source": _limit_source,
         "total_bytes": sum(t["bytes"] for t in threads),
         "threads": threads,
+        "pool": None if _native_pool() is None else _native_pool().pool_stats(),
         "malloc_trim": bool(_load_malloc_trim()),
     }

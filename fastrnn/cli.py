@@ -301,6 +301,10 @@ def _workspace_lines(ws):
              + ("" if ws["malloc_trim"] else "; this C library has no malloc_trim")]
     for t in held:
         lines.append(f"{'':<16}  {t['name']} ({t['ident']}): {_mib(t['bytes'])}" + (", in use" if t["in_use"] else ""))
+    pool = ws.get("pool")
+    if pool is not None:
+        lines.append(f"{'':<16}array pool (all threads): {_mib(pool['held_bytes'])} kept, at most "
+                     f"{_mib(pool['cap_bytes'])}")
     return lines
 
 

@@ -164,9 +164,10 @@ def test_release_workspace_frees_this_thread_and_idle_threads_and_they_keep_work
     with fastrnn.use_backend(COMPILED_BACKENDS[0] if COMPILED_BACKENDS else "numpy"):
         _lstm_fwd_bwd(9)
     ready.wait(30)
-    before = fastrnn.workspace_info()["total_bytes"]
+    info = fastrnn.workspace_info()
+    before = info["total_bytes"]
     assert before > 0 or not COMPILED_BACKENDS
-    assert fastrnn.release_workspace() == before
+    assert fastrnn.release_workspace() == before + (info["pool"]["held_bytes"] if info["pool"] else 0)
     assert fastrnn.workspace_info()["total_bytes"] == 0
     go_on.set()
     done.wait(30)
@@ -251,3 +252,17 @@ def test_kernels_results_never_alias_the_kept_scratch():
         eh, ecache = reference.lstm_forward(*args)
         assert_all_close(h, eh)
         assert_all_close(grads, reference.lstm_backward(dh, ecache))
+
+
+def test_release_workspace_also_empties_the_native_array_pool_once_loaded():
+    from fastrnn import _native as native  # not optional: built with the package
+
+    with native.pooled():
+        block = np.ones(3 * MiB, np.uint8)  # pooled: kept mapped when freed
+    del block
+    held = native.pool_stats()["held_bytes"]
+    assert held >= 3 * MiB
+    info = fastrnn.workspace_info()
+    assert info["pool"]["held_bytes"] == held
+    assert fastrnn.release_workspace() >= held
+    assert native.pool_stats()["held_bytes"] == 0
