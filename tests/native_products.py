@@ -24,8 +24,8 @@ def _fn(name, restype, *argtypes):
 _SFX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
 MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT) for dt, c in _SFX.items()}
 PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
-GEMM = {dt: _fn(f"fr_gemm_{c}", None, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P)
-        for dt, c in _SFX.items()}
+GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P,
+                ctypes.c_size_t) for dt, c in _SFX.items()}
 GEMM_WORK = {dt: _fn(f"fr_gemm_work_{c}", ctypes.c_size_t, _I, _I, _I, _I) for dt, c in _SFX.items()}
 
 
@@ -75,7 +75,8 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
 
 
 def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
-    """gemm on the columns g*H + [u0, u1), op(A) = A or A^T, op(B) = B or B^T, beta 0 and 1."""
+    """gemm on the columns g*H + [u0, u1), op(A) = A or A^T, op(B) = B or B^T, beta 0 and 1 (the second
+    with a work buffer declared too small, which gemm must replace rather than overrun)."""
     dtype = np.dtype(dtype)
     N = gates * H
     A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
@@ -85,8 +86,9 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
     for beta in (0, 1):
         C = rng.standard_normal((M, N + 3)).astype(dtype)
         before = C.copy()
-        GEMM[dtype](M, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, H, gates, u0, u1, _ptr(C), N + 3,
-                    beta, _ptr(work))
+        status = GEMM[dtype](M, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, H, gates, u0, u1, _ptr(C),
+                             N + 3, beta, _ptr(work), work.size if beta == 0 else 0)  # beta 1: too small a buffer
+        assert status == 0
         opA, opB = (A.T if at else A), (B.T if bt else B)
         expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
         worst = excess(C[:, :N][:, cols], expected[:, cols].astype(dtype), dtype)

@@ -53,20 +53,21 @@ cnp.import_array()
 ctypedef cnp.npy_intp intp
 
 cdef extern from "pointwise.h" nogil:
-    void fr_rnn_fwd_f(intp N, intp H, float *A, intp lda, float *hs, intp lds)
-    void fr_rnn_fwd_d(intp N, intp H, double *A, intp lda, double *hs, intp lds)
-    void fr_lstm_fwd_f(intp N, intp H, float *A, intp lda, const float *cprev, intp ldcp,
+    void fr_rnn_fwd_f(intp N, intp H, float *A, intp lda, const float *b, float *hs, intp lds)
+    void fr_rnn_fwd_d(intp N, intp H, double *A, intp lda, const double *b, double *hs, intp lds)
+    void fr_lstm_fwd_f(intp N, intp nu, intp gs, float *A, intp lda, const float *b, const float *cprev, intp ldcp,
                        float *c, intp ldc, float *tc, intp ldtc, float *h, intp ldh, float *hs, intp lds)
-    void fr_lstm_fwd_d(intp N, intp H, double *A, intp lda, const double *cprev, intp ldcp,
-                       double *c, intp ldc, double *tc, intp ldtc, double *h, intp ldh, double *hs, intp lds)
+    void fr_lstm_fwd_d(intp N, intp nu, intp gs, double *A, intp lda, const double *b, const double *cprev,
+                       intp ldcp, double *c, intp ldc, double *tc, intp ldtc, double *h, intp ldh, double *hs,
+                       intp lds)
     void fr_rnn_bwd_f(intp N, intp H, const float *dh, intp lddh, const float *dhp, intp lddhp,
                       const float *h, intp ldh, float *dA, intp ldda, float *db)
     void fr_rnn_bwd_d(intp N, intp H, const double *dh, intp lddh, const double *dhp, intp lddhp,
                       const double *h, intp ldh, double *dA, intp ldda, double *db)
-    void fr_lstm_bwd_f(intp N, intp H, const float *dh, intp lddh, const float *dhp, intp lddhp,
+    void fr_lstm_bwd_f(intp N, intp nu, intp gs, const float *dh, intp lddh, const float *dhp, intp lddhp,
                        float *dc, intp lddc, const float *gates, intp ldg, const float *tc, intp ldtc,
                        const float *cprev, intp ldcp, float *dA, intp ldda, float *db)
-    void fr_lstm_bwd_d(intp N, intp H, const double *dh, intp lddh, const double *dhp, intp lddhp,
+    void fr_lstm_bwd_d(intp N, intp nu, intp gs, const double *dh, intp lddh, const double *dhp, intp lddhp,
                        double *dc, intp lddc, const double *gates, intp ldg, const double *tc, intp ldtc,
                        const double *cprev, intp ldcp, double *dA, intp ldda, double *db)
     void fr_sigmoid_loop_f(intp n, const float *x, float *out)
@@ -271,12 +272,43 @@ cdef inline int blas_sizes(intp a, intp b=1, intp c=1, intp d=1) except -1:
     return 0
 
 
+cdef extern from "numpy/arrayobject.h":
+    object PyDataMem_SetHandler(object handler)
+
+# fastrnn._native's array pool (a NumPy memory handler, fastrnn/_native/pool.h), or None.  Arrays of at
+# least POOLED bytes come from it: a training loop asks for the same sizes at every step, and the pool
+# hands back blocks that are still mapped instead of faulting in fresh pages.
+cdef object pool_handler = None
+cdef size_t POOLED = 256 * 1024
+
+
+def set_pool(handler):
+    """Allocates the large arrays from this NumPy memory handler (a capsule); None: NumPy's default."""
+    global pool_handler
+    pool_handler = handler
+
+
+cdef cnp.ndarray pooled_empty(int nd, intp *dims, int tn):
+    """PyArray_EMPTY, from the array pool when the array is large and the pool is there."""
+    cdef size_t n = 4 if tn == cnp.NPY_FLOAT32 else 8
+    cdef int k
+    for k in range(nd):
+        n *= <size_t>dims[k]
+    if pool_handler is None or n < POOLED:
+        return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, tn, 0)
+    previous = PyDataMem_SetHandler(pool_handler)
+    try:
+        return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, tn, 0)
+    finally:
+        PyDataMem_SetHandler(previous)
+
+
 cdef inline cnp.ndarray empty(int nd, intp d0, intp d1, intp d2, int tn):
     cdef intp dims[3]
     dims[0] = d0
     dims[1] = d1
     dims[2] = d2
-    return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, tn, 0)
+    return pooled_empty(nd, dims, tn)
 
 
 cdef inline cnp.ndarray zeros(int nd, intp d0, intp d1, int tn):
@@ -304,36 +336,481 @@ cdef inline size_t up64(size_t nbytes) noexcept nogil:
     return (nbytes + 63) & ~(<size_t>63)
 
 
+# ------------------------------------------------------------------------------------------ the team
+# When fastrnn._native is there (backend.py hands over its addresses: set_native), a sequence layer's
+# pass runs as ONE job of its thread team (fastrnn/_native/team.h), whose threads each own a slab of
+# hidden units -- all gates of those units:
+#   forward:  each thread computes the input projection of its columns (x Wx, all T*N rows), packs its
+#             slab of Wh once, then per step computes its tiles of h_{t-1} Wh and runs the fused pointwise
+#             pass on them (adding the bias), and meets the others at one barrier per step;
+#   backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
+#             its units (dA_t, the carried dc, db), meets the others, and computes its units of
+#             dA_t Wh^T; after the loop a share of the rows of dX and its own columns of dWx and dWh.
+# The products run on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
+# call leaves its idle threads spinning for ~0.1 s, which would take the team's second core (measured: a
+# 2-thread team job right after a 2-thread OpenBLAS GEMM took 7.2 ms instead of 3.3 ms).  The affine
+# layers use the same products and team.  Without fastrnn._native, or for a single step, the kernels
+# below call BLAS as before.
+
+ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil
+ctypedef int64_t (*team_run_t)(task_t fn, void *arg, int64_t nth) noexcept nogil
+ctypedef void (*sync_t)(void *sync) noexcept nogil
+ctypedef void (*mm_s_t)(intp M, intp K, const float *A, intp lda, const float *P, intp H, intp gates,
+                        intp ub0, intp ub1, float *C, intp ldc, int beta) noexcept nogil
+ctypedef void (*mm_d_t)(intp M, intp K, const double *A, intp lda, const double *P, intp H, intp gates,
+                        intp ub0, intp ub1, double *C, intp ldc, int beta) noexcept nogil
+ctypedef int (*gemm_s_t)(intp M, intp K, const float *A, intp lda, int at, const float *B, intp ldb, int bt,
+                         intp H, intp gates, intp u0, intp u1, float *C, intp ldc, int beta, void *work,
+                         size_t work_bytes) noexcept nogil
+ctypedef int (*gemm_d_t)(intp M, intp K, const double *A, intp lda, int at, const double *B, intp ldb, int bt,
+                         intp H, intp gates, intp u0, intp u1, double *C, intp ldc, int beta, void *work,
+                         size_t work_bytes) noexcept nogil
+ctypedef size_t (*gemm_work_t)(intp M, intp N, intp K, intp blocks) noexcept nogil
+ctypedef void (*pack_s_t)(intp K, intp H, intp gates, const float *B, intp ldb, int trans, float *P,
+                          intp ub0, intp ub1) noexcept nogil
+ctypedef void (*pack_d_t)(intp K, intp H, intp gates, const double *B, intp ldb, int trans, double *P,
+                          intp ub0, intp ub1) noexcept nogil
+ctypedef int (*get_threads_t)() noexcept nogil
+
+cdef team_run_t fr_team_run = NULL
+cdef sync_t fr_sync = NULL
+cdef mm_s_t fr_mm_s = NULL
+cdef mm_d_t fr_mm_d = NULL
+cdef gemm_s_t fr_gemm_s = NULL
+cdef gemm_d_t fr_gemm_d = NULL
+cdef gemm_work_t fr_gemm_work_s = NULL
+cdef gemm_work_t fr_gemm_work_d = NULL
+cdef pack_s_t fr_pack_s = NULL
+cdef pack_d_t fr_pack_d = NULL
+cdef intp NR_F = 0, NR_D = 0
+cdef get_threads_t blas_get_threads = NULL
+
+
+def set_native(dict symbols, intp nr_float32, intp nr_float64):
+    """Runs the sequence and affine layers on fastrnn._native (symbols: name -> address; the panel width
+    NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
+    global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
+    global fr_pack_s, fr_pack_d, NR_F, NR_D
+    if not symbols:
+        fr_team_run = NULL
+        NR_F = NR_D = 0
+        return
+    fr_sync = <sync_t><size_t>symbols["fr_sync"]
+    fr_mm_s = <mm_s_t><size_t>symbols["fr_mm_s"]
+    fr_mm_d = <mm_d_t><size_t>symbols["fr_mm_d"]
+    fr_gemm_s = <gemm_s_t><size_t>symbols["fr_gemm_s"]
+    fr_gemm_d = <gemm_d_t><size_t>symbols["fr_gemm_d"]
+    fr_gemm_work_s = <gemm_work_t><size_t>symbols["fr_gemm_work_s"]
+    fr_gemm_work_d = <gemm_work_t><size_t>symbols["fr_gemm_work_d"]
+    fr_pack_s = <pack_s_t><size_t>symbols["fr_pack_s"]
+    fr_pack_d = <pack_d_t><size_t>symbols["fr_pack_d"]
+    NR_F, NR_D = nr_float32, nr_float64
+    fr_team_run = <team_run_t><size_t>symbols["fr_team_run"]
+
+
+def set_blas_threads(size_t get_num_threads_address):
+    """The BLAS's ``get_num_threads`` (threadpoolctl's limit lands there): the team never uses more
+    threads than the BLAS may.  0: no such function; the team then uses one thread."""
+    global blas_get_threads
+    blas_get_threads = <get_threads_t>get_num_threads_address if get_num_threads_address else NULL
+
+
+def native_in_use():
+    """True when the sequence and affine layers run on fastrnn._native (see set_native)."""
+    return fr_team_run != NULL
+
+
+# A team thread needs at least this many flops of recurrent product per step, and of an affine layer's
+# products: below it a barrier per step (~1 us) or the second thread's start costs more than it saves.
+cdef double TEAM_MIN_FLOPS = 2.0e6
+cdef double DENSE_MIN_FLOPS = 4.0e6
+
+
+cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
+    """Threads for a job: the BLAS's limit, at most one per `least` flops and `most`, at least 1."""
+    cdef int64_t n = blas_get_threads() if blas_get_threads != NULL else 1
+    cdef int64_t cap = <int64_t>(flops / least)
+    if n > cap:
+        n = cap
+    if n > most:
+        n = most
+    return n if n > 1 else 1
+
+
+cdef inline intp panel_width(int tn) noexcept nogil:
+    return NR_F if tn == cnp.NPY_FLOAT32 else NR_D
+
+
+cdef inline bint use_team(intp T, intp H, int tn) noexcept nogil:
+    """Whether a sequence layer runs on the team: fastrnn._native must be there, and packing the
+    recurrent weights (once per call) must pay: more than one step, at least half a panel of units."""
+    return fr_team_run != NULL and T > 1 and 2 * H >= panel_width(tn)
+
+
+cdef inline size_t packed_bytes(intp K, intp H, intp gates, int tn) noexcept nogil:
+    cdef intp nr = panel_width(tn)
+    return up64(<size_t>((H + nr - 1) // nr) * gates * K * nr * (4 if tn == cnp.NPY_FLOAT32 else 8))
+
+
+cdef inline void pmm(intp M, intp K, const floating *A, intp lda, const floating *P, intp H, intp gates,
+                     intp ub, floating *C, intp ldc, int beta) noexcept nogil:
+    """C[0:M, unit block ub of every gate] (+)= A (M, K) @ packed panels (ub, *)."""
+    if floating is float:
+        fr_mm_s(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta)
+    else:
+        fr_mm_d(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta)
+
+
+cdef struct Work:
+    void *buffer  # this thread's gemm work
+    size_t bytes
+    int *failed   # set when gemm could not allocate a bigger buffer (the caller raises MemoryError)
+
+
+cdef inline void pgemm(intp M, intp K, const floating *A, intp lda, int at, const floating *B, intp ldb, int bt,
+                       intp H, intp gates, intp u0, intp u1, floating *C, intp ldc, int beta,
+                       Work *w) noexcept nogil:
+    """C[0:M, columns g*H + [u0, u1) of every gate g] (+)= op(A) op(B)[:, those columns] (packed.h)."""
+    cdef int status
+    if floating is float:
+        status = fr_gemm_s(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, w.buffer, w.bytes)
+    else:
+        status = fr_gemm_d(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, w.buffer, w.bytes)
+    if status:
+        w.failed[0] = 1
+
+
+cdef inline void ppack(intp K, intp H, intp gates, const floating *B, intp ldb, int trans, floating *P,
+                       intp ub0, intp ub1) noexcept nogil:
+    if floating is float:
+        fr_pack_s(K, H, gates, B, ldb, trans, P, ub0, ub1)
+    else:
+        fr_pack_d(K, H, gates, B, ldb, trans, P, ub0, ub1)
+
+
+cdef inline void share(intp n, int64_t tid, int64_t nth, intp *a, intp *b) noexcept nogil:
+    """Thread tid's part [a, b) of n items: contiguous, as even as possible."""
+    a[0] = n * tid // nth
+    b[0] = n * (tid + 1) // nth
+
+
+cdef struct Layer:
+    # sizes: G = gates * H; nr = panel width, nb = unit blocks; work = bytes of gemm work per thread
+    intp N, T, D, H, G, gates, nr, nb
+    size_t work
+    int64_t threads
+    # inputs: xt = x time-major (T, N, D); c0 (N, H) or NULL (zeros)
+    const void *xt
+    const void *Wx
+    const void *Wh
+    const void *b
+    const void *c0
+    # forward: A the gate buffer (T, N, G) [rnn: hh (T+1, N, H), hh[0] = h0, hh[1:] the gate buffer];
+    # hs the h stack (T, N, H) [rnn: hh[:T]]; c, tc (T, N, H); h the batch-major output (N, T, H)
+    void *A
+    void *hs
+    void *c
+    void *tc
+    void *h
+    const void *zero
+    # backward: dh (N, T, H) and dhT (N, H), each NULL for zeros; dA (T, N, G); dprev (N, H) the carried
+    # dh; dc (N, H) the carried dc (the final cell state's gradient in, dc0 out); dxt (T, N, D), dx (N, T, D)
+    const void *dh
+    const void *dhT
+    void *dA
+    void *dprev
+    void *dc
+    void *dxt
+    void *dx
+    void *dh0
+    void *dWx
+    void *dWh
+    void *db
+    # scratch: P the packed recurrent weights, W every thread's gemm work; failed: a gemm's malloc failed
+    void *P
+    void *W
+    int failed
+
+
+cdef inline Work thread_work(void *W, size_t bytes, int64_t tid, int *failed) noexcept nogil:
+    cdef Work w
+    w.buffer = <char *>W + tid * bytes
+    w.bytes = bytes
+    w.failed = failed
+    return w
+
+
+cdef inline void layer_setup(Layer *L, intp N, intp T, intp D, intp H, intp gates, int tn) noexcept nogil:
+    """L's sizes for a team pass, and the threads of its team (its scratch: layer_scratch)."""
+    memset(L, 0, sizeof(Layer))
+    L.N, L.T, L.D, L.H, L.gates, L.G = N, T, D, H, gates, gates * H
+    L.nr = panel_width(tn)
+    L.nb = (H + L.nr - 1) // L.nr
+    cdef intp M = max(T * N, max(D, H)), C = max(L.G, D), K = max(max(D, L.G), T * N)
+    L.work = up64((fr_gemm_work_s if tn == cnp.NPY_FLOAT32 else fr_gemm_work_d)(M, C, K, gates))
+    L.threads = team_threads(2.0 * N * H * L.G, TEAM_MIN_FLOPS, L.nb)
+
+
+cdef inline size_t layer_scratch(Layer *L, intp K, intp pgates, int tn) noexcept nogil:
+    """Bytes of scratch for the packed recurrent weights (K rows in pgates gate blocks: Wh forward,
+    Wh^T backward) and every thread's gemm work."""
+    return packed_bytes(K, L.H, pgates, tn) + <size_t>L.threads * L.work
+
+
+cdef inline void layer_place(Layer *L, char *scratch, intp K, intp pgates, int tn) noexcept nogil:
+    L.P = scratch
+    L.W = scratch + packed_bytes(K, L.H, pgates, tn)
+
+
+cdef inline void slab(Layer *L, int64_t tid, int64_t nth, intp *ub0, intp *ub1, intp *u0, intp *u1) noexcept nogil:
+    """Thread tid's unit blocks [ub0, ub1) and hidden units [u0, u1)."""
+    share(L.nb, tid, nth, ub0, ub1)
+    u0[0] = ub0[0] * L.nr
+    u1[0] = min(L.H, ub1[0] * L.nr)
+
+
+cdef inline void projection(floating *kind, Layer *L, intp u0, intp u1, floating *A, Work *work) noexcept nogil:
+    """A[:, this slab's columns of every gate] = x W_x for all T*N rows (A: T*N rows of G; the pointwise
+    passes add the bias, which saves a pass over A)."""
+    pgemm(L.T * L.N, L.D, <const floating *>L.xt, L.D, 0, <const floating *>L.Wx, L.G, 0, L.H, L.gates, u0, u1, A,
+          L.G, 0, work)
+
+
+cdef inline void gradients(floating *kind, Layer *L, int64_t tid, int64_t nth, intp u0, intp u1,
+                           const floating *Hprev, Work *work) noexcept nogil:
+    """After BPTT: a share of the rows of dX = dA Wx^T (then into the batch-major dx), and this slab's
+    columns of dWx = X^T dA and dWh = Hprev^T dA.  Every dA_t is complete: the last step's barrier."""
+    cdef intp r, r0, r1, t, n, TN = L.T * L.N
+    cdef const floating *dA = <const floating *>L.dA
+    cdef floating *dxt = <floating *>L.dxt
+    cdef floating *dx = <floating *>L.dx
+    share(TN, tid, nth, &r0, &r1)
+    if r1 > r0:  # op(B) = Wx^T: its columns 0..D-1
+        pgemm(r1 - r0, L.G, dA + r0 * L.G, L.G, 0, <const floating *>L.Wx, L.G, 1, L.D, 1, 0, L.D, dxt + r0 * L.D,
+              L.D, 0, work)
+    for r in range(r0, r1):  # row r of dxt is step t = r // N of sequence n = r % N
+        t, n = r // L.N, r % L.N
+        memcpy(dx + (n * L.T + t) * L.D, dxt + r * L.D, L.D * sizeof(floating))
+    pgemm(L.D, TN, <const floating *>L.xt, L.D, 1, dA, L.G, 0, L.H, L.gates, u0, u1, <floating *>L.dWx, L.G, 0, work)
+    pgemm(L.H, TN, Hprev, L.H, 1, dA, L.G, 0, L.H, L.gates, u0, u1, <floating *>L.dWh, L.G, 0, work)
+
+
+cdef inline const floating *upstream(Layer *L, intp t, intp *ld, floating *kind) noexcept nogil:
+    """The upstream gradient of step t's h: dh[:, t] (row stride T*H), or the zero row."""
+    if L.dh != NULL:
+        ld[0] = L.T * L.H
+        return <const floating *>L.dh + t * L.H
+    ld[0] = 0
+    return <const floating *>L.zero
+
+
+cdef inline const floating *carried(Layer *L, intp t, intp *ld, floating *kind) noexcept nogil:
+    """The gradient flowing into step t's h from step t+1 (dprev), or at the last step dhT or zeros."""
+    if t < L.T - 1:
+        ld[0] = L.H
+        return <const floating *>L.dprev
+    if L.dhT != NULL:
+        ld[0] = L.H
+        return <const floating *>L.dhT
+    ld[0] = 0
+    return <const floating *>L.zero
+
+
+cdef inline const floating *previous_cell(Layer *L, intp t, intp *ld, floating *kind) noexcept nogil:
+    """c_{t-1}: the cell states' row block t-1, or at t = 0 c0 or zeros."""
+    if t > 0:
+        ld[0] = L.H
+        return <const floating *>L.c + (t - 1) * L.N * L.H
+    if L.c0 != NULL:
+        ld[0] = L.H
+        return <const floating *>L.c0
+    ld[0] = 0
+    return <const floating *>L.zero
+
+
+cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of the RNN forward pass."""
+    cdef intp ub0, ub1, u0, u1, t, ub, v0, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef floating *hh = <floating *>L.A
+    cdef floating *h = <floating *>L.h
+    cdef floating *P = <floating *>L.P
+    cdef const floating *b = <const floating *>L.b
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    projection(kind, L, u0, u1, hh + NH, &w)
+    ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
+    for t in range(T):
+        for ub in range(ub0, ub1):
+            v0 = ub * L.nr
+            pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1)
+            if floating is float:
+                fr_rnn_fwd_f(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
+            else:
+                fr_rnn_fwd_d(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
+        fr_sync(sync)
+
+
+cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of RNN BPTT and the weight gradients."""
+    cdef intp ub0, ub1, u0, u1, t, ub, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef const floating *hh = <const floating *>L.A
+    cdef const floating *dht
+    cdef const floating *dhp
+    cdef floating *dA = <floating *>L.dA
+    cdef floating *db = <floating *>L.db
+    cdef floating *P = <floating *>L.P
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    ppack(H, H, 1, <const floating *>L.Wh, H, 1, P, ub0, ub1)
+    for t in range(T - 1, -1, -1):
+        dht = upstream(L, t, &lddh, kind)
+        dhp = carried(L, t, &lddhp, kind)
+        if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
+            fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
+                         db + u0)
+        else:
+            fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
+                         db + u0)
+        fr_sync(sync)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):
+            pmm(N, H, dA + t * NH, H, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
+    gradients(kind, L, tid, nth, u0, u1, hh, &w)
+
+
+cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of the LSTM forward pass."""
+    cdef intp ub0, ub1, u0, u1, t, ub, v0, nu, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef floating *A = <floating *>L.A
+    cdef floating *hs = <floating *>L.hs
+    cdef floating *c = <floating *>L.c
+    cdef floating *tc = <floating *>L.tc
+    cdef floating *h = <floating *>L.h
+    cdef floating *P = <floating *>L.P
+    cdef const floating *b = <const floating *>L.b
+    cdef const floating *cprev
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    projection(kind, L, u0, u1, A, &w)
+    ppack(H, H, 4, <const floating *>L.Wh, G, 0, P, ub0, ub1)
+    for t in range(T):
+        cprev = previous_cell(L, t, &ldcp, kind)
+        for ub in range(ub0, ub1):
+            v0 = ub * L.nr
+            nu = min(H, v0 + L.nr) - v0
+            pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1)
+            if floating is float:
+                fr_lstm_fwd_f(N, nu, H, A + t * NG + v0, G, b + v0, cprev + v0, ldcp, c + t * NH + v0, H,
+                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+            else:
+                fr_lstm_fwd_d(N, nu, H, A + t * NG + v0, G, b + v0, cprev + v0, ldcp, c + t * NH + v0, H,
+                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+        fr_sync(sync)
+
+
+cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of LSTM BPTT and the weight gradients."""
+    cdef intp ub0, ub1, u0, u1, t, ub, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef const floating *A = <const floating *>L.A
+    cdef const floating *tc = <const floating *>L.tc
+    cdef const floating *dht
+    cdef const floating *dhp
+    cdef const floating *cprev
+    cdef floating *dA = <floating *>L.dA
+    cdef floating *dc = <floating *>L.dc
+    cdef floating *db = <floating *>L.db
+    cdef floating *P = <floating *>L.P
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)
+    for t in range(T - 1, -1, -1):
+        dht = upstream(L, t, &lddh, kind)
+        dhp = carried(L, t, &lddhp, kind)
+        cprev = previous_cell(L, t, &ldcp, kind)
+        if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
+            fr_lstm_bwd_f(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
+                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
+        else:
+            fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
+                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
+        fr_sync(sync)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):
+            pmm(N, G, dA + t * NG, G, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
+    gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
+
+
+cdef void rnn_fwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    rnn_fwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void rnn_fwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    rnn_fwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void rnn_bwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    rnn_bwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void rnn_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    rnn_bwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void lstm_fwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    lstm_fwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void lstm_fwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    lstm_fwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void lstm_bwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    lstm_bwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void lstm_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    lstm_bwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
 # ------------------------------------------------------------------------------------------ vanilla RNN
 
 cdef void rnn_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
                     const floating *Wx, const floating *Wh, const floating *b, floating *h,
-                    floating *xt, floating *hh) noexcept nogil:
-    """hh (T+1, N, H): hh[0] = h0 and hh[t+1] = h_t, so hh[1:] is the gate buffer and hh[:T] the h stack."""
+                    floating *xt, floating *hh, Layer *L) noexcept nogil:
+    """hh (T+1, N, H): hh[0] = h0 and hh[t+1] = h_t, so hh[1:] is the gate buffer and hh[:T] the h stack.
+    L: run as a team job (L set up by the caller), or NULL: on BLAS, one GEMM per step."""
     cdef intp t, NH = N * H
     swap01(N, T, D, x, xt)
     memcpy(hh, h0, NH * sizeof(floating))
-    fill_rows(T * N, H, b, hh + NH, H)
-    mm(False, False, T * N, H, D, xt, D, Wx, H, 1, hh + NH, H)
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.b, L.A, L.h = xt, Wx, Wh, b, hh, h
+        fr_team_run(rnn_fwd_task_f if floating is float else rnn_fwd_task_d, L, L.threads)
+        return
+    mm(False, False, T * N, H, D, xt, D, Wx, H, 0, hh + NH, H)
     for t in range(T):
         mm(False, False, N, H, H, hh + t * NH, H, Wh, H, 1, hh + (t + 1) * NH, H)
         if floating is float:
-            fr_rnn_fwd_f(N, H, hh + (t + 1) * NH, H, h + t * H, T * H)
+            fr_rnn_fwd_f(N, H, hh + (t + 1) * NH, H, b, h + t * H, T * H)
         else:
-            fr_rnn_fwd_d(N, H, hh + (t + 1) * NH, H, h + t * H, T * H)
+            fr_rnn_fwd_d(N, H, hh + (t + 1) * NH, H, b, h + t * H, T * H)
 
 
 cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *dhT,
                     const floating *xt, const floating *Wx, const floating *Wh, const floating *hh,
                     floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
-                    floating *dxt, floating *dprev, const floating *zero) noexcept nogil:
+                    floating *dxt, floating *dprev, const floating *zero, Layer *L) noexcept nogil:
     """dh (N, T, H), the gradient of every step's h, and dhT (N, H), that of the final state (added to the
-    last step's), may each be NULL: zeros (the zero row, leading dimension 0)."""
+    last step's), may each be NULL: zeros (the zero row, leading dimension 0).  L: as in rnn_fwd_k."""
     cdef intp t, NH = N * H, lddhp
     cdef const floating *dht
     cdef const floating *dhp
     for t in range(H):
         db[t] = 0
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.A, L.dh, L.dhT, L.zero = xt, Wx, Wh, <void *>hh, dh, dhT, zero
+        L.dA, L.dprev, L.dxt, L.dx, L.dh0, L.dWx, L.dWh, L.db = dA, dprev, dxt, dx, dh0, dWx, dWh, db
+        fr_team_run(rnn_bwd_task_f if floating is float else rnn_bwd_task_d, L, L.threads)
+        return
     for t in range(T - 1, -1, -1):
         dht = dh + t * H if dh != NULL else zero
         if t < T - 1:
@@ -371,13 +848,23 @@ cdef tuple rnn_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     check(b, tn, 1, H)
     blas_sizes(N * T, D, H)
     cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hh = empty(3, T + 1, N, H, tn)
+    cdef Layer layer
+    cdef Layer *L = NULL
+    cdef cnp.ndarray work
+    if use_team(T, H, tn):
+        layer_setup(&layer, N, T, D, H, 1, tn)
+        work = scratch(layer_scratch(&layer, H, 1, tn))
+        layer_place(&layer, <char *>P(work), H, 1, tn)
+        L = &layer
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
-                      <float *>P(h), <float *>P(xt), <float *>P(hh))
+                      <float *>P(h), <float *>P(xt), <float *>P(hh), L)
         else:
             rnn_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
-                      <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hh))
+                      <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hh), L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return h, (xt, Wx, Wh, hh)
 
 
@@ -398,8 +885,13 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * H * item), o2 = o1 + up64(T * N * D * item)
-    cdef size_t o3 = o2 + up64(N * H * item)
-    cdef cnp.ndarray work = scratch(o3 + H * item)
+    cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
+    cdef Layer layer
+    cdef Layer *L = NULL
+    if use_team(T, H, tn):
+        layer_setup(&layer, N, T, D, H, 1, tn)
+        L = &layer
+    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, H, 1, tn) if L != NULL else 0))
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
@@ -407,15 +899,19 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     cdef void *pdh = P_or_null(dh)
     cdef void *pdhT = P_or_null(dhT)
     memset(zero, 0, H * item)
+    if L != NULL:
+        layer_place(L, dA + o4, H, 1, tn)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
                       <float *>P(hh), <float *>P(dx), <float *>P(dh0), <float *>P(dWx), <float *>P(dWh),
-                      <float *>P(db), <float *>dA, <float *>dxt, <float *>dprev, <float *>zero)
+                      <float *>P(db), <float *>dA, <float *>dxt, <float *>dprev, <float *>zero, L)
         else:
             rnn_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
                       <double *>P(hh), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
-                      <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero)
+                      <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero, L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return dx, dh0, dWx, dWh, db
 
 
@@ -447,15 +943,18 @@ def rnn_backward_state(cnp.ndarray dh, cnp.ndarray dhT, tuple cache not None):
 cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
                      const floating *c0, const floating *Wx, const floating *Wh, const floating *b,
                      floating *h, floating *xt, floating *hs, floating *c, floating *tc, floating *A,
-                     const floating *zero) noexcept nogil:
+                     const floating *zero, Layer *L) noexcept nogil:
     """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); c, tc = tanh(c) (T, N, H); A (T, N, 4H).
-    c0 (N, H) may be NULL: zeros."""
+    c0 (N, H) may be NULL: zeros.  L: run as a team job (L set up by the caller), or NULL: on BLAS."""
     cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H, ldcp
     cdef const floating *cprev
     swap01(N, T, D, x, xt)
     memcpy(hs, h0, NH * sizeof(floating))
-    fill_rows(T * N, G, b, A, G)
-    mm(False, False, T * N, G, D, xt, D, Wx, G, 1, A, G)
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.b, L.c0, L.A, L.hs, L.c, L.tc, L.h, L.zero = xt, Wx, Wh, b, c0, A, hs, c, tc, h, zero
+        fr_team_run(lstm_fwd_task_f if floating is float else lstm_fwd_task_d, L, L.threads)
+        return
+    mm(False, False, T * N, G, D, xt, D, Wx, G, 0, A, G)
     for t in range(T):
         mm(False, False, N, G, H, hs + t * NH, H, Wh, G, 1, A + t * NG, G)
         if t > 0:
@@ -468,10 +967,10 @@ cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const fl
             cprev = zero
             ldcp = 0
         if floating is float:
-            fr_lstm_fwd_f(N, H, A + t * NG, G, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
+            fr_lstm_fwd_f(N, H, H, A + t * NG, G, b, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
                           hs + (t + 1) * NH if t + 1 < T else NULL, H)
         else:
-            fr_lstm_fwd_d(N, H, A + t * NG, G, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
+            fr_lstm_fwd_d(N, H, H, A + t * NG, G, b, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
                           hs + (t + 1) * NH if t + 1 < T else NULL, H)
 
 
@@ -479,15 +978,21 @@ cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const f
                      const floating *xt, const floating *Wx, const floating *Wh, const floating *hs,
                      const floating *c0, const floating *c, const floating *tc, const floating *A,
                      floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
-                     floating *dxt, floating *dprev, floating *dc, const floating *zero) noexcept nogil:
+                     floating *dxt, floating *dprev, floating *dc, const floating *zero, Layer *L) noexcept nogil:
     """dh (N, T, H), dhT and c0 (N, H) may be NULL (zeros).  dc (N, H) holds the gradient of the final cell
-    state on entry and that of c0 on return."""
+    state on entry and that of c0 on return.  L: as in lstm_fwd_k."""
     cdef intp t, G = 4 * H, NH = N * H, NG = N * 4 * H, lddhp, ldcp
     cdef const floating *dht
     cdef const floating *dhp
     cdef const floating *cprev
     for t in range(G):
         db[t] = 0
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.c0, L.dh, L.dhT, L.zero = xt, Wx, Wh, c0, dh, dhT, zero
+        L.A, L.hs, L.c, L.tc = <void *>A, <void *>hs, <void *>c, <void *>tc  # read only in the backward
+        L.dA, L.dprev, L.dc, L.dxt, L.dx, L.dh0, L.dWx, L.dWh, L.db = dA, dprev, dc, dxt, dx, dh0, dWx, dWh, db
+        fr_team_run(lstm_bwd_task_f if floating is float else lstm_bwd_task_d, L, L.threads)
+        return
     for t in range(T - 1, -1, -1):
         dht = dh + t * H if dh != NULL else zero
         if t < T - 1:
@@ -509,10 +1014,10 @@ cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const f
             cprev = zero
             ldcp = 0
         if floating is float:
-            fr_lstm_bwd_f(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
+            fr_lstm_bwd_f(N, H, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
                           cprev, ldcp, dA + t * NG, G, db)
         else:
-            fr_lstm_bwd_d(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
+            fr_lstm_bwd_d(N, H, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
                           cprev, ldcp, dA + t * NG, G, db)
         mm(False, True, N, H, G, dA + t * NG, G, Wh, G, 0, dh0 if t == 0 else dprev, H)
     mm(False, True, T * N, D, G, dA, G, Wx, G, 0, dxt, D)
@@ -535,19 +1040,29 @@ cdef tuple lstm_fwd(cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray Wx, cn
     blas_sizes(N * T, D, 4 * H)
     cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
     cdef cnp.ndarray c = empty(3, T, N, H, tn), tc = empty(3, T, N, H, tn), A = empty(3, T, N, 4 * H, tn)
-    cdef cnp.ndarray work = scratch(H * cnp.PyArray_ITEMSIZE(x))
-    cdef void *zero = P(work)
+    cdef size_t o1 = up64(H * cnp.PyArray_ITEMSIZE(x))
+    cdef Layer layer
+    cdef Layer *L = NULL
+    if use_team(T, H, tn):
+        layer_setup(&layer, N, T, D, H, 4, tn)
+        L = &layer
+    cdef cnp.ndarray work = scratch(o1 + (layer_scratch(L, H, 4, tn) if L != NULL else 0))
+    cdef char *zero = <char *>P(work)
     cdef void *pc0 = P_or_null(c0)
     memset(zero, 0, H * cnp.PyArray_ITEMSIZE(x))
+    if L != NULL:
+        layer_place(L, zero + o1, H, 4, tn)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             lstm_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>pc0, <float *>P(Wx), <float *>P(Wh),
                        <float *>P(b), <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(c), <float *>P(tc),
-                       <float *>P(A), <float *>zero)
+                       <float *>P(A), <float *>zero, L)
         else:
             lstm_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>pc0, <double *>P(Wx), <double *>P(Wh),
                        <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hs), <double *>P(c),
-                       <double *>P(tc), <double *>P(A), <double *>zero)
+                       <double *>P(tc), <double *>P(A), <double *>zero, L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return h, (xt, Wx, Wh, hs, c0, c, tc, A)
 
 
@@ -577,8 +1092,13 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn), dc0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * G * item), o2 = o1 + up64(T * N * D * item)
-    cdef size_t o3 = o2 + up64(N * H * item)
-    cdef cnp.ndarray work = scratch(o3 + H * item)
+    cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
+    cdef Layer layer
+    cdef Layer *L = NULL
+    if use_team(T, H, tn):
+        layer_setup(&layer, N, T, D, H, 4, tn)
+        L = &layer
+    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0))
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
@@ -587,6 +1107,8 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     cdef void *pdhT = P_or_null(dhT)
     cdef void *pc0 = P_or_null(c0)
     memset(zero, 0, H * item)
+    if L != NULL:
+        layer_place(L, dA + o4, G, 1, tn)
     if dcT is None:  # dc, carried through the loop in dc0, starts from the final cell state's gradient
         memset(P(dc0), 0, N * H * item)
     else:
@@ -596,13 +1118,15 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
             lstm_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
                        <float *>P(hs), <float *>pc0, <float *>P(c), <float *>P(tc), <float *>P(A), <float *>P(dx),
                        <float *>P(dh0), <float *>P(dWx), <float *>P(dWh), <float *>P(db), <float *>dA,
-                       <float *>dxt, <float *>dprev, <float *>P(dc0), <float *>zero)
+                       <float *>dxt, <float *>dprev, <float *>P(dc0), <float *>zero, L)
         else:
             lstm_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(xt), <double *>P(Wx),
                        <double *>P(Wh), <double *>P(hs), <double *>pc0, <double *>P(c), <double *>P(tc),
                        <double *>P(A), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
                        <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>P(dc0),
-                       <double *>zero)
+                       <double *>zero, L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return dx, dh0, dc0, dWx, dWh, db
 
 
@@ -636,13 +1160,12 @@ def lstm_backward_state(cnp.ndarray dh, cnp.ndarray dhT, cnp.ndarray dcT, tuple 
 cdef void rnn_step_fwd_k(intp N, intp D, intp H, const floating *x, const floating *prev_h,
                          const floating *Wx, const floating *Wh, const floating *b,
                          floating *next_h) noexcept nogil:
-    fill_rows(N, H, b, next_h, H)
-    mm(False, False, N, H, D, x, D, Wx, H, 1, next_h, H)
+    mm(False, False, N, H, D, x, D, Wx, H, 0, next_h, H)
     mm(False, False, N, H, H, prev_h, H, Wh, H, 1, next_h, H)
     if floating is float:
-        fr_rnn_fwd_f(N, H, next_h, H, NULL, 0)
+        fr_rnn_fwd_f(N, H, next_h, H, b, NULL, 0)
     else:
-        fr_rnn_fwd_d(N, H, next_h, H, NULL, 0)
+        fr_rnn_fwd_d(N, H, next_h, H, b, NULL, 0)
 
 
 cdef void step_grads_k(intp N, intp D, intp H, intp G, const floating *dA, const floating *x,
@@ -730,13 +1253,12 @@ cdef void lstm_step_fwd_k(intp N, intp D, intp H, const floating *x, const float
                           const floating *b, floating *next_h, floating *next_c, floating *A,
                           floating *tc) noexcept nogil:
     cdef intp G = 4 * H
-    fill_rows(N, G, b, A, G)
-    mm(False, False, N, G, D, x, D, Wx, G, 1, A, G)
+    mm(False, False, N, G, D, x, D, Wx, G, 0, A, G)
     mm(False, False, N, G, H, prev_h, H, Wh, G, 1, A, G)
     if floating is float:
-        fr_lstm_fwd_f(N, H, A, G, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+        fr_lstm_fwd_f(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
     else:
-        fr_lstm_fwd_d(N, H, A, G, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+        fr_lstm_fwd_d(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
 
 
 cdef void lstm_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const floating *dnext_c,
@@ -750,9 +1272,9 @@ cdef void lstm_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const
         db[j] = 0
     memcpy(dprev_c, dnext_c, N * H * sizeof(floating))  # the kernel turns dc into dc * f in place
     if floating is float:
-        fr_lstm_bwd_f(N, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+        fr_lstm_bwd_f(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
     else:
-        fr_lstm_bwd_d(N, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+        fr_lstm_bwd_d(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
     step_grads_k(N, D, H, G, dA, x, prev_h, Wx, Wh, dx, dprev_h, dWx, dWh)
 
 
@@ -824,15 +1346,121 @@ def lstm_step_backward(cnp.ndarray dnext_h not None, cnp.ndarray dnext_c not Non
 
 # ------------------------------------------------------------------------------------------ affine layers
 
+# The affine layers run on the team too (when fastrnn._native is there), so that a model never mixes
+# BLAS's threads with the team's.  Each product is split between the threads along the dimension whose
+# split makes every thread pack the smaller operand.
+cdef struct Dense:
+    intp R, D, M
+    size_t work
+    int64_t threads
+    const void *x
+    const void *w
+    const void *b
+    const void *dout
+    void *out
+    void *dx
+    void *dw
+    void *db
+    void *W
+    int failed
+
+
+cdef inline void dense_setup(Dense *d, intp R, intp D, intp M, int tn) noexcept nogil:
+    """d's sizes and threads; its gemm work covers every product of dense_fwd_body and dense_bwd_body (rows
+    up to max(R, D), columns up to max(D, M), depth up to max(R, D, M))."""
+    memset(d, 0, sizeof(Dense))
+    d.R, d.D, d.M = R, D, M
+    d.threads = team_threads(2.0 * R * D * M, DENSE_MIN_FLOPS, 64)
+    d.work = up64((fr_gemm_work_s if tn == cnp.NPY_FLOAT32 else fr_gemm_work_d)(max(R, D), max(D, M), max(R, max(D, M)), 1))
+
+
+cdef void dense_fwd_body(floating *kind, Dense *d, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """out = x w + b: this thread's rows (every thread packs w) or columns (every thread packs x)."""
+    cdef intp r, a, e, R = d.R, D = d.D, M = d.M
+    cdef floating *out = <floating *>d.out
+    cdef const floating *x = <const floating *>d.x
+    cdef const floating *b = <const floating *>d.b
+    cdef Work wk = thread_work(d.W, d.work, tid, &d.failed)
+    cdef Work *work = &wk
+    if M <= R:
+        share(R, tid, nth, &a, &e)
+        for r in range(a, e):
+            memcpy(out + r * M, b, M * sizeof(floating))
+        if e > a:
+            pgemm(e - a, D, x + a * D, D, 0, <const floating *>d.w, M, 0, M, 1, 0, M, out + a * M, M, 1, work)
+    else:
+        share(M, tid, nth, &a, &e)
+        for r in range(R):
+            memcpy(out + r * M + a, b + a, (e - a) * sizeof(floating))
+        pgemm(R, D, x, D, 0, <const floating *>d.w, M, 0, M, 1, a, e, out, M, 1, work)
+
+
+cdef void dense_bwd_body(floating *kind, Dense *d, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """dx = dout w^T, dw = x^T dout, db = column sums of dout: this thread's share of each."""
+    cdef intp j, a, e, R = d.R, D = d.D, M = d.M
+    cdef const floating *dout = <const floating *>d.dout
+    cdef const floating *x = <const floating *>d.x
+    cdef const floating *w = <const floating *>d.w
+    cdef floating *db = <floating *>d.db
+    cdef Work wk = thread_work(d.W, d.work, tid, &d.failed)
+    cdef Work *work = &wk
+    if D <= R:  # dx by rows (every thread packs w^T) or by columns (every thread packs dout)
+        share(R, tid, nth, &a, &e)
+        if e > a:
+            pgemm(e - a, M, dout + a * M, M, 0, w, M, 1, D, 1, 0, D, <floating *>d.dx + a * D, D, 0, work)
+    else:
+        share(D, tid, nth, &a, &e)
+        pgemm(R, M, dout, M, 0, w, M, 1, D, 1, a, e, <floating *>d.dx, D, 0, work)
+    if D <= M:  # dw by columns (every thread packs x^T) or by rows (every thread packs dout)
+        share(M, tid, nth, &a, &e)
+        pgemm(D, R, x, D, 1, dout, M, 0, M, 1, a, e, <floating *>d.dw, M, 0, work)
+    else:
+        share(D, tid, nth, &a, &e)
+        if e > a:
+            pgemm(e - a, R, x + a, D, 1, dout, M, 0, M, 1, 0, M, <floating *>d.dw + a * M, M, 0, work)
+    share(M, tid, nth, &a, &e)
+    for j in range(a, e):
+        db[j] = 0
+    if e > a:
+        if floating is float:
+            fr_colsum_f(R, e - a, dout + a, M, db + a)
+        else:
+            fr_colsum_d(R, e - a, dout + a, M, db + a)
+
+
+cdef void dense_fwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    dense_fwd_body(<float *>NULL, <Dense *>arg, sync, tid, nth)
+
+
+cdef void dense_fwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    dense_fwd_body(<double *>NULL, <Dense *>arg, sync, tid, nth)
+
+
+cdef void dense_bwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    dense_bwd_body(<float *>NULL, <Dense *>arg, sync, tid, nth)
+
+
+cdef void dense_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    dense_bwd_body(<double *>NULL, <Dense *>arg, sync, tid, nth)
+
+
 cdef void affine_fwd_k(intp R, intp D, intp M, const floating *x, const floating *w, const floating *b,
-                       floating *out) noexcept nogil:
+                       floating *out, Dense *d) noexcept nogil:
+    if d != NULL:
+        d.x, d.w, d.b, d.out = x, w, b, out
+        fr_team_run(dense_fwd_task_f if floating is float else dense_fwd_task_d, d, d.threads)
+        return
     fill_rows(R, M, b, out, M)
     mm(False, False, R, M, D, x, D, w, M, 1, out, M)
 
 
 cdef void affine_bwd_k(intp R, intp D, intp M, const floating *dout, const floating *x, const floating *w,
-                       floating *dx, floating *dw, floating *db) noexcept nogil:
+                       floating *dx, floating *dw, floating *db, Dense *d) noexcept nogil:
     cdef intp j
+    if d != NULL:
+        d.dout, d.x, d.w, d.dx, d.dw, d.db = dout, x, w, dx, dw, db
+        fr_team_run(dense_bwd_task_f if floating is float else dense_bwd_task_d, d, d.threads)
+        return
     mm(False, True, R, D, M, dout, M, w, M, 0, dx, D)
     mm(True, False, D, M, R, x, D, dout, M, 0, dw, M)
     for j in range(M):
@@ -854,11 +1482,21 @@ cdef tuple affine_fwd(cnp.ndarray x, cnp.ndarray w, cnp.ndarray b, intp R, cnp.n
     if cnp.PyArray_SIZE(out) != R * M:
         raise ValueError("affine output of the wrong size")
     blas_sizes(R, D, M)
+    cdef Dense dense
+    cdef Dense *d = NULL
+    cdef cnp.ndarray work
+    if fr_team_run != NULL:
+        dense_setup(&dense, R, D, M, tn)
+        work = scratch(dense.threads * dense.work)
+        dense.W = P(work)
+        d = &dense
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            affine_fwd_k(R, D, M, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(out))
+            affine_fwd_k(R, D, M, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(b), <float *>cnp.PyArray_DATA(out), d)
         else:
-            affine_fwd_k(R, D, M, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(out))
+            affine_fwd_k(R, D, M, <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(b), <double *>cnp.PyArray_DATA(out), d)
+    if d != NULL and d.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return out, (x, w)
 
 
@@ -873,15 +1511,25 @@ cdef tuple affine_bwd(cnp.ndarray dout, cnp.ndarray x, cnp.ndarray w, intp R):
     if cnp.PyArray_SIZE(dout) != R * M or cnp.PyArray_SIZE(x) != R * D:
         raise ValueError(f"dout of shape {shape_of(dout)} does not match the cache")
     blas_sizes(R, D, M)
-    cdef cnp.ndarray dx = <cnp.ndarray>cnp.PyArray_EMPTY(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), tn, 0)
+    cdef cnp.ndarray dx = pooled_empty(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), tn)
     cdef cnp.ndarray dw = empty(2, D, M, 0, tn), db = empty(1, M, 0, 0, tn)
+    cdef Dense dense
+    cdef Dense *d = NULL
+    cdef cnp.ndarray work
+    if fr_team_run != NULL:
+        dense_setup(&dense, R, D, M, tn)
+        work = scratch(dense.threads * dense.work)
+        dense.W = P(work)
+        d = &dense
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             affine_bwd_k(R, D, M, <float *>cnp.PyArray_DATA(dout), <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(w), <float *>cnp.PyArray_DATA(dx),
-                         <float *>cnp.PyArray_DATA(dw), <float *>cnp.PyArray_DATA(db))
+                         <float *>cnp.PyArray_DATA(dw), <float *>cnp.PyArray_DATA(db), d)
         else:
             affine_bwd_k(R, D, M, <double *>cnp.PyArray_DATA(dout), <double *>cnp.PyArray_DATA(x), <double *>cnp.PyArray_DATA(w), <double *>cnp.PyArray_DATA(dx),
-                         <double *>cnp.PyArray_DATA(dw), <double *>cnp.PyArray_DATA(db))
+                         <double *>cnp.PyArray_DATA(dw), <double *>cnp.PyArray_DATA(db), d)
+    if d != NULL and d.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return dx, dw, db
 
 
@@ -963,7 +1611,7 @@ def word_embedding_forward(cnp.ndarray x not None, cnp.ndarray W not None):
     for k in range(nd):
         dims[k] = x.shape[k]
     dims[nd] = D
-    cdef cnp.ndarray out = <cnp.ndarray>cnp.PyArray_EMPTY(nd + 1, dims, tn, 0)
+    cdef cnp.ndarray out = pooled_empty(nd + 1, dims, tn)
     cdef int status
     with nogil:
         if tn == cnp.NPY_FLOAT32:

@@ -127,6 +127,24 @@ finally:
 
 _choose_blas(_kernels)
 
+
+def _use_native(kernels):
+    """The sequence and affine layers on fastrnn._native's team (unless FASTRNN_NATIVE=0: BLAS), and the
+    large arrays from its pool."""
+    if os.environ.get("FASTRNN_NATIVE", "").strip() == "0":
+        return
+    try:
+        from .. import _native
+    except ImportError:  # the C extension did not build: BLAS for everything
+        return
+    layout = _native.layout()
+    kernels.set_blas_threads(_native.blas_threads_address())
+    kernels.set_native(_native.symbols(), layout["nr_float32"], layout["nr_float64"])
+    kernels.set_pool(_native.pool_handler)
+
+
+_use_native(_kernels)
+
 # Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land.
 from ..reference import (  # noqa: E402,F401
     gru_backward,

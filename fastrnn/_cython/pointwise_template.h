@@ -8,48 +8,55 @@
 #define FR_SIGMOID FR_FN(sigmoid)
 #define FR_LANES 16
 
-/* RNN forward step, in place: A (N, H) holds x Wx + h Wh + b and gets h = tanh(A); h is also copied to
+/* RNN forward step, in place: A (N, H) holds x Wx + h Wh and gets h = tanh(A + b); h is also copied to
  * hs (the next row block of the h stack) unless hs is NULL. */
-FR_CLONES static void FR_FN(rnn_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda,
+FR_CLONES static void FR_FN(rnn_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda, const REAL *restrict b,
                                      REAL *restrict hs, ptrdiff_t lds)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         REAL *restrict a = A + n * lda;
         for (ptrdiff_t j = 0; j < H; j++)
-            a[j] = FR_TANH(a[j]);
+            a[j] = FR_TANH(a[j] + b[j]);
         if (hs)
             memcpy(hs + n * lds, a, (size_t)H * sizeof(REAL));
     }
 }
 
-/* One row of lstm_fwd. */
-static inline void FR_FN(lstm_fwd_row)(ptrdiff_t H, REAL *restrict a, const REAL *restrict cprev,
-                                       REAL *restrict c, REAL *restrict tc, REAL *restrict h)
+/* One row of lstm_fwd: nu hidden units, one restrict pointer per gate block (see lstm_bwd_row). */
+static inline void FR_FN(lstm_fwd_row)(ptrdiff_t nu, REAL *restrict ai, REAL *restrict af,
+                                       REAL *restrict ao, REAL *restrict ag, const REAL *restrict bi,
+                                       const REAL *restrict bf, const REAL *restrict bo, const REAL *restrict bg,
+                                       const REAL *restrict cprev, REAL *restrict c, REAL *restrict tc,
+                                       REAL *restrict h)
 {
-    for (ptrdiff_t j = 0; j < H; j++) {
-        REAL i = FR_GATE(a[j]), f = FR_GATE(a[H + j]), o = FR_GATE(a[2 * H + j]), g = FR_TANH(a[3 * H + j]);
+    for (ptrdiff_t j = 0; j < nu; j++) {
+        REAL i = FR_GATE(ai[j] + bi[j]), f = FR_GATE(af[j] + bf[j]), o = FR_GATE(ao[j] + bo[j]);
+        REAL g = FR_TANH(ag[j] + bg[j]);
         REAL cv = f * cprev[j] + i * g;
         REAL t = FR_TANH(cv);
-        a[j] = i;
-        a[H + j] = f;
-        a[2 * H + j] = o;
-        a[3 * H + j] = g;
+        ai[j] = i;
+        af[j] = f;
+        ao[j] = o;
+        ag[j] = g;
         c[j] = cv;
         tc[j] = t;
         h[j] = o * t;
     }
 }
 
-/* LSTM forward step.  A (N, 4H) holds the pre-activations (i, f, o, g) and gets the activated gates;
+/* LSTM forward step for nu hidden units (a slab: the gate blocks i, f, o, g of a row lie gs = H apart,
+ * in A and in b).  A (N, 4H) holds the pre-activations without the bias and gets the activated gates;
  * writes c = f cprev + i g, tc = tanh(c), h = o tc, and h again to hs unless hs is NULL. */
-FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda,
+FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, REAL *A, ptrdiff_t lda, const REAL *b,
                                       const REAL *cprev, ptrdiff_t ldcp, REAL *c, ptrdiff_t ldc,
                                       REAL *tc, ptrdiff_t ldtc, REAL *h, ptrdiff_t ldh, REAL *hs, ptrdiff_t lds)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
-        FR_FN(lstm_fwd_row)(H, A + n * lda, cprev + n * ldcp, c + n * ldc, tc + n * ldtc, h + n * ldh);
+        REAL *a = A + n * lda;
+        FR_FN(lstm_fwd_row)(nu, a, a + gs, a + 2 * gs, a + 3 * gs, b, b + gs, b + 2 * gs, b + 3 * gs,
+                            cprev + n * ldcp, c + n * ldc, tc + n * ldtc, h + n * ldh);
         if (hs)
-            memcpy(hs + n * lds, h + n * ldh, (size_t)H * sizeof(REAL));
+            memcpy(hs + n * lds, h + n * ldh, (size_t)nu * sizeof(REAL));
     }
 }
 
@@ -101,10 +108,11 @@ static inline void FR_FN(lstm_bwd_row)(ptrdiff_t H, const REAL *restrict dh, con
     }
 }
 
-/* LSTM backward step.  dc (N, H) holds the cell gradient flowing in from the next step and gets the one
- * flowing to the previous step (dc f); gates (N, 4H) are the activated i, f, o, g; tc = tanh(c).
- * Writes dA (N, 4H), the gradient of the pre-activations, and adds its column sums to db. */
-FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh,
+/* LSTM backward step for nu hidden units (gate blocks gs = H apart in gates, dA and db).  dc (N, nu)
+ * holds the cell gradient flowing in from the next step and gets the one flowing to the previous step
+ * (dc f); gates (N, 4H) are the activated i, f, o, g; tc = tanh(c).  Writes dA (N, 4H), the gradient
+ * of the pre-activations, and adds its column sums to db. */
+FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, const REAL *dh, ptrdiff_t lddh,
                                       const REAL *dhp, ptrdiff_t lddhp, REAL *dc, ptrdiff_t lddc,
                                       const REAL *gates, ptrdiff_t ldg, const REAL *tc, ptrdiff_t ldtc,
                                       const REAL *cprev, ptrdiff_t ldcp, REAL *dA, ptrdiff_t ldda, REAL *db)
@@ -112,9 +120,9 @@ FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, 
     for (ptrdiff_t n = 0; n < N; n++) {
         const REAL *g = gates + n * ldg;
         REAL *da = dA + n * ldda;
-        FR_FN(lstm_bwd_row)(H, dh + n * lddh, dhp + n * lddhp, dc + n * lddc, g, g + H, g + 2 * H, g + 3 * H,
-                            tc + n * ldtc, cprev + n * ldcp, da, da + H, da + 2 * H, da + 3 * H,
-                            db, db + H, db + 2 * H, db + 3 * H);
+        FR_FN(lstm_bwd_row)(nu, dh + n * lddh, dhp + n * lddhp, dc + n * lddc, g, g + gs, g + 2 * gs, g + 3 * gs,
+                            tc + n * ldtc, cprev + n * ldcp, da, da + gs, da + 2 * gs, da + 3 * gs,
+                            db, db + gs, db + 2 * gs, db + 3 * gs);
     }
 }
 

@@ -190,10 +190,10 @@ typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const 
                           ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int);
 typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,
                           ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int);
-typedef void (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
-                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *);
-typedef void (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
-                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, void *);
+typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
+                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *, size_t);
+typedef int (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
+                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, void *, size_t);
 typedef size_t (*fr_gemm_work_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 typedef void (*fr_pack_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, float *, ptrdiff_t,
                             ptrdiff_t);
@@ -262,18 +262,18 @@ static void fr_mm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, co
     fr_impl.mm_d(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta);
 }
 
-static void fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,
-                      int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, float *C, ptrdiff_t ldc,
-                      int beta, void *work)
+static int fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,
+                     int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, float *C, ptrdiff_t ldc,
+                     int beta, void *work, size_t work_bytes)
 {
-    fr_impl.gemm_s(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work);
+    return fr_impl.gemm_s(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
 }
 
-static void fr_gemm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, int at, const double *B,
-                      ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, double *C,
-                      ptrdiff_t ldc, int beta, void *work)
+static int fr_gemm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, int at, const double *B,
+                     ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, double *C,
+                     ptrdiff_t ldc, int beta, void *work, size_t work_bytes)
 {
-    fr_impl.gemm_d(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work);
+    return fr_impl.gemm_d(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
 }
 
 /* Bytes of work buffer fr_gemm_s/d need for M rows, N columns in at most `blocks` gate blocks, K. */

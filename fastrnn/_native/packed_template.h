@@ -156,21 +156,28 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
  * dX, dWx, dWh).  Blocked like a BLAS (GotoBLAS's scheme): for each block of KC rows of op(B), its
  * columns are packed into panels of NR, then for each block of MC rows of op(A), that block is packed
  * into micro-panels of MR rows (k-major, so both forms of A are read alike) and every micro-panel of A
- * passes over every panel of B.  work: gemm_work(M, gates * (u1 - u0), K) bytes. */
-static void FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *B,
-                          ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1,
-                          REAL *C, ptrdiff_t ldc, int beta, void *work)
+ * passes over every panel of B.  work: work_bytes >= gemm_work(M, gates * (u1 - u0), K, gates) bytes (a
+ * smaller buffer is replaced by a malloc'ed one).  Returns 0, or -1 when that malloc failed (C untouched). */
+static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *B,
+                         ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1,
+                         REAL *C, ptrdiff_t ldc, int beta, void *work, size_t work_bytes)
 {
     const ptrdiff_t span = u1 - u0, per_gate = (span + FR_NR - 1) / FR_NR;
+    void *own = NULL;
     if (M <= 0 || span <= 0)
-        return;
+        return 0;
     if (K <= 0) {
         if (!beta)
             for (ptrdiff_t r = 0; r < M; r++)
                 for (ptrdiff_t g = 0; g < gates; g++)
                     for (ptrdiff_t j = u0; j < u1; j++)
                         C[r * ldc + g * H + j] = 0;
-        return;
+        return 0;
+    }
+    if (FR_NAME(gemm_work)(M, gates * span, K, gates) > work_bytes) {  /* a caller's slip: never overrun */
+        work = own = malloc(FR_NAME(gemm_work)(M, gates * span, K, gates));
+        if (!own)
+            return -1;
     }
     const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
     const ptrdiff_t MC = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
@@ -251,6 +258,8 @@ static void FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda
             }
         }
     }
+    free(own);
+    return 0;
 }
 #undef FR_MC
 
