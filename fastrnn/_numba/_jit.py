@@ -108,14 +108,16 @@ def helper(func):
 
 def _arg_type(kind, float_type):
     """'f<ndim>': readonly float array (an input); 'o<ndim>': writable float array (an output
-    or scratch buffer); 'i<ndim>': readonly intp array; 'n': an int; 'b': the BLAS marker
-    (see ``_blas``).  Every array is C-contiguous."""
+    or scratch buffer); 'w<ndim>': writable uint8 array (scratch bytes); 'i<ndim>': readonly
+    intp array; 'n': an int; 'b': the BLAS marker (see ``_blas``).  Every array is C-contiguous."""
     if kind == "n":
         return types.intp
     if kind == "b":
         return types.int64 if BLAS_INT == np.int64 else types.int32
     if kind[0] == "o":
         return types.Array(float_type, int(kind[1:]), "C")
+    if kind[0] == "w":
+        return types.Array(types.uint8, int(kind[1:]), "C")
     dtype = {"f": float_type, "i": types.intp}[kind[0]]
     return types.Array(dtype, int(kind[1:]), "C", readonly=True)
 

@@ -40,15 +40,57 @@ from ._rnn import backprop_into_previous, sequence_grads
 
 
 @helper
-def _gate_constants(H, dtype):
-    """Per gate column (i, f, o: sigmoid; g: tanh), s and k of ``tanh(a * s) * s + k``."""
-    s = np.empty(4 * H, dtype)
-    k = np.empty(4 * H, dtype)
-    for j in range(4 * H):
-        sigmoid = j < 3 * H
-        s[j] = dtype.type(0.5) if sigmoid else dtype.type(1)
-        k[j] = dtype.type(0.5) if sigmoid else dtype.type(0)
-    return s, k
+def forward_units(gates, b, c, tanh_c, h, t, u0, u1):
+    """The fused pointwise pass of step t for hidden units [u0, u1), every row: activates the gates
+    (i, f, o = sigmoid, g = tanh, of a + b) in place and writes c_t, tanh(c_t) and h_t."""
+    N, T, G = gates.shape
+    H = G // 4
+    one = gates.dtype.type(1)
+    half = gates.dtype.type(0.5)
+    zero = gates.dtype.type(0)
+    for n in range(N):
+        a = gates[n, t]
+        for q in range(4):  # sigmoid(a) = tanh(a/2)/2 + 1/2; the g block is a plain tanh
+            s = half if q < 3 else one
+            k = half if q < 3 else zero
+            aq, bq = a[q * H + u0 : q * H + u1], b[q * H + u0 : q * H + u1]
+            for j in range(u1 - u0):
+                aq[j] = vtanh((aq[j] + bq[j]) * s) * s + k
+        i, f, o, g = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1]
+        c_prev, c_next, tc, ht = c[n, t, u0:u1], c[n, t + 1, u0:u1], tanh_c[n, t, u0:u1], h[n, t, u0:u1]
+        for j in range(u1 - u0):
+            c_next[j] = f[j] * c_prev[j] + i[j] * g[j]
+        for j in range(u1 - u0):
+            tcj = vtanh(c_next[j])
+            tc[j] = tcj
+            ht[j] = o[j] * tcj
+
+
+@helper
+def backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1):
+    """The fused pointwise pass of BPTT step t for hidden units [u0, u1), every row: dA_t from the
+    gradient into h_t (dht[:, t]) and into c_t (dc, which then becomes the gradient into c_{t-1})."""
+    N, T, G = gates.shape
+    H = G // 4
+    one = gates.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    for n in range(N):
+        a, da = gates[n, t], dA[n, t]
+        i, f, o, g = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1]
+        di, df = da[u0:u1], da[H + u0 : H + u1]
+        do, dg = da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1]
+        dhn, dcn, c_prev, tc = dht[n, t, u0:u1], dc[n, u0:u1], c[n, t, u0:u1], tanh_c[n, t, u0:u1]
+        for j in range(u1 - u0):
+            dhj, tcj, oj = dhn[j], tc[j], o[j]
+            do[j] = dhj * tcj * (oj * (one - oj))
+            dcn[j] += dhj * oj * (one - tcj * tcj)
+        for j in range(u1 - u0):
+            ij, gj = i[j], g[j]
+            di[j] = dcn[j] * gj * (ij * (one - ij))
+            dg[j] = dcn[j] * ij * (one - gj * gj)
+        for j in range(u1 - u0):
+            fj = f[j]
+            df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
+            dcn[j] *= fj
 
 
 @kernel("b", "f3", "f2", "f2", "f2", "f2", "f1", "o3", "o3", "o3", "o3")
@@ -57,7 +99,6 @@ def lstm_forward(bi, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates):
     N, T, D = x.shape
     H = h0.shape[1]
     G = 4 * H
-    s, k = _gate_constants(H, x.dtype)
     copy_rows(c[:, 0], c0)
     gemm(bi, NOTRANS, NOTRANS, N * T, G, D, 1.0, x, 0, D, Wx, 0, G, 0.0, gates, 0, G)
     for t in range(T):
@@ -65,18 +106,7 @@ def lstm_forward(bi, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates):
             gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h0, 0, H, Wh, 0, G, 1.0, gates, 0, T * G)
         else:
             gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h, (t - 1) * H, T * H, Wh, 0, G, 1.0, gates, t * G, T * G)
-        for n in range(N):
-            a = gates[n, t]
-            for j in range(G):  # i, f, o = sigmoid, g = tanh, of a + b
-                a[j] = vtanh((a[j] + b[j]) * s[j]) * s[j] + k[j]
-            i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-            c_prev, c_next, tc, ht = c[n, t], c[n, t + 1], tanh_c[n, t], h[n, t]
-            for j in range(H):
-                c_next[j] = f[j] * c_prev[j] + i[j] * g[j]
-            for j in range(H):
-                tcj = vtanh(c_next[j])
-                tc[j] = tcj
-                ht[j] = o[j] * tcj
+        forward_units(gates, b, c, tanh_c, h, t, 0, H)
 
 
 @kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
@@ -87,29 +117,12 @@ def lstm_backward(bi, dcT, x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dA, WhT, dx,
     N, T, _ = x.shape
     H = Wh.shape[0]
     G = 4 * H
-    one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dc = dcT.copy()  # gradient into c_t
     dh0 = np.empty((N, 1, H), dht.dtype)
     if WhT.size:  # multiply by Wh transposed once (see _rnn)
         transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
-        for n in range(N):
-            a, da = gates[n, t], dA[n, t]
-            i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-            di, df, do, dg = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]
-            dhn, dcn, c_prev, tc = dht[n, t], dc[n], c[n, t], tanh_c[n, t]
-            for j in range(H):
-                dhj, tcj, oj = dhn[j], tc[j], o[j]
-                do[j] = dhj * tcj * (oj * (one - oj))
-                dcn[j] += dhj * oj * (one - tcj * tcj)
-            for j in range(H):
-                ij, gj = i[j], g[j]
-                di[j] = dcn[j] * gj * (ij * (one - ij))
-                dg[j] = dcn[j] * ij * (one - gj * gj)
-            for j in range(H):
-                fj = f[j]
-                df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
-                dcn[j] *= fj
+        backward_units(gates, c, tanh_c, dht, dc, dA, t, 0, H)
         backprop_into_previous(bi, t, dA, Wh, WhT, dht, dh0)
     db = sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh)
     return dh0.reshape(N, H), dc, db

@@ -68,6 +68,28 @@ def sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh):
     return db
 
 
+@helper
+def forward_units(h, b, t, u0, u1):
+    """Step t for hidden units [u0, u1), every row: h_t = tanh(h_t + b) in place (h_t holds the
+    input projection plus the recurrent product)."""
+    N = h.shape[0]
+    for n in range(N):
+        a, bu = h[n, t, u0:u1], b[u0:u1]
+        for j in range(u1 - u0):
+            a[j] = vtanh(a[j] + bu[j])
+
+
+@helper
+def backward_units(h, dht, dA, t, u0, u1):
+    """BPTT step t for hidden units [u0, u1), every row: dA_t = dh_t (1 - h_t^2)."""
+    N = h.shape[0]
+    one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    for n in range(N):
+        g, ht, da = dht[n, t, u0:u1], h[n, t, u0:u1], dA[n, t, u0:u1]
+        for j in range(u1 - u0):
+            da[j] = g[j] * (one - ht[j] * ht[j])
+
+
 @kernel("b", "f3", "f2", "f2", "f2", "f1", "o3")
 def rnn_forward(bi, x, h0, Wx, Wh, b, h):
     """x (N, T, D), h0 (N, H): fills h (N, T, H)."""
@@ -79,10 +101,7 @@ def rnn_forward(bi, x, h0, Wx, Wh, b, h):
             gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, h0, 0, H, Wh, 0, H, 1.0, h, 0, T * H)
         else:
             gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, h, (t - 1) * H, T * H, Wh, 0, H, 1.0, h, t * H, T * H)
-        for n in range(N):
-            a = h[n, t]
-            for j in range(H):
-                a[j] = vtanh(a[j] + b[j])
+        forward_units(h, b, t, 0, H)
 
 
 @kernel("b", "f3", "f2", "f2", "f2", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
@@ -92,15 +111,11 @@ def rnn_backward(bi, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh):
     of shape (H, H) to multiply by Wh transposed once, or of size 0 to use Wh.T."""
     N, T, _ = x.shape
     H = Wh.shape[0]
-    one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dh0 = np.empty((N, 1, H), dht.dtype)
     if WhT.size:
         transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
-        for n in range(N):
-            g, ht, da = dht[n, t], h[n, t], dA[n, t]
-            for j in range(H):
-                da[j] = g[j] * (one - ht[j] * ht[j])
+        backward_units(h, dht, dA, t, 0, H)
         backprop_into_previous(bi, t, dA, Wh, WhT, dht, dh0)
     db = sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh)
     return dh0.reshape(N, H), db

@@ -16,15 +16,25 @@ is all its backward pass needs, in either float dtype.
 The kernels live in one module per concern: ``_rnn``, ``_lstm``, ``_dense``
 (affine, sigmoid), ``_words`` (embedding, softmax loss), over ``_blas`` (GEMM
 called directly) and ``_math`` (vectorizable exp/tanh/sigmoid); ``_jit`` says how
-they are compiled and cached.
+they are compiled and cached.  When fastrnn._native is there, the sequence and
+affine layers run as jobs of its thread team instead (``_team``, over ``_packed``):
+no BLAS call inside a pass, see ``_team``; the BLAS kernels remain for single
+steps, sequences of one step or fewer units than half a panel, and
+``FASTRNN_NATIVE=0``.  Arrays of at least 256 KiB then come from its array pool,
+which keeps freed blocks mapped for the next call.
 """
+
+import ctypes
+import math
+import os
 
 import numpy as np
 
 from .._backend import LAYER_FUNCTIONS
-from . import _dense, _lstm, _rnn, _steps, _words
-from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
 from .._workspace import scratch_arrays
+from . import _dense, _lstm, _rnn, _steps, _team, _words
+from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
+from ._packed import LAYOUT
 
 __all__ = list(LAYER_FUNCTIONS)
 
@@ -45,28 +55,118 @@ KERNELS = (
 )
 
 _BI = BLAS_INT(0)  # the marker that selects that BLAS in the kernels' signatures (see _blas)
-_empty = np.empty
+
+TEAM_KERNELS = (_team.rnn_forward_team, _team.rnn_backward_team, _team.lstm_forward_team, _team.lstm_backward_team,
+                _team.affine_forward_team, _team.affine_backward_team)
 
 
 def compile_all():
-    """Compiles (or loads from Numba's cache) every kernel for float32 and float64 now."""
-    for k in KERNELS:
+    """Compiles (or loads from Numba's cache) every kernel (and team task) for float32 and float64 now."""
+    for k in KERNELS + (TEAM_KERNELS if _NATIVE else ()):
         k.compile_all()
+    for tasks in _team.TASKS.values() if _NATIVE else ():
+        for t in tasks.values():
+            t.address
+
+
+# --------------------------------------------------------------------------- the team and the pool
+
+_NATIVE = LAYOUT is not None and os.environ.get("FASTRNN_NATIVE", "").strip() != "0"
+if _NATIVE:
+    from .. import _native
+
+    _NR = {np.dtype(np.float32): LAYOUT["nr_float32"], np.dtype(np.float64): LAYOUT["nr_float64"]}
+    _address = _native.blas_threads_address()
+    _blas_threads = ctypes.CFUNCTYPE(ctypes.c_int)(_address) if _address else (lambda: 1)
+    _symbols = _native.symbols()
+    _size_t, _ssize_t = ctypes.c_size_t, ctypes.c_ssize_t
+    _GEMM_WORK = {dt: ctypes.CFUNCTYPE(_size_t, _ssize_t, _ssize_t, _ssize_t, _ssize_t)(_symbols[f"fr_gemm_work_{c}"])
+                  for dt, c in ((np.dtype(np.float32), "s"), (np.dtype(np.float64), "d"))}
+    _POOL, _set_handler = _native.pool_handler, _native.set_handler
+else:
+    _POOL = None
+_POOLED = 256 * 1024  # arrays from this many bytes on come from the pool
+
+# A team thread needs at least this many flops of recurrent product per step, and of an affine layer's
+# products (the Cython backend's thresholds): below them a barrier per step, or a second thread's
+# start, costs more than it saves.
+_TEAM_MIN_FLOPS = 2.0e6
+_DENSE_MIN_FLOPS = 4.0e6
+
+
+def native_in_use():
+    """True when the sequence and affine layers run on fastrnn._native's team."""
+    return _NATIVE
+
+
+def _empty(shape, dtype):
+    """np.empty, from the array pool for arrays of _POOLED bytes or more."""
+    if _POOL is None or math.prod(shape) * dtype.itemsize < _POOLED:
+        return np.empty(shape, dtype)
+    previous = _set_handler(_POOL)
+    try:
+        return np.empty(shape, dtype)
+    finally:
+        _set_handler(previous)
+
+
+def _threads(flops, least, most):
+    """Threads for a team job: BLAS's limit (threadpoolctl's), one per `least` flops, `most`, at least 1."""
+    return max(1, min(_blas_threads(), int(flops / least), most))
+
+
+def _team_plan(N, T, D, H, gates, dtype):
+    """(nr, threads, work bytes per thread) when a sequence layer runs on the team, else None: packing the
+    recurrent weights (once per call) pays from two steps and half a panel of units on."""
+    if not _NATIVE or T < 2 or 2 * H < _NR[dtype]:
+        return None
+    nr, G = _NR[dtype], gates * H
+    threads = _threads(2.0 * N * H * G, _TEAM_MIN_FLOPS, -(-H // nr))
+    work = _GEMM_WORK[dtype](max(N * T, D, H), max(G, D), max(D, G, N * T), gates)
+    return nr, threads, -(-work // 64) * 64
+
+
+def _team_scratch(dtype, plan, packed_rows, packed_gates, H, *shapes):
+    """Scratch arrays of `shapes`, then the packed weights and every thread's gemm work (bytes)."""
+    nr, threads, work = plan
+    packed = -(-H // nr) * packed_gates * packed_rows * nr
+    *arrays, P, wbuf = scratch_arrays(dtype, *shapes, (packed,), (-(-threads * work // dtype.itemsize),))
+    return arrays, P, wbuf.view(np.uint8)
 
 
 # --------------------------------------------------------------------------- affine
 
 
+def _dense_plan(R, D, M, dtype):
+    """(threads, work bytes per thread) of an affine layer's team job."""
+    threads = _threads(2.0 * R * D * M, _DENSE_MIN_FLOPS, 64)
+    work = _GEMM_WORK[dtype](max(R, D), max(D, M), max(R, D, M), 1)
+    return threads, -(-work // 64) * 64
+
+
 def _affine(x2, w, b):
     out = _empty((x2.shape[0], w.shape[1]), x2.dtype)
-    _dense.affine_forward[x2.dtype](_BI, x2, w, b, out)
+    if _NATIVE:
+        threads, work = _dense_plan(*x2.shape, w.shape[1], x2.dtype)
+        (wbuf,) = scratch_arrays(np.dtype(np.uint8), (threads * work,))
+        task = _team.TASKS["affine_forward"][x2.dtype].address
+        _team.affine_forward_team[x2.dtype](x2, w, b, out, wbuf, work, task, threads)
+    else:
+        _dense.affine_forward[x2.dtype](_BI, x2, w, b, out)
     return out
 
 
 def _affine_grads(dout2, x2, w):
     dx = _empty(x2.shape, dout2.dtype)
     dw = _empty(w.shape, dout2.dtype)
-    db = _dense.affine_backward[dout2.dtype](_BI, dout2, x2, w, dx, dw)
+    if _NATIVE:
+        threads, work = _dense_plan(*x2.shape, w.shape[1], x2.dtype)
+        (wbuf,) = scratch_arrays(np.dtype(np.uint8), (threads * work,))
+        db = _empty((w.shape[1],), dout2.dtype)
+        task = _team.TASKS["affine_backward"][x2.dtype].address
+        _team.affine_backward_team[x2.dtype](dout2, x2, w, dx, dw, db, wbuf, work, task, threads)
+    else:
+        db = _dense.affine_backward[dout2.dtype](_BI, dout2, x2, w, dx, dw)
     return dx, dw, db
 
 
@@ -107,22 +207,34 @@ def _Wh_transposed_shape(Wh, dh):
     return Wh.shape[::-1] if T > 1 and N * T >= 256 else (0, 0)
 
 
-def _bptt_scratch(dh, dhT, h, dA_shape, Wh):
-    """Scratch for BPTT: dht, the upstream gradient of every step's h (dh, or zeros when dh is None, plus
-    dhT, the final state's gradient, in the last step), dA, and the Wh.T buffer."""
-    dht, dA, WhT = scratch_arrays(h.dtype, h.shape, dA_shape, _Wh_transposed_shape(Wh, h))
+def _upstream(dht, dh, dhT):
+    """dht = the upstream gradient of every step's h: dh (zeros when None), plus dhT, the final state's
+    gradient, in the last step."""
     if dh is None:
         dht.fill(0)
     else:
         np.copyto(dht, dh)
     if dhT is not None:
         dht[:, -1] += dhT
+
+
+def _bptt_scratch(dh, dhT, h, dA_shape, Wh):
+    """Scratch for BPTT on BLAS: dht (see _upstream), dA, and the Wh.T buffer."""
+    dht, dA, WhT = scratch_arrays(h.dtype, h.shape, dA_shape, _Wh_transposed_shape(Wh, h))
+    _upstream(dht, dh, dhT)
     return dht, dA, WhT
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
-    h = _empty(x.shape[:2] + h0.shape[1:], x.dtype)
-    _rnn.rnn_forward[x.dtype](_BI, x, h0, Wx, Wh, b, h)
+    (N, T, D), H = x.shape, h0.shape[1]
+    h = _empty((N, T, H), x.dtype)
+    plan = _team_plan(N, T, D, H, 1, x.dtype)
+    if plan:
+        _, P, wbuf = _team_scratch(x.dtype, plan, H, 1, H)
+        task = _team.TASKS["rnn_forward"][x.dtype].address
+        _team.rnn_forward_team[x.dtype](x, h0, Wx, Wh, b, h, P, wbuf, plan[0], plan[2], task, plan[1])
+    else:
+        _rnn.rnn_forward[x.dtype](_BI, x, h0, Wx, Wh, b, h)
     return h, (x, h0, Wx, Wh, h)
 
 
@@ -135,6 +247,16 @@ def rnn_backward_state(dh, dhT, cache):
     x, h0, Wx, Wh, h = cache
     dtype = h.dtype
     dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    (N, T, D), H = x.shape, h.shape[2]
+    plan = _team_plan(N, T, D, H, 1, dtype)
+    if plan:
+        (dht, dA), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape, h.shape)
+        _upstream(dht, dh, dhT)
+        dh0, db = _empty((N, H), dtype), _empty((H,), dtype)
+        task = _team.TASKS["rnn_backward"][dtype].address
+        _team.rnn_backward_team[dtype](x, h0, Wx, Wh, h, dht, dA, P, wbuf, dx, dWx, dWh, dh0, db, plan[0], plan[2],
+                                       task, plan[1])
+        return dx, dh0, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, h.shape, Wh)
     dh0, db = _rnn.rnn_backward[dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
     return dx, dh0, dWx, dWh, db
@@ -173,7 +295,14 @@ def _lstm_forward(x, h0, c0, Wx, Wh, b):
     h, c, tanh_c = _empty((N, T, H), x.dtype), _empty((N, T + 1, H), x.dtype), _empty((N, T, H), x.dtype)
     gates = _empty((N, T, 4 * H), x.dtype)
     c0 = np.zeros_like(h0) if c0 is None else c0
-    _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates)
+    plan = _team_plan(N, T, x.shape[2], H, 4, x.dtype)
+    if plan:
+        _, P, wbuf = _team_scratch(x.dtype, plan, H, 4, H)
+        task = _team.TASKS["lstm_forward"][x.dtype].address
+        _team.lstm_forward_team[x.dtype](x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates, P, wbuf, plan[0], plan[2], task,
+                                         plan[1])
+    else:
+        _lstm.lstm_forward[x.dtype](_BI, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates)
     return h, c, (x, h0, Wx, Wh, h, c, tanh_c, gates)
 
 
@@ -182,6 +311,17 @@ def _lstm_backward(dh, dhT, dcT, cache):
     x, h0, Wx, Wh, h, c, tanh_c, gates = cache
     dtype = h.dtype
     dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    (N, T, D), H = x.shape, h.shape[2]
+    plan = _team_plan(N, T, D, H, 4, dtype)
+    if plan:
+        (dht, dA), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, h.shape, gates.shape)
+        _upstream(dht, dh, dhT)
+        dc = np.zeros((N, H), dtype) if dcT is None else dcT.copy()  # the carried dc; dc0 on return
+        dh0, db = _empty((N, H), dtype), _empty((4 * H,), dtype)
+        task = _team.TASKS["lstm_backward"][dtype].address
+        _team.lstm_backward_team[dtype](x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dc, dA, P, wbuf, dx, dWx, dWh, dh0,
+                                        db, plan[0], plan[2], task, plan[1])
+        return dx, dh0, dc, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, gates.shape, Wh)
     dcT = np.zeros(h0.shape, dtype) if dcT is None else dcT
     dh0, dc0, db = _lstm.lstm_backward[dtype](

@@ -1,0 +1,235 @@
+"""fastrnn._native's kernels and team, called from compiled Numba code.
+
+How it wins its speed: a sequence layer's pass runs as one job of the team of fastrnn._native
+(fastrnn/_native/team.h): each thread owns a slab of hidden units for all T steps and meets the others
+at one barrier per step, and every product goes to the shared packed-panel micro-kernels (packed.h):
+per step by the recurrent weights packed once per call, and once per call the input projection, dX,
+dWx and dWh, so no BLAS thread is woken inside a pass.  The team's threads run a *task*: a ``@cfunc``
+``void(arg, sync, tid, nth)`` compiled by Numba (see ``_team``), whose arrays travel in an int64 block
+of sizes and addresses (``arg``) that the launching kernel builds.
+
+Binding: as with BLAS (``_blas``), the compiled code calls the C functions by names of ours that are
+given their addresses in this process (``llvmlite.binding.add_symbol``), so cached machine code
+stays valid in every process.  A task's own address is a run-time argument of the kernel that
+launches it (``Task.address``), never baked into cached code.
+
+No exception may leave a task (it runs on threads without Python): the intrinsics here check nothing,
+so the launching kernels check every size before they start the team.
+"""
+
+import threading
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import carray, types  # noqa: F401  (carray: used by the tasks)
+from numba.core import cgutils
+from numba.core.ccallback import CFunc
+from numba.extending import intrinsic
+
+from ._jit import OPTIONS, _Cache
+
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
+
+_NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
+                                                     "fr_pack_d", "fr_team_run", "fr_sync")}
+try:  # the C extension is built with the package; without it the kernels call BLAS at every step
+    from .. import _native
+
+    LAYOUT, UNAVAILABLE = _native.layout(), None
+    _SYMBOLS = _native.symbols()
+    for _name, _bound in _NAMES.items():
+        llvm.add_symbol(_bound, _SYMBOLS[_name])
+except ImportError as exc:
+    LAYOUT, UNAVAILABLE = None, f"fastrnn._native is not importable ({exc})"
+
+_I64 = ir.IntType(64)
+_I32 = ir.IntType(32)
+_VOIDP = ir.IntType(8).as_pointer()
+
+
+def _declare(builder, name, ret, args):
+    return cgutils.get_or_insert_function(builder.module, ir.FunctionType(ret, args), _NAMES[name])
+
+
+def _data(context, builder, arrty, arr, offset):
+    """Pointer to element ``offset`` (an intp) of array ``arr``."""
+    return builder.gep(context.make_array(arrty)(context, builder, arr).data, [offset])
+
+
+def _intp(context, builder, value, ty):
+    return context.cast(builder, value, ty, types.intp)
+
+
+@intrinsic
+def pmm(typingctx, M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta):
+    """C[c0 + (0:M) * ldc, columns of unit block ub of every gate] (+)= A[a0 + ...] (M, K) @ panels
+    (ub, *) of the packed P; beta 0 overwrites, 1 accumulates.  Unchecked: see the module docstring."""
+    if not all(isinstance(a, types.Array) for a in (A, P, C)) or not (A.dtype == P.dtype == C.dtype):
+        return None
+    if C.dtype not in (types.float32, types.float64):
+        return None
+    name = "fr_mm_s" if C.dtype == types.float32 else "fr_mm_d"
+    sig = types.void(M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta)
+
+    def codegen(context, builder, signature, args):
+        M_, K_, A_, a0_, lda_, P_, H_, g_, ub_, C_, c0_, ldc_, beta_ = args
+        tys = signature.args
+        n = [_intp(context, builder, v, t) for v, t in
+             ((M_, tys[0]), (K_, tys[1]), (lda_, tys[4]), (H_, tys[6]), (g_, tys[7]), (ub_, tys[8]), (ldc_, tys[11]))]
+        fp = context.get_value_type(C.dtype).as_pointer()
+        fn = _declare(builder, name, ir.VoidType(), [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32])
+        ub1 = builder.add(n[5], ir.Constant(_I64, 1))
+        builder.call(fn, [n[0], n[1], _data(context, builder, A, A_, _intp(context, builder, a0_, tys[3])), n[2],
+                          _data(context, builder, P, P_, ir.Constant(_I64, 0)), n[3], n[4], n[5], ub1,
+                          _data(context, builder, C, C_, _intp(context, builder, c0_, tys[10])), n[6],
+                          builder.trunc(_intp(context, builder, beta_, tys[12]), _I32)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def pgemm(typingctx, M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, c0, ldc, beta, work, w0, work_bytes):
+    """C[c0 + ..., columns g*H + [u0, u1) of every gate g] (+)= op(A) op(B)[:, those columns], op(X) = X or
+    X^T (at, bt); A, B, C from element offsets a0, b0, c0; ``work`` a uint8 array (from byte w0, work_bytes
+    bytes).  Returns 0, or -1 when a bigger work buffer could not be allocated (see packed.h's gemm)."""
+    if not all(isinstance(a, types.Array) for a in (A, B, C, work)) or not (A.dtype == B.dtype == C.dtype):
+        return None
+    if C.dtype not in (types.float32, types.float64):
+        return None
+    name = "fr_gemm_s" if C.dtype == types.float32 else "fr_gemm_d"
+    sig = types.int32(M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, c0, ldc, beta, work, w0, work_bytes)
+
+    def codegen(context, builder, signature, args):
+        (M_, K_, A_, a0_, lda_, at_, B_, b0_, ldb_, bt_, H_, g_, u0_, u1_, C_, c0_, ldc_, beta_, W_, w0_, wb_) = args
+        t = signature.args
+
+        def n(i, v):
+            return _intp(context, builder, v, t[i])
+
+        fp = context.get_value_type(C.dtype).as_pointer()
+        fn = _declare(builder, name, _I32, [_I64, _I64, fp, _I64, _I32, fp, _I64, _I32, _I64, _I64, _I64, _I64, fp,
+                                            _I64, _I32, _VOIDP, _I64])
+        wptr = builder.bitcast(_data(context, builder, work, W_, n(19, w0_)), _VOIDP)
+        return builder.call(fn, [n(0, M_), n(1, K_), _data(context, builder, A, A_, n(3, a0_)), n(4, lda_),
+                                 builder.trunc(n(5, at_), _I32), _data(context, builder, B, B_, n(7, b0_)), n(8, ldb_),
+                                 builder.trunc(n(9, bt_), _I32), n(10, H_), n(11, g_), n(12, u0_), n(13, u1_),
+                                 _data(context, builder, C, C_, n(15, c0_)), n(16, ldc_),
+                                 builder.trunc(n(17, beta_), _I32), wptr, n(20, wb_)])
+
+    return sig, codegen
+
+
+@intrinsic
+def ppack(typingctx, K, H, gates, B, ldb, trans, P, ub0, ub1):
+    """Packs panels (ub, *) for ub in [ub0, ub1) of B (trans: of B^T) into P (packed.h's layout)."""
+    if not (isinstance(B, types.Array) and isinstance(P, types.Array) and B.dtype == P.dtype):
+        return None
+    if P.dtype not in (types.float32, types.float64):
+        return None
+    name = "fr_pack_s" if P.dtype == types.float32 else "fr_pack_d"
+    sig = types.void(K, H, gates, B, ldb, trans, P, ub0, ub1)
+
+    def codegen(context, builder, signature, args):
+        K_, H_, g_, B_, ldb_, tr_, P_, u0_, u1_ = args
+        tys = signature.args
+        fp = context.get_value_type(P.dtype).as_pointer()
+        fn = _declare(builder, name, ir.VoidType(), [_I64, _I64, _I64, fp, _I64, _I32, fp, _I64, _I64])
+        zero = ir.Constant(_I64, 0)
+        builder.call(fn, [_intp(context, builder, K_, tys[0]), _intp(context, builder, H_, tys[1]),
+                          _intp(context, builder, g_, tys[2]), _data(context, builder, B, B_, zero),
+                          _intp(context, builder, ldb_, tys[4]),
+                          builder.trunc(_intp(context, builder, tr_, tys[5]), _I32), _data(context, builder, P, P_, zero),
+                          _intp(context, builder, u0_, tys[7]), _intp(context, builder, u1_, tys[8])])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def sync(typingctx, s):
+    """The team's barrier (``sync`` is the task's second argument)."""
+    if s != types.voidptr:
+        return None
+
+    def codegen(context, builder, signature, args):
+        builder.call(_declare(builder, "fr_sync", ir.VoidType(), [_VOIDP]), [args[0]])
+        return context.get_dummy_value()
+
+    return types.void(s), codegen
+
+
+@intrinsic
+def team_run(typingctx, task_address, words, nth):
+    """Runs the task at ``task_address`` with ``words`` (an int64 array: its arg block) on up to nth
+    threads; returns how many it ran on."""
+    if not (isinstance(task_address, types.Integer) and isinstance(words, types.Array)
+            and words.dtype == types.int64 and isinstance(nth, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        addr, arr, n = args
+        fn_t = ir.FunctionType(ir.VoidType(), [_VOIDP, _VOIDP, _I64, _I64]).as_pointer()
+        fn = _declare(builder, "fr_team_run", _I64, [fn_t, _VOIDP, _I64])
+        task = builder.inttoptr(_intp(context, builder, addr, signature.args[0]), fn_t)
+        block = builder.bitcast(_data(context, builder, words, arr, ir.Constant(_I64, 0)), _VOIDP)
+        return builder.call(fn, [task, block, _intp(context, builder, n, signature.args[2])])
+
+    return types.int64(task_address, words, nth), codegen
+
+
+@intrinsic
+def words(typingctx, arg, n):
+    """The task's arg block as an int64 array of n words."""
+    if arg != types.voidptr or not isinstance(n, types.Integer):
+        return None
+    sig = types.CPointer(types.int64)(arg, n)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64).as_pointer())
+
+    return sig, codegen
+
+
+@intrinsic
+def pointer(typingctx, address, like):
+    """The int64 ``address`` as a pointer to the type of ``like`` (a float32, float64 or uint8 scalar)."""
+    if not isinstance(address, types.Integer) or like not in (types.float32, types.float64, types.uint8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(like).as_pointer())
+
+    return types.CPointer(like)(address, like), codegen
+
+
+class Task:
+    """A task, compiled for the team on first use (and cached on disk like the kernels).
+
+    ``func(arg, sync, tid, nth)`` must be compilable by Numba with ``arg`` and ``sync`` raw pointers.
+    """
+
+    _lock = threading.Lock()
+
+    def __init__(self, func):
+        self.func = func
+        self.__name__ = func.__name__
+        self._cfunc = None
+
+    @property
+    def address(self):
+        if self._cfunc is None:
+            with Task._lock:  # threads making their first call at once compile it once
+                if self._cfunc is None:
+                    options = {k: v for k, v in OPTIONS.items() if k not in ("cache", "nogil")}
+                    signature = ((types.voidptr, types.voidptr, types.int64, types.int64), types.void)
+                    cf = CFunc(self.func, signature, {}, {**options, "nopython": True})
+                    cf._cache = _Cache(self.func)
+                    cf.compile()
+                    self._cfunc = cf
+        return self._cfunc.address
+
+
+def task(func):
+    """Decorator: a Task."""
+    return Task(func)

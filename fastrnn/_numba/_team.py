@@ -1,0 +1,509 @@
+"""Sequence and affine layers as jobs of fastrnn._native's team (see ``_packed``).
+
+How it wins its speed: one team job per pass, whose threads each own a slab of hidden units -- all
+gates of those units:
+
+- forward: each thread computes the input projection of its columns (x Wx, all N*T rows, into the
+  gate buffer), packs its slab of Wh once, then per step computes its tiles of h_{t-1} Wh and runs the
+  fused pointwise pass on them (``forward_units`` of ``_rnn``/``_lstm``, the same code as the BLAS
+  loops), and meets the others at one barrier per step;
+- backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
+  its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
+  loop it computes a share of the rows of dX and its own columns of dWx, dWh and db (Hprev, the state
+  each step started from, is built into the spent gradient copy, a share of rows per thread).
+
+Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
+call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
+layers use the same products for the same reason, split by rows or columns (whichever makes every
+thread pack the smaller operand).
+
+Layout: batch-major as the rest of the backend (x, h (N, T, .); gates, dA (N, T, G); c (N, T+1, H)
+with c0 in step 0).  A task receives an int64 block of sizes and array addresses (the ``_W_*``
+indices), built by its launching kernel (``*_team``), which checks every size before it starts the
+team, because a task can raise nothing.  A product that cannot allocate a bigger work buffer sets the
+block's failed word, and the launcher raises MemoryError.
+"""
+
+import numpy as np
+
+from ._jit import helper, kernel
+from ._lstm import backward_units as lstm_backward_units
+from ._lstm import forward_units as lstm_forward_units
+from ._packed import carray, pgemm, pmm, pointer, ppack, sync, task, team_run, words
+from ._rnn import backward_units as rnn_backward_units
+from ._rnn import forward_units as rnn_forward_units
+
+__all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
+           "affine_forward_team", "affine_backward_team"]
+
+# The int64 block of a task: sizes, then the addresses of its arrays.
+(_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
+ _W_C, _W_TC, _W_GATES, _W_DHT, _W_DC, _W_DA, _W_P, _W_WBUF, _W_DX, _W_DWX, _W_DWH, _W_DH0, _W_DB) = range(28)
+_WORDS = 28
+_U8 = np.uint8(0)
+
+
+@helper
+def _share(n, tid, nth):
+    """Thread tid's part [a, b) of n items: contiguous, as even as possible."""
+    return n * tid // nth, n * (tid + 1) // nth
+
+
+@helper
+def _slab(H, nr, tid, nth):
+    """Thread tid's unit blocks [ub0, ub1) and hidden units [u0, u1)."""
+    nb = (H + nr - 1) // nr
+    ub0, ub1 = _share(nb, tid, nth)
+    return ub0, ub1, ub0 * nr, min(H, ub1 * nr)
+
+
+@helper
+def _block(arg):
+    return carray(words(arg, _WORDS), (_WORDS,))
+
+
+@helper
+def _work(w):
+    return carray(pointer(w[_W_WBUF], _U8), (w[_W_WORK] * w[_W_THREADS],))
+
+
+@helper
+def _column_sums(dA, u0, u1, gates, H, db):
+    """db[columns g*H + [u0, u1) of every gate] = the sums over every row of those columns of dA."""
+    N, T, G = dA.shape
+    for g in range(gates):
+        out = db[g * H + u0 : g * H + u1]
+        for j in range(u1 - u0):
+            out[j] = 0
+        for n in range(N):
+            for t in range(T):
+                row = dA[n, t, g * H + u0 : g * H + u1]
+                for j in range(u1 - u0):
+                    out[j] += row[j]
+
+
+@helper
+def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates, u0, u1):
+    """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA, of db,
+    and of dWh = Hprev^T dA (Hprev built into hprev, the spent gradient copy, a share of rows per thread).
+    Every dA_t is complete: the last step's barrier."""
+    N, T, D, H = w[_W_N], w[_W_T], w[_W_D], w[_W_H]
+    G = gates * H
+    W, wb = _work(w), w[_W_WORK]
+    r0, r1 = _share(N * T, tid, nth)
+    status = 0
+    if r1 > r0:  # op(B) = Wx^T: Wx (D, G) is stored as op(B)'s columns
+        status |= pgemm(r1 - r0, G, dA, r0 * G, G, 0, Wx, 0, G, 1, D, 1, 0, D, dx, r0 * D, D, 0, W, tid * wb, wb)
+    status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, G, 0, H, gates, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
+    _column_sums(dA, u0, u1, gates, H, db)
+    n0, n1 = _share(N, tid, nth)
+    for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
+        hprev[n, 0, :] = h0[n]
+        for t in range(1, T):
+            hprev[n, t, :] = h[n, t - 1]
+    sync(sy)  # every row of Hprev is there
+    status |= pgemm(H, N * T, hprev, 0, H, 1, dA, 0, G, 0, H, gates, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
+    if status:
+        w[_W_FAILED] = 1
+
+
+# ------------------------------------------------------------------ vanilla RNN
+
+
+@helper
+def _rnn_forward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, H))
+    Wh = carray(pointer(w[_W_WH], z), (H, H))
+    b = carray(pointer(w[_W_B], z), (H,))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, H, 0, H, 1, u0, u1, h, 0, H, 0, _work(w), tid * wb, wb):
+        w[_W_FAILED] = 1
+    ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
+    for t in range(T):
+        for ub in range(ub0, ub1):
+            if t == 0:
+                pmm(N, H, h0, 0, H, P, H, 1, ub, h, 0, T * H, 1)
+            else:
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1)
+            rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr))
+        sync(sy)
+
+
+@helper
+def _rnn_backward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR]
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, H))
+    Wh = carray(pointer(w[_W_WH], z), (H, H))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    dht = carray(pointer(w[_W_DHT], z), (N, T, H))
+    dA = carray(pointer(w[_W_DA], z), (N, T, H))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    dx = carray(pointer(w[_W_DX], z), (N, T, D))
+    dWx = carray(pointer(w[_W_DWX], z), (D, H))
+    dWh = carray(pointer(w[_W_DWH], z), (H, H))
+    dh0 = carray(pointer(w[_W_DH0], z), (N, H))
+    db = carray(pointer(w[_W_DB], z), (H,))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    for t in range(T - 1, -1, -1):
+        rnn_backward_units(h, dht, dA, t, u0, u1)  # the whole slab: nothing to fuse with, the barrier is next
+        sync(sy)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):
+            if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
+                pmm(N, H, dA, t * H, T * H, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
+            else:
+                pmm(N, H, dA, 0, T * H, P, H, 1, ub, dh0, 0, H, 0)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 1, u0, u1)
+
+
+# ------------------------------------------------------------------ LSTM
+
+
+@helper
+def _lstm_forward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    G = 4 * H
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, G))
+    Wh = carray(pointer(w[_W_WH], z), (H, G))
+    b = carray(pointer(w[_W_B], z), (G,))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    c = carray(pointer(w[_W_C], z), (N, T + 1, H))
+    tanh_c = carray(pointer(w[_W_TC], z), (N, T, H))
+    gates = carray(pointer(w[_W_GATES], z), (N, T, G))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 4, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
+        w[_W_FAILED] = 1
+    ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
+    for t in range(T):
+        for ub in range(ub0, ub1):
+            if t == 0:
+                pmm(N, H, h0, 0, H, P, H, 4, ub, gates, 0, T * G, 1)
+            else:
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1)
+            lstm_forward_units(gates, b, c, tanh_c, h, t, ub * nr, min(H, ub * nr + nr))
+        sync(sy)
+
+
+@helper
+def _lstm_backward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR]
+    G = 4 * H
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, G))
+    Wh = carray(pointer(w[_W_WH], z), (H, G))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    c = carray(pointer(w[_W_C], z), (N, T + 1, H))
+    tanh_c = carray(pointer(w[_W_TC], z), (N, T, H))
+    gates = carray(pointer(w[_W_GATES], z), (N, T, G))
+    dht = carray(pointer(w[_W_DHT], z), (N, T, H))
+    dc = carray(pointer(w[_W_DC], z), (N, H))
+    dA = carray(pointer(w[_W_DA], z), (N, T, G))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    dx = carray(pointer(w[_W_DX], z), (N, T, D))
+    dWx = carray(pointer(w[_W_DWX], z), (D, G))
+    dWh = carray(pointer(w[_W_DWH], z), (H, G))
+    dh0 = carray(pointer(w[_W_DH0], z), (N, H))
+    db = carray(pointer(w[_W_DB], z), (G,))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    for t in range(T - 1, -1, -1):
+        lstm_backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1)  # the whole slab, then the barrier
+        sync(sy)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):
+            if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
+                pmm(N, G, dA, t * G, T * G, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
+            else:
+                pmm(N, G, dA, 0, T * G, P, H, 1, ub, dh0, 0, H, 0)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 4, u0, u1)
+
+
+# ------------------------------------------------------------------ affine layers (R rows, D inputs, M outputs)
+
+
+@helper
+def _affine_forward(arg, sy, tid, nth, z):
+    """out = x w + b: this thread's rows (when M <= R: every thread packs w) or columns (every thread
+    packs x)."""
+    w = _block(arg)
+    R, D, M, wb = w[_W_N], w[_W_D], w[_W_H], w[_W_WORK]
+    x = carray(pointer(w[_W_X], z), (R, D))
+    W = carray(pointer(w[_W_WX], z), (D, M))
+    b = carray(pointer(w[_W_B], z), (M,))
+    out = carray(pointer(w[_W_OUT], z), (R, M))
+    work = _work(w)
+    status = 0
+    if M <= R:
+        a, e = _share(R, tid, nth)
+        for r in range(a, e):
+            out[r, :] = b
+        if e > a:
+            status = pgemm(e - a, D, x, a * D, D, 0, W, 0, M, 0, M, 1, 0, M, out, a * M, M, 1, work, tid * wb, wb)
+    else:
+        a, e = _share(M, tid, nth)
+        for r in range(R):
+            out[r, a:e] = b[a:e]
+        if e > a:
+            status = pgemm(R, D, x, 0, D, 0, W, 0, M, 0, M, 1, a, e, out, 0, M, 1, work, tid * wb, wb)
+    if status:
+        w[_W_FAILED] = 1
+
+
+@helper
+def _affine_backward(arg, sy, tid, nth, z):
+    """dx = dout w^T, dw = x^T dout, db = column sums of dout: this thread's share of each."""
+    w = _block(arg)
+    R, D, M, wb = w[_W_N], w[_W_D], w[_W_H], w[_W_WORK]
+    dout = carray(pointer(w[_W_DA], z), (R, M))
+    x = carray(pointer(w[_W_X], z), (R, D))
+    W = carray(pointer(w[_W_WX], z), (D, M))
+    dx = carray(pointer(w[_W_DX], z), (R, D))
+    dW = carray(pointer(w[_W_DWX], z), (D, M))
+    db = carray(pointer(w[_W_DB], z), (M,))
+    work = _work(w)
+    status = 0
+    if D <= R:  # dx by rows (every thread packs w^T) or by columns (every thread packs dout)
+        a, e = _share(R, tid, nth)
+        if e > a:
+            status |= pgemm(e - a, M, dout, a * M, M, 0, W, 0, M, 1, D, 1, 0, D, dx, a * D, D, 0, work, tid * wb, wb)
+    else:
+        a, e = _share(D, tid, nth)
+        if e > a:
+            status |= pgemm(R, M, dout, 0, M, 0, W, 0, M, 1, D, 1, a, e, dx, 0, D, 0, work, tid * wb, wb)
+    if D <= M:  # dw by columns (every thread packs x^T) or by rows (every thread packs dout)
+        a, e = _share(M, tid, nth)
+        if e > a:
+            status |= pgemm(D, R, x, 0, D, 1, dout, 0, M, 0, M, 1, a, e, dW, 0, M, 0, work, tid * wb, wb)
+    else:
+        a, e = _share(D, tid, nth)
+        if e > a:
+            status |= pgemm(e - a, R, x, a, D, 1, dout, 0, M, 0, M, 1, 0, M, dW, a * M, M, 0, work, tid * wb, wb)
+    a, e = _share(M, tid, nth)
+    for j in range(a, e):
+        db[j] = 0
+    for r in range(R):
+        row = dout[r, a:e]
+        for j in range(e - a):
+            db[a + j] += row[j]
+    if status:
+        w[_W_FAILED] = 1
+
+
+# ------------------------------------------------------------------ the tasks, one per dtype
+
+
+@task
+def _rnn_forward_f32(arg, sy, tid, nth):
+    _rnn_forward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _rnn_forward_f64(arg, sy, tid, nth):
+    _rnn_forward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _rnn_backward_f32(arg, sy, tid, nth):
+    _rnn_backward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _rnn_backward_f64(arg, sy, tid, nth):
+    _rnn_backward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _lstm_forward_f32(arg, sy, tid, nth):
+    _lstm_forward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _lstm_forward_f64(arg, sy, tid, nth):
+    _lstm_forward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _lstm_backward_f32(arg, sy, tid, nth):
+    _lstm_backward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _lstm_backward_f64(arg, sy, tid, nth):
+    _lstm_backward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _affine_forward_f32(arg, sy, tid, nth):
+    _affine_forward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _affine_forward_f64(arg, sy, tid, nth):
+    _affine_forward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _affine_backward_f32(arg, sy, tid, nth):
+    _affine_backward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _affine_backward_f64(arg, sy, tid, nth):
+    _affine_backward(arg, sy, tid, nth, np.float64(0))
+
+
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+TASKS = {
+    "rnn_forward": {_F32: _rnn_forward_f32, _F64: _rnn_forward_f64},
+    "rnn_backward": {_F32: _rnn_backward_f32, _F64: _rnn_backward_f64},
+    "lstm_forward": {_F32: _lstm_forward_f32, _F64: _lstm_forward_f64},
+    "lstm_backward": {_F32: _lstm_backward_f32, _F64: _lstm_backward_f64},
+    "affine_forward": {_F32: _affine_forward_f32, _F64: _affine_forward_f64},
+    "affine_backward": {_F32: _affine_backward_f32, _F64: _affine_backward_f64},
+}
+
+
+# ------------------------------------------------------------------ the launchers
+
+
+@helper
+def _launch(w, task_address, threads):
+    w[_W_THREADS] = threads
+    team_run(task_address, w, threads)
+    if w[_W_FAILED]:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
+
+
+@helper
+def _sizes(N, T, D, H, nr, threads, work, P, wbuf):
+    w = np.zeros(_WORDS, np.int64)
+    w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK] = N, T, D, H, nr, work
+    w[_W_PSIZE], w[_W_P] = P.size, P.ctypes.data
+    if wbuf.size < threads * work:
+        raise ValueError("team: the work buffer is too small")
+    w[_W_WBUF] = wbuf.ctypes.data
+    return w
+
+
+@helper
+def _packed_size(K, H, gates, nr):
+    """Elements of the packed form of a K x (gates * H) matrix in panels of nr columns (packed.h)."""
+    return (H + nr - 1) // nr * gates * K * nr
+
+
+@kernel("f3", "f2", "f2", "f2", "f1", "o3", "o1", "w1", "n", "n", "n", "n")
+def rnn_forward_team(x, h0, Wx, Wh, b, h, P, wbuf, nr, work, task_address, threads):
+    """rnn_forward as a team job: fills h (N, T, H).  P: scratch for the packed Wh; wbuf: threads * work
+    bytes of gemm work."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    if Wx.shape != (D, H) or Wh.shape != (H, H) or b.size != H or h.shape != (N, T, H) or h0.shape != (N, H) \
+            or P.size < _packed_size(H, H, 1, nr):
+        raise ValueError("rnn_forward_team: sizes do not agree")
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_B], w[_W_OUT] = (x.ctypes.data, h0.ctypes.data, Wx.ctypes.data,
+                                                              Wh.ctypes.data, b.ctypes.data, h.ctypes.data)
+    _launch(w, task_address, threads)
+
+
+@kernel("f3", "f2", "f2", "f2", "f3", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o2", "o1", "n", "n", "n", "n")
+def rnn_backward_team(x, h0, Wx, Wh, h, dht, dA, P, wbuf, dx, dWx, dWh, dh0, db, nr, work, task_address, threads):
+    """BPTT as a team job.  dht (N, T, H) holds the upstream gradient of every step's h (the final state's
+    added to the last step) and is used as scratch; fills dA (scratch), dx, dWx, dWh, dh0 and db."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    if Wx.shape != (D, H) or Wh.shape != (H, H) or h.shape != (N, T, H) or dht.shape != (N, T, H) \
+            or dA.shape != (N, T, H) or dx.shape != (N, T, D) or dWx.shape != (D, H) or dWh.shape != (H, H) \
+            or dh0.shape != (N, H) or db.size != H or h0.shape != (N, H) or P.size < _packed_size(H, H, 1, nr):
+        raise ValueError("rnn_backward_team: sizes do not agree")
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
+        h.ctypes.data
+    w[_W_DHT], w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = dht.ctypes.data, dA.ctypes.data, dx.ctypes.data, \
+        dWx.ctypes.data, dWh.ctypes.data
+    w[_W_DH0], w[_W_DB] = dh0.ctypes.data, db.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f3", "f2", "f2", "f2", "f2", "f1", "o3", "o3", "o3", "o3", "o1", "w1", "n", "n", "n", "n")
+def lstm_forward_team(x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates, P, wbuf, nr, work, task_address, threads):
+    """lstm_forward as a team job: fills h, c (c0 in step 0), tanh_c and gates (see ``_lstm``)."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    G = 4 * H
+    if Wx.shape != (D, G) or Wh.shape != (H, G) or b.size != G or h.shape != (N, T, H) or c0.shape != (N, H) \
+            or c.shape != (N, T + 1, H) or tanh_c.shape != (N, T, H) or gates.shape != (N, T, G) \
+            or h0.shape != (N, H) or P.size < _packed_size(H, H, 4, nr):
+        raise ValueError("lstm_forward_team: sizes do not agree")
+    c[:, 0, :] = c0
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_B] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
+        b.ctypes.data
+    w[_W_OUT], w[_W_C], w[_W_TC], w[_W_GATES] = h.ctypes.data, c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o2", "o1",
+        "n", "n", "n", "n")
+def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dc, dA, P, wbuf, dx, dWx, dWh, dh0, db, nr, work,
+                       task_address, threads):
+    """BPTT as a team job.  dht as in rnn_backward_team; dc (N, H) holds the final cell state's gradient
+    and gets dc0's.  Fills dA (scratch), dx, dWx, dWh, dh0 and db."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    G = 4 * H
+    if Wx.shape != (D, G) or Wh.shape != (H, G) or h.shape != (N, T, H) or c.shape != (N, T + 1, H) \
+            or tanh_c.shape != (N, T, H) or gates.shape != (N, T, G) or dht.shape != (N, T, H) or dc.shape != (N, H) \
+            or dA.shape != (N, T, G) or dx.shape != (N, T, D) or dWx.shape != (D, G) or dWh.shape != (H, G) \
+            or dh0.shape != (N, H) or db.size != G or h0.shape != (N, H) or P.size < _packed_size(G, H, 1, nr):
+        raise ValueError("lstm_backward_team: sizes do not agree")
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
+        h.ctypes.data
+    w[_W_C], w[_W_TC], w[_W_GATES], w[_W_DHT], w[_W_DC] = c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data, \
+        dht.ctypes.data, dc.ctypes.data
+    w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
+        dWh.ctypes.data, dh0.ctypes.data, db.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f2", "f2", "f1", "o2", "w1", "n", "n", "n")
+def affine_forward_team(x, W, b, out, wbuf, work, task_address, threads):
+    """out (R, M) = x (R, D) W (D, M) + b as a team job."""
+    R, D = x.shape
+    M = W.shape[1]
+    if W.shape[0] != D or b.size != M or out.shape != (R, M) or wbuf.size < threads * work:
+        raise ValueError("affine_forward_team: sizes do not agree")
+    w = np.zeros(_WORDS, np.int64)
+    w[_W_N], w[_W_D], w[_W_H], w[_W_WORK], w[_W_WBUF] = R, D, M, work, wbuf.ctypes.data
+    w[_W_X], w[_W_WX], w[_W_B], w[_W_OUT] = x.ctypes.data, W.ctypes.data, b.ctypes.data, out.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f2", "f2", "f2", "o2", "o2", "o1", "w1", "n", "n", "n")
+def affine_backward_team(dout, x, W, dx, dW, db, wbuf, work, task_address, threads):
+    """dx = dout W^T, dW = x^T dout, db = column sums of dout, as a team job."""
+    R, D = x.shape
+    M = W.shape[1]
+    if W.shape[0] != D or dout.shape != (R, M) or dx.shape != (R, D) or dW.shape != (D, M) or db.size != M \
+            or wbuf.size < threads * work:
+        raise ValueError("affine_backward_team: sizes do not agree")
+    w = np.zeros(_WORDS, np.int64)
+    w[_W_N], w[_W_D], w[_W_H], w[_W_WORK], w[_W_WBUF] = R, D, M, work, wbuf.ctypes.data
+    w[_W_DA], w[_W_X], w[_W_WX], w[_W_DX], w[_W_DWX], w[_W_DB] = dout.ctypes.data, x.ctypes.data, W.ctypes.data, \
+        dx.ctypes.data, dW.ctypes.data, db.ctypes.data
+    _launch(w, task_address, threads)

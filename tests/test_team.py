@@ -1,0 +1,130 @@
+"""The compiled backends' team path (fastrnn._native): parity where it is taken, with 1 and 2 threads,
+partial panels, every state input, on every ISA version; when it is taken; the BLAS fallback.
+
+tests/test_parity.py covers every layer on every backend at small shapes; the team path starts at
+half a panel of hidden units and more than one step, and a second thread at a few MFLOP per step,
+so these shapes are chosen to reach it.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import fastrnn
+from fastrnn import _native, layers, reference
+from helpers import COMPILED_BACKENDS, assert_all_close, layout, randn, state_inputs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DTYPES = [np.float32, np.float64]
+NR = {np.dtype(np.float32): _native.layout()["nr_float32"], np.dtype(np.float64): _native.layout()["nr_float64"]}
+
+# (N, T, D, H) on the team path: enough work per step for two threads (16, 4, 8, 512); a last unit block
+# that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96).
+TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130)]
+CELLS = ["rnn", "lstm"] + (["gru"] if hasattr(reference, "gru_forward_state") else [])
+GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def backend(request):
+    with fastrnn.use_backend(request.param):
+        yield request.param
+
+
+def _state_run(module, cell, args, seed, dtype, given):
+    *outs, cache = getattr(module, f"{cell}_forward_state")(*args)
+    rng = np.random.default_rng(seed)
+    douts = [randn(rng, o.shape, dtype) if k in given else None for k, o in enumerate(outs)]
+    return outs, getattr(module, f"{cell}_backward_state")(*douts, cache)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", TEAM_SHAPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_team_parity(backend, cell, shape, dtype, threads):
+    """Outputs, final states and every gradient against the oracle, with every combination of upstream
+    gradients, on 1 and 2 threads; inputs F-ordered on the way (the team gets C-contiguous copies)."""
+    args = state_inputs(np.random.default_rng(1), dtype, shape, cell)
+    with threadpool_limits(threads):
+        for given in GIVEN:
+            expected = _state_run(reference, cell, args, 2, dtype, given)
+            outs, grads = _state_run(layers, cell, [layout(a, "F") for a in args], 2, dtype, given)
+            msg = f"{cell} {shape} {np.dtype(dtype)} on {backend}, {threads} thread(s), given {given}"
+            assert_all_close(tuple(outs), tuple(expected[0]), err_msg=msg + " forward")
+            assert_all_close(tuple(grads), tuple(expected[1]), err_msg=msg + " backward")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_cs231n_functions_on_the_team_path(backend, cell, dtype):
+    args = state_inputs(np.random.default_rng(3), dtype, (16, 5, 8, 256), cell)
+    if cell == "lstm":
+        del args[2]  # lstm_forward starts from c0 = 0
+    h, cache = getattr(layers, f"{cell}_forward")(*args)
+    eh, ecache = getattr(reference, f"{cell}_forward")(*args)
+    dh = randn(np.random.default_rng(4), h.shape, dtype)
+    assert_all_close(h, eh)
+    assert_all_close(getattr(layers, f"{cell}_backward")(dh, cache), getattr(reference, f"{cell}_backward")(dh, ecache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_layers_on_the_team(backend, dtype):
+    """Shapes that split by rows and by columns, forward and backward."""
+    rng = np.random.default_rng(5)
+    for R, D, M in [(400, 64, 300), (3, 500, 700), (700, 3, 9), (64, 256, 64)]:
+        x, w, b = randn(rng, (R, D), dtype), randn(rng, (D, M), dtype), randn(rng, (M,), dtype)
+        out, cache = layers.affine_forward(x, w, b)
+        eout, ecache = reference.affine_forward(x, w, b)
+        dout = randn(rng, out.shape, dtype)
+        assert_all_close(out, eout)
+        assert_all_close(layers.affine_backward(dout, cache), reference.affine_backward(dout, ecache))
+
+
+def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend):
+    args = state_inputs(np.random.default_rng(6), np.float32, (16, 4, 8, 512), "rnn")
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            jobs = _native.team_stats()["jobs"]
+            layers.rnn_forward(*args)
+            stats = _native.team_stats()
+            if threads == 1:
+                assert stats["jobs"] == jobs, "a team job with one thread allowed"
+            else:
+                assert stats["jobs"] == jobs + 1 and stats["last_job_threads"] == 2
+
+
+def test_large_outputs_come_from_the_pool(backend):
+    handler = getattr(np, "_core", np.core).multiarray.get_handler_name
+    args = state_inputs(np.random.default_rng(7), np.float64, (16, 40, 8, 256), "lstm")
+    h, hT, cT, cache = layers.lstm_forward_state(*args)
+    assert handler(h) == "fastrnn_pool"  # 16*40*256*8 bytes: pooled
+    assert handler(hT) != "fastrnn_pool"  # 16*256*8 bytes: plain
+
+
+@pytest.mark.parametrize("isa", ["avx2", "generic"])
+def test_team_parity_on_the_other_isa_versions(isa):
+    """The same parity tests in a process whose packed kernels are the AVX2 or the portable version
+    (other panel widths, so other slabs and partial panels)."""
+    env = {**os.environ, "FASTRNN_ISA": isa}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                          "-k", "(test_team_parity and not other_isa) or test_affine_layers_on_the_team"],
+                         cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout
+
+
+def test_blas_fallback_when_native_is_turned_off():
+    """FASTRNN_NATIVE=0: every layer on BLAS, same results."""
+    env = {**os.environ, "FASTRNN_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                          "-k", "test_team_parity and not other_isa and shape0 and float32"],
+                         cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    code = ("import fastrnn; from fastrnn._cython import backend, _kernels; print(_kernels.native_in_use())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
