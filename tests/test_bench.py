@@ -32,42 +32,55 @@ def test_cases_cover_the_grid():
     assert len({c.label for c in cs}) == len(cs)
 
 
-def test_runs_are_interleaved_round_robin(monkeypatch):
-    """Every round samples every implementation on NumPy's BLAS once, in turn, before the next
-    round starts; torch (its own thread pool) takes its rounds after them, with a pause on each side."""
+def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
+    """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
+    fastrnn's team: the compiled backends; torch's), with a pause between pools and after the last;
+    within a pool every round samples every member once, in turn, each round starting one further."""
     log = []
     build = workloads.build
 
-    def spying_build(case, name, *args, **kwargs):
+    def named_build(case, name, *args, **kwargs):
         w = build(case, name, *args, **kwargs)
         run = w.run
 
-        def logged():
-            log.append(name)
+        def run_of_this_implementation():
             return run()
 
-        w.run = logged
+        run_of_this_implementation.implementation = name
+        w.run = run_of_this_implementation
         return w
 
-    monkeypatch.setattr(workloads, "build", spying_build)
+    sample = bench.timing.sample
+
+    def logged_sample(fn, number, clock):
+        log.append(fn.implementation)
+        return sample(fn, number, clock)
+
+    monkeypatch.setattr(workloads, "build", named_build)
+    monkeypatch.setattr(bench.timing, "sample", logged_sample)
     names = bench.implementations()
     with bench.thread_settings(1, "torch" in names):
         record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=4,
                                     sleep=lambda s: log.append(("pause", s)))
-    collapsed = [k for k, _ in itertools.groupby(log)]  # one entry per sample (a batch of calls)
-    setup, timed = collapsed[:len(names)], collapsed[len(names):]
-    assert setup == names  # first call + warm-up of each, in order
-    blas = [n for n in names if n != "torch"]
+    pools = [["numpy", "floor"], [n for n in names if n not in ("numpy", "floor", "torch")], ["torch"]]
+    pools = [[n for n in pool if n in names] for pool in pools]
+    pools = [pool for pool in pools if pool]
     pause = ("pause", bench.SETTLE_S)
-    if "torch" in names:
-        assert timed[-3:] == [pause, "torch", pause]  # its 4 samples back to back (collapsed to one)
-        timed = timed[:-3]
-    else:
-        assert pause not in timed
-    assert len(timed) == 4 * len(blas)
-    rounds = [timed[i:i + len(blas)] for i in range(0, len(timed), len(blas))]
-    assert all(sorted(r) == sorted(blas) for r in rounds)
-    assert rounds[0] != rounds[1]  # each round starts one further along
+    groups, current = [], []
+    for entry in log:
+        if entry == pause:
+            groups.append(current)
+            current = []
+        else:
+            current.append(entry)
+    assert current == []  # a pause after the last pool too
+    assert len(groups) == len(pools)
+    for members, group in zip(pools, groups):
+        assert len(group) == 4 * len(members)
+        rounds = [group[i:i + len(members)] for i in range(0, len(group), len(members))]
+        assert all(sorted(r) == sorted(members) for r in rounds)
+        if len(members) > 1:
+            assert rounds[0] != rounds[1]  # each round starts one further along
     assert all(len(record["results"][n]["samples_s"]) == 4 for n in names)
 
 

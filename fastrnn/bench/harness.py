@@ -10,16 +10,20 @@ How a case is measured (all implementations in one process):
    includes compiling (or loading the cached) kernels;
 3. every implementation runs once more as a warm-up, which also sizes its batch: a sample
    times ``number`` back-to-back calls, enough to last ``min_sample`` seconds;
-4. rounds: in each round every implementation takes one sample, in turn (round-robin,
-   starting one further along each round), so slow drifts of the machine hit all alike;
-   the garbage collector is off during a sample. PyTorch is the exception: it takes its
-   rounds on its own, after the others and a pause of ``SETTLE_S``. The reason is that
-   both thread pools keep their idle threads spinning after a call: measured here,
-   OpenBLAS's for about 0.1 s and torch's for 10-50 ms. With 2 threads on 2 cores, the
-   spinning threads of one pool take a core from whatever runs next on the other pool.
-   Interleaved, torch ran up to 2x slow after a NumPy GEMM, and the BLAS floor ran 1.3x
-   slow after torch. With one thread (``--threads 1``) nothing spins, and the split
-   changes nothing;
+4. rounds: the implementations are grouped by the thread pool they compute on -- NumPy's
+   BLAS (the oracle and the floor), fastrnn's team (the compiled backends, see
+   fastrnn._native), torch's -- and each group takes its rounds on its own, after a pause of
+   ``SETTLE_S``. In each round every implementation of the group takes one sample, in turn
+   (round-robin, starting one further along each round), so slow drifts of the machine hit
+   all alike; the garbage collector is off during a sample. The reason for the groups is
+   that a thread pool keeps its idle threads spinning after a call: measured here,
+   OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 20 us. With 2 threads
+   on 2 cores, the spinning threads of one pool take a core from whatever runs next on
+   another pool: interleaved, torch ran up to 2x slow after a NumPy GEMM, the BLAS floor
+   1.3x slow after torch, and a 2-thread team job right after a 2-thread OpenBLAS GEMM 2.2x
+   slow. A user's program that mixes the pools pays that; a program that stays in one
+   (fastrnn's layers and models, or torch alone) does not. With one thread (``--threads 1``)
+   nothing spins, and the split changes nothing;
 5. the time of an implementation is the median of its samples, and every ratio is taken
    between medians of the same run;
 6. rates: every implementation of a case (the floor included) is credited with the same work,
@@ -121,8 +125,11 @@ def _entry(role):
 
 
 def _thread_pool(name):
-    """The thread pool an implementation computes on: torch has its own, the rest share NumPy's BLAS."""
-    return "torch" if name == "torch" else "blas"
+    """The thread pool an implementation computes on (see 4. above): torch's, NumPy's BLAS for the oracle
+    and the floor, else fastrnn's team."""
+    if name == "torch":
+        return "torch"
+    return "blas" if name in (workloads.ORACLE, "floor") else "fastrnn"
 
 
 def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter,
