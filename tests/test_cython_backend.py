@@ -46,15 +46,10 @@ def _run_python(code, **env):
 # ------------------------------------------------------------------------------ the module
 
 
-# Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land (stage 2 empties this).
-_NOT_YET_COMPILED = {"gru_step_forward", "gru_step_backward", "gru_forward", "gru_backward", "gru_forward_state",
-                     "gru_backward_state"}
-
-
 def test_defines_every_layer_function_compiled(cython):
     from fastrnn._cython import _kernels
 
-    for name in set(fastrnn._backend.LAYER_FUNCTIONS) - _NOT_YET_COMPILED:
+    for name in fastrnn._backend.LAYER_FUNCTIONS:
         fn = getattr(cython, name)
         assert fn is getattr(_kernels, name), name  # the compiled function itself, no Python wrapper
         assert type(fn).__name__ in ("cython_function_or_method", "builtin_function_or_method"), name
@@ -138,7 +133,9 @@ def _workloads(dtype):
     """Forward+backward of every kind of kernel; each returns a tuple of arrays."""
     rng = np.random.default_rng(2)
     rnn_args, lstm_args = sequence_inputs(rng, dtype, (6, 7, 8, 9), 1), sequence_inputs(rng, dtype, (6, 7, 8, 9), 4)
+    gru_args = sequence_inputs(rng, dtype, (6, 7, 8, 9), 3)
     dh = randn(rng, (6, 7, 9), dtype)
+    dhT, dcT, c0 = randn(rng, (6, 9), dtype), randn(rng, (6, 9), dtype), randn(rng, (6, 9), dtype)
     x3, w, b = randn(rng, (6, 7, 8), dtype), randn(rng, (8, 11), dtype), randn(rng, (11,), dtype)
     scores, y, mask = randn(rng, (6, 7, 11), dtype, 3.0), rng.integers(0, 11, (6, 7)), rng.random((6, 7)) > 0.3
     words, W = rng.integers(0, 5, (6, 7)), randn(rng, (5, 8), dtype)
@@ -148,6 +145,14 @@ def _workloads(dtype):
     def seq(cell, args):
         h, cache = getattr(layers, f"{cell}_forward")(*args)
         return (h,) + getattr(layers, f"{cell}_backward")(dh, cache)
+
+    def lstm_state():
+        h, hT, cT, cache = layers.lstm_forward_state(lstm_args[0], lstm_args[1], c0, *lstm_args[2:])
+        return (h, hT, cT) + layers.lstm_backward_state(dh, dhT, dcT, cache)
+
+    def gru_state():
+        h, hT, cache = layers.gru_forward_state(*gru_args)
+        return (h, hT) + layers.gru_backward_state(None, dhT, cache)
 
     def affine():
         out, cache = layers.temporal_affine_forward(x3, w, b)
@@ -164,6 +169,9 @@ def _workloads(dtype):
     return {
         "rnn": lambda: seq("rnn", rnn_args),
         "lstm": lambda: seq("lstm", lstm_args),
+        "gru": lambda: seq("gru", gru_args),
+        "lstm_state": lstm_state,
+        "gru_state": gru_state,
         "temporal_affine": affine,
         "softmax": lambda: tuple(np.asarray(v) for v in layers.temporal_softmax_loss(scores, y, mask)),
         "embedding": embed,
@@ -266,6 +274,22 @@ def test_direct_calls_with_bad_arrays_raise(cython):
     _, lstm_cache = cython.lstm_forward(f64, h0, np.ones((4, 20)), np.ones((5, 20)), np.ones(20))
     with pytest.raises((TypeError, ValueError)):
         cython.rnn_backward(np.ones((2, 3, 5)), lstm_cache)
+    with pytest.raises((TypeError, ValueError)):
+        cython.gru_backward(np.ones((2, 3, 5)), lstm_cache)
+    with pytest.raises(ValueError):
+        cython.lstm_forward(f64, h0, np.ones((4, 20)), np.ones((5, 20)), np.ones(20), c0=np.ones((2, 4)))
+    with pytest.raises(ValueError):
+        cython.lstm_backward_state(None, None, np.ones((3, 5)), lstm_cache)  # dcT rows != N
+    Wx3, Wh3, b3 = np.ones((4, 15)), np.ones((5, 15)), np.ones(15)
+    with pytest.raises(ValueError):
+        cython.gru_forward(f64, h0, Wx3, Wh3, b3, np.ones(6))  # bhn != (H,)
+    with pytest.raises(ValueError):
+        cython.gru_forward(f64, h0, Wx3, np.ones((5, 20)), b3, np.ones(5))
+    _, gru_cache = cython.gru_forward(f64, h0, Wx3, Wh3, b3, np.ones(5))
+    with pytest.raises(ValueError):
+        cython.gru_backward_state(None, np.ones((2, 6)), gru_cache)  # dhT != (N, H)
+    with pytest.raises((TypeError, ValueError)):
+        cython.lstm_backward(np.ones((2, 3, 5)), gru_cache)
     W = np.ones((7, 3))
     with pytest.raises(IndexError):
         cython.word_embedding_forward(np.array([0, 7], dtype=np.intp), W)
@@ -284,7 +308,7 @@ def test_direct_calls_with_bad_arrays_raise(cython):
         cython.affine_forward(np.ones((0, 3)), np.ones((3, 2)), np.ones(2))
 
 
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_backward_leaves_the_cache_alone(cython, cell, gates, dtype):
     """A backward pass may run twice on one cache (gradient checks do) and gives the same answer."""
@@ -357,7 +381,7 @@ def test_non_finite_values_propagate_like_numpy(cython, dtype):
     np.testing.assert_array_equal(np.signbit(cython.sigmoid(specials)), False)
     # sequence layers: inf and NaN in x, and saturating pre-activations
     rng = np.random.default_rng(6)
-    for cell, gates in (("rnn", 1), ("lstm", 4)):
+    for cell, gates in (("rnn", 1), ("lstm", 4), ("gru", 3)):
         args = sequence_inputs(rng, dtype, (3, 4, 5, 6), gates)
         args[0] *= dtype(1e4)
         args[0][0, 1, 2], args[0][1, 0, 0], args[0][2, 2, 4] = np.inf, -np.inf, np.nan

@@ -23,7 +23,7 @@ if "numba" in fastrnn.available_backends():
     from numba import njit, types
     from numba.core.runtime import _nrt_python, rtsys
 
-    from fastrnn._numba import _lstm, _math, _rnn, _steps, backend
+    from fastrnn._numba import _gru, _lstm, _math, _rnn, _steps, backend
     from fastrnn._numba._jit import OPTIONS
 
     _STEPS = (_steps.rnn_step_forward, _steps.rnn_step_backward, _steps.lstm_step_forward, _steps.lstm_step_backward)
@@ -88,7 +88,8 @@ def test_float32_kernels_compute_in_float32():
     # No float64 arithmetic in the float32 sequence kernels: not one fpext of a float to double.
     # (Compiled afresh here: Numba cannot show the IR of code loaded from its cache.)
     backend.compile_all()
-    for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward, *_STEPS):
+    for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward, *_STEPS,
+                   _gru.gru_forward, _gru.gru_backward):
         (sig,) = kernel[np.float32].signatures
         fresh = njit(**{**OPTIONS, "cache": False})(kernel.py_func)
         fresh.compile(sig)
@@ -176,10 +177,10 @@ def test_gemm_refuses_a_matrix_outside_its_array():
 # ------------------------------------------------------------------ allocation
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
 def test_no_allocation_per_time_step(cell):
     """Compiled-code allocations of a forward + backward pass do not grow with T."""
-    gates = 4 if cell == "lstm" else 1
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
     forward, backward = getattr(backend, f"{cell}_forward"), getattr(backend, f"{cell}_backward")
 
     def allocations(T):
@@ -200,7 +201,7 @@ def test_no_allocation_per_time_step(cell):
     assert allocations(2) == allocations(60)
 
 
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_scratch_kept_between_calls_never_leaks_into_results(cell, gates):
     """BPTT scratch comes from a per-thread buffer kept between calls (fastrnn._workspace):
     results must not alias it, so a later call leaves earlier results intact."""
@@ -250,7 +251,7 @@ def test_threads_run_kernels_concurrently():
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_long_sequence(cell, gates, dtype):
     args = _seq_args(np.random.default_rng(3), dtype, 3, 300, 7, 8, gates)
     args[3] *= 0.5  # a contracting recurrence: gradients neither vanish to nothing nor blow up
@@ -276,8 +277,9 @@ def test_every_layer_with_numba_bounds_checking(tmp_path):
             for u, v in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
                 np.testing.assert_allclose(u, v, rtol=1e-9, atol=1e-9)
         for N, T, D, H in [(1, 1, 1, 1), (2, 3, 4, 5), (3, 1, 2, 1), (1, 4, 1, 3), (2, 130, 3, 2)]:  # N*T >= 256: Wh.T path
-            for cell, gates in (("rnn", 1), ("lstm", 4)):
-                args = [rng.standard_normal(s) for s in ((N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,))]
+            for cell, gates in (("rnn", 1), ("lstm", 4), ("gru", 3)):
+                shapes = [(N, T, D), (N, H), (D, gates * H), (H, gates * H), (gates * H,)] + ([(H,)] if gates == 3 else [])
+                args = [rng.standard_normal(s) for s in shapes]
                 dh = rng.standard_normal((N, T, H))
                 h, c = getattr(layers, cell + "_forward")(*args)
                 eh, ec = getattr(reference, cell + "_forward")(*args)
@@ -289,6 +291,12 @@ def test_every_layer_with_numba_bounds_checking(tmp_path):
                 close(out[:-1], ref[:-1])
                 douts = [rng.standard_normal((N, H)) for _ in out[:-1]]
                 close(getattr(layers, cell + "_step_backward")(*douts, out[-1]), getattr(reference, cell + "_step_backward")(*douts, ref[-1]))
+                state = args[:2] + ([rng.standard_normal((N, H))] if gates == 4 else []) + args[2:]
+                out = getattr(layers, cell + "_forward_state")(*state)
+                ref = getattr(reference, cell + "_forward_state")(*state)
+                close(out[:-1], ref[:-1])
+                douts = [rng.standard_normal(o.shape) for o in out[:-1]]
+                close(getattr(layers, cell + "_backward_state")(*douts, out[-1]), getattr(reference, cell + "_backward_state")(*douts, ref[-1]))
             x, b = rng.standard_normal((N, T, D)), rng.standard_normal(H)
             for name, w in (("affine", rng.standard_normal((T * D, H))), ("temporal_affine", rng.standard_normal((D, H)))):
                 out, c = getattr(layers, name + "_forward")(x, w, b)

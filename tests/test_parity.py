@@ -179,12 +179,17 @@ def test_sigmoid_extremes(backend):
         assert out[0] == 0 and out[-1] == 1 and out[4] == 0.5
 
 
-def test_nan_propagates(backend):
-    x, h0, Wx, Wh, b = _seq_inputs(np.random.default_rng(8), np.float64, (2, 3, 4, 5), 4)
-    x[1, 1, 2] = np.nan
-    h, _ = layers.lstm_forward(x, h0, Wx, Wh, b)
-    expected, _ = reference.lstm_forward(x, h0, Wx, Wh, b)
+@pytest.mark.parametrize("cell,gates", [("rnn", 1), ("lstm", 4), ("gru", 3)])
+def test_nan_propagates(backend, cell, gates):
+    args = _seq_inputs(np.random.default_rng(8), np.float64, (2, 3, 4, 5), gates)
+    args[0][1, 1, 2] = np.nan
+    h, cache = getattr(layers, f"{cell}_forward")(*args)
+    expected, ref_cache = getattr(reference, f"{cell}_forward")(*args)
     np.testing.assert_array_equal(np.isnan(h), np.isnan(expected))
+    assert np.isnan(h[1, 1:]).all() and not np.isnan(h[0]).any()
+    dh = np.ones_like(h)
+    for got, want in zip(getattr(layers, f"{cell}_backward")(dh, cache), getattr(reference, f"{cell}_backward")(dh, ref_cache)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
 
 
 # ------------------------------------------------------------------ carried state

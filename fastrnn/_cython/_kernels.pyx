@@ -70,6 +70,16 @@ cdef extern from "pointwise.h" nogil:
     void fr_lstm_bwd_d(intp N, intp nu, intp gs, const double *dh, intp lddh, const double *dhp, intp lddhp,
                        double *dc, intp lddc, const double *gates, intp ldg, const double *tc, intp ldtc,
                        const double *cprev, intp ldcp, double *dA, intp ldda, double *db)
+    void fr_gru_fwd_f(intp N, intp H, float *A, intp lda, const float *R, intp ldr, const float *bhn,
+                      const float *hp, intp ldhp, float *hn, intp ldhn, float *h, intp ldh, float *hs, intp lds)
+    void fr_gru_fwd_d(intp N, intp H, double *A, intp lda, const double *R, intp ldr, const double *bhn,
+                      const double *hp, intp ldhp, double *hn, intp ldhn, double *h, intp ldh, double *hs, intp lds)
+    void fr_gru_bwd_f(intp N, intp H, const float *dh, intp lddh, float *dhc, const float *gates, intp ldg,
+                      const float *hn, intp ldhn, const float *hp, intp ldhp, float *dA, intp ldda, float *db,
+                      float *dbhn)
+    void fr_gru_bwd_d(intp N, intp H, const double *dh, intp lddh, double *dhc, const double *gates, intp ldg,
+                      const double *hn, intp ldhn, const double *hp, intp ldhp, double *dA, intp ldda, double *db,
+                      double *dbhn)
     void fr_sigmoid_loop_f(intp n, const float *x, float *out)
     void fr_sigmoid_loop_d(intp n, const double *x, double *out)
     void fr_colsum_f(intp R, intp M, const float *A, intp lda, float *out)
@@ -1153,6 +1163,170 @@ def lstm_backward(cnp.ndarray dh not None, tuple cache not None):
 def lstm_backward_state(cnp.ndarray dh, cnp.ndarray dhT, cnp.ndarray dcT, tuple cache not None):
     """BPTT with the final states' gradients dhT, dcT (N, H); each may be None -> (dx, dh0, dc0, dWx, dWh, db)."""
     return lstm_bwd(dh, dhT, dcT, cache)
+
+
+# ------------------------------------------------------------------------------------------ GRU
+
+cdef void gru_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
+                    const floating *Wx, const floating *Wh, const floating *b, const floating *bhn,
+                    floating *h, floating *xt, floating *hs, floating *A, floating *hn, floating *R) noexcept nogil:
+    """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); A (T, N, 3H) gets the activated r, z, n;
+    hn (T, N, H) = h_{t-1} Wh_n + bhn; R (N, 3H) is scratch for h_{t-1} Wh, apart from A because n needs
+    its recurrent part apart from its input part."""
+    cdef intp t, G = 3 * H, NH = N * H, NG = N * 3 * H
+    swap01(N, T, D, x, xt)
+    memcpy(hs, h0, NH * sizeof(floating))
+    fill_rows(T * N, G, b, A, G)
+    mm(False, False, T * N, G, D, xt, D, Wx, G, 1, A, G)
+    for t in range(T):
+        mm(False, False, N, G, H, hs + t * NH, H, Wh, G, 0, R, G)
+        if floating is float:
+            fr_gru_fwd_f(N, H, A + t * NG, G, R, G, bhn, hs + t * NH, H, hn + t * NH, H, h + t * H, T * H,
+                         hs + (t + 1) * NH if t + 1 < T else NULL, H)
+        else:
+            fr_gru_fwd_d(N, H, A + t * NG, G, R, G, bhn, hs + t * NH, H, hn + t * NH, H, h + t * H, T * H,
+                         hs + (t + 1) * NH if t + 1 < T else NULL, H)
+
+
+cdef void gru_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
+                    const floating *Wx, const floating *Wh, const floating *hs, const floating *A,
+                    const floating *hn, floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db,
+                    floating *dbhn, floating *dA, floating *dxt, const floating *zero) noexcept nogil:
+    """dh (N, T, H) may be NULL (zeros).  dh0 (N, H) carries the gradient of each step's h: it holds the
+    final state's on entry and h0's on return.  dA (T, N, 4H) = [dr, dz, dhn, dn] of every step: columns
+    [0, 3H) are the gradient of h_{t-1} Wh, [dr, dz] and dn that of x Wx + b."""
+    cdef intp t, G = 3 * H, F = 4 * H, NH = N * H, NF = N * 4 * H
+    for t in range(G):
+        db[t] = 0
+    for t in range(H):
+        dbhn[t] = 0
+    for t in range(T - 1, -1, -1):
+        if floating is float:
+            fr_gru_bwd_f(N, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, A + t * N * G, G,
+                         hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
+        else:
+            fr_gru_bwd_d(N, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, A + t * N * G, G,
+                         hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
+        mm(False, True, N, H, G, dA + t * NF, F, Wh, G, 1, dh0, H)
+    mm(False, True, T * N, D, 2 * H, dA, F, Wx, G, 0, dxt, D)
+    mm(False, True, T * N, D, H, dA + 3 * H, F, Wx + 2 * H, G, 1, dxt, D)
+    swap01(T, N, D, dxt, dx)
+    mm(True, False, D, 2 * H, T * N, xt, D, dA, F, 0, dWx, G)
+    mm(True, False, D, H, T * N, xt, D, dA + 3 * H, F, 0, dWx + 2 * H, G)
+    mm(True, False, H, G, T * N, hs, H, dA, F, 0, dWh, G)
+
+
+cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh, cnp.ndarray b, cnp.ndarray bhn):
+    """-> (h, cache); cache = (xt, Wx, Wh, hs, A, hn)."""
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
+    check(h0, tn, 2, N, H)
+    check(Wx, tn, 2, D, 3 * H)
+    check(Wh, tn, 2, H, 3 * H)
+    check(b, tn, 1, 3 * H)
+    check(bhn, tn, 1, H)
+    blas_sizes(N * T, D, 3 * H)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
+    cdef cnp.ndarray A = empty(3, T, N, 3 * H, tn), hn = empty(3, T, N, H, tn)
+    cdef cnp.ndarray work = scratch(N * 3 * H * cnp.PyArray_ITEMSIZE(x))
+    cdef void *R = P(work)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            gru_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
+                      <float *>P(bhn), <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(A), <float *>P(hn),
+                      <float *>R)
+        else:
+            gru_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
+                      <double *>P(b), <double *>P(bhn), <double *>P(h), <double *>P(xt), <double *>P(hs),
+                      <double *>P(A), <double *>P(hn), <double *>R)
+    return h, (xt, Wx, Wh, hs, A, hn)
+
+
+cdef tuple gru_bwd(object dh, object dhT, tuple cache):
+    """-> (dx, dh0, dWx, dWh, db, dbhn)."""
+    cdef cnp.ndarray xt, Wx, Wh, hs, A, hn
+    xt, Wx, Wh, hs, A, hn = cache
+    cdef int tn = float_type(xt)
+    check(xt, tn, 3)
+    cdef intp T = xt.shape[0], N = xt.shape[1], D = xt.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef intp G = 3 * H
+    check(Wx, tn, 2, D, G)
+    check(Wh, tn, 2, H, G)
+    check(hs, tn, 3, T, N, H)
+    check(A, tn, 3, T, N, G)
+    check(hn, tn, 3, T, N, H)
+    if dh is not None:
+        check(dh, tn, 3, N, T, H)
+    if dhT is not None:
+        check(dhT, tn, 2, N, H)
+    blas_sizes(N * T, D, 4 * H)
+    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
+    cdef cnp.ndarray dbhn = empty(1, H, 0, 0, tn)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * 4 * H * item), o2 = o1 + up64(T * N * D * item)
+    cdef cnp.ndarray work = scratch(o2 + H * item)
+    cdef char *dA = <char *>P(work)
+    cdef char *dxt = dA + o1
+    cdef char *zero = dA + o2
+    cdef void *pdh = P_or_null(dh)
+    memset(zero, 0, H * item)
+    if dhT is None:  # the carried gradient, in dh0, starts from the final state's
+        memset(P(dh0), 0, N * H * item)
+    else:
+        memcpy(P(dh0), P_or_null(dhT), N * H * item)
+    with nogil:
+        if tn == cnp.NPY_FLOAT32:
+            gru_bwd_k(N, T, D, H, <float *>pdh, <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hs),
+                      <float *>P(A), <float *>P(hn), <float *>P(dx), <float *>P(dh0), <float *>P(dWx),
+                      <float *>P(dWh), <float *>P(db), <float *>P(dbhn), <float *>dA, <float *>dxt, <float *>zero)
+        else:
+            gru_bwd_k(N, T, D, H, <double *>pdh, <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
+                      <double *>P(hs), <double *>P(A), <double *>P(hn), <double *>P(dx), <double *>P(dh0),
+                      <double *>P(dWx), <double *>P(dWh), <double *>P(db), <double *>P(dbhn), <double *>dA,
+                      <double *>dxt, <double *>zero)
+    return dx, dh0, dWx, dWh, db, dbhn
+
+
+def gru_forward(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                cnp.ndarray Wh not None, cnp.ndarray b not None, cnp.ndarray bhn not None):
+    """GRU over a sequence: x (N, T, D), h0 (N, H) -> (h (N, T, H), cache)."""
+    return gru_fwd(x, h0, Wx, Wh, b, bhn)
+
+
+def gru_forward_state(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarray Wx not None,
+                      cnp.ndarray Wh not None, cnp.ndarray b not None, cnp.ndarray bhn not None):
+    """gru_forward that also returns the final state: -> (h, hT (N, H), cache); same cache."""
+    h, cache = gru_fwd(x, h0, Wx, Wh, b, bhn)
+    cdef intp last = x.shape[1] - 1
+    return h, h[:, last].copy(), cache
+
+
+def gru_backward(cnp.ndarray dh not None, tuple cache not None):
+    """BPTT for gru_forward: dh (N, T, H) -> (dx, dh0, dWx, dWh, db, dbhn)."""
+    return gru_bwd(dh, None, cache)
+
+
+def gru_backward_state(cnp.ndarray dh, cnp.ndarray dhT, tuple cache not None):
+    """BPTT with the final state's gradient dhT (N, H); dh and dhT may be None -> (dx, dh0, dWx, dWh, db, dbhn)."""
+    return gru_bwd(dh, dhT, cache)
+
+
+def gru_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.ndarray Wx not None,
+                     cnp.ndarray Wh not None, cnp.ndarray b not None, cnp.ndarray bhn not None):
+    """One GRU step: the sequence kernel with T = 1 -> (next_h (N, H), cache)."""
+    if x.ndim != 2:
+        raise ValueError(f"gru_step_forward: x of shape {shape_of(x)}")
+    h, cache = gru_fwd(x.reshape(x.shape[0], 1, x.shape[1]), prev_h, Wx, Wh, b, bhn)
+    return h.reshape(h.shape[0], h.shape[2]), cache
+
+
+def gru_step_backward(cnp.ndarray dnext_h not None, tuple cache not None):
+    """-> (dx, dprev_h, dWx, dWh, db, dbhn) for gru_step_forward."""
+    if dnext_h.ndim != 2:
+        raise ValueError(f"gru_step_backward: dnext_h of shape {shape_of(dnext_h)}")
+    dx, dprev_h, dWx, dWh, db, dbhn = gru_bwd(dnext_h.reshape(dnext_h.shape[0], 1, dnext_h.shape[1]), None, cache)
+    return dx.reshape(dx.shape[0], dx.shape[2]), dprev_h, dWx, dWh, db, dbhn
 
 
 # ------------------------------------------------------------------------------------------ single steps

@@ -96,6 +96,12 @@ try:
     from ._kernels import (  # noqa: F401  (re-exported: these are the backend's layer functions)
         affine_backward,
         affine_forward,
+        gru_backward,
+        gru_backward_state,
+        gru_forward,
+        gru_forward_state,
+        gru_step_backward,
+        gru_step_forward,
         lstm_backward,
         lstm_backward_state,
         lstm_forward,
@@ -144,16 +150,6 @@ def _use_native(kernels):
 
 
 _use_native(_kernels)
-
-# Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land.
-from ..reference import (  # noqa: E402,F401
-    gru_backward,
-    gru_backward_state,
-    gru_forward,
-    gru_forward_state,
-    gru_step_backward,
-    gru_step_forward,
-)
 
 
 def blas():

@@ -126,6 +126,85 @@ FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, c
     }
 }
 
+/* One row of gru_fwd.  One restrict pointer per gate block (see lstm_bwd_row). */
+static inline void FR_FN(gru_fwd_row)(ptrdiff_t H, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
+                                      const REAL *restrict rr, const REAL *restrict rz, const REAL *restrict rn,
+                                      const REAL *restrict bhn, const REAL *restrict hp, REAL *restrict hn,
+                                      REAL *restrict h)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        REAL r = FR_SIGMOID(ar[j] + rr[j]), z = FR_SIGMOID(az[j] + rz[j]);
+        REAL q = rn[j] + bhn[j];
+        REAL n = FR_TANH(an[j] + r * q);
+        ar[j] = r;
+        az[j] = z;
+        an[j] = n;
+        hn[j] = q;
+        h[j] = n + z * (hp[j] - n); /* (1 - z) n + z hp */
+    }
+}
+
+/* GRU forward step.  A (N, 3H) holds x Wx + b (blocks r, z, n) and gets the activated r, z, n; R (N, 3H)
+ * holds hp Wh, hp (N, H) being the previous state.  Writes hn = hp Wh_n + bhn, h = (1 - z) n + z hp, and h
+ * again to hs unless hs is NULL.  r and z use the relatively accurate sigmoid. */
+FR_CLONES static void FR_FN(gru_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_t lda, const REAL *R, ptrdiff_t ldr,
+                                     const REAL *bhn, const REAL *hp, ptrdiff_t ldhp, REAL *hn, ptrdiff_t ldhn,
+                                     REAL *h, ptrdiff_t ldh, REAL *hs, ptrdiff_t lds)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        REAL *a = A + n * lda;
+        const REAL *r = R + n * ldr;
+        FR_FN(gru_fwd_row)(H, a, a + H, a + 2 * H, r, r + H, r + 2 * H, bhn, hp + n * ldhp, hn + n * ldhn,
+                           h + n * ldh);
+        if (hs)
+            memcpy(hs + n * lds, h + n * ldh, (size_t)H * sizeof(REAL));
+    }
+}
+
+/* One row of gru_bwd. */
+static inline void FR_FN(gru_bwd_row)(ptrdiff_t H, const REAL *restrict dh, REAL *restrict dhc,
+                                      const REAL *restrict gr, const REAL *restrict gz, const REAL *restrict gn,
+                                      const REAL *restrict hn, const REAL *restrict hp, REAL *restrict dar,
+                                      REAL *restrict daz, REAL *restrict dahn, REAL *restrict dan,
+                                      REAL *restrict dbr, REAL *restrict dbz, REAL *restrict dbhn,
+                                      REAL *restrict dbn)
+{
+    for (ptrdiff_t j = 0; j < H; j++) {
+        REAL r = gr[j], z = gz[j], n = gn[j];
+        REAL g = dh[j] + dhc[j];
+        REAL vn = g * (1 - z) * (1 - n * n);
+        REAL vhn = vn * r;
+        REAL vr = vn * hn[j] * r * (1 - r);
+        REAL vz = g * (hp[j] - n) * z * (1 - z);
+        dar[j] = vr;
+        daz[j] = vz;
+        dahn[j] = vhn;
+        dan[j] = vn;
+        dbr[j] += vr;
+        dbz[j] += vz;
+        dbhn[j] += vhn;
+        dbn[j] += vn;
+        dhc[j] = g * z;
+    }
+}
+
+/* GRU backward step.  dhc (N, H) holds the gradient of this step's h carried from later steps (the final
+ * state's for the last step) and gets the direct part of the previous state's, g z, where g = dh + dhc; the
+ * caller then adds dA[:, :3H] Wh^T to it.  gates (N, 3H) are the activated r, z, n; hn = hp Wh_n + bhn;
+ * hp the previous state.  Writes dA (N, 4H) = [dr, dz, dhn, dn] (pre-activation gradients of r and z, that
+ * of hp Wh_n + bhn, and n's) and adds the column sums of [dr, dz, dn] to db (3H) and of dhn to dbhn. */
+FR_CLONES static void FR_FN(gru_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh, REAL *dhc,
+                                     const REAL *gates, ptrdiff_t ldg, const REAL *hn, ptrdiff_t ldhn,
+                                     const REAL *hp, ptrdiff_t ldhp, REAL *dA, ptrdiff_t ldda, REAL *db, REAL *dbhn)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        const REAL *g = gates + n * ldg;
+        REAL *da = dA + n * ldda;
+        FR_FN(gru_bwd_row)(H, dh + n * lddh, dhc + n * H, g, g + H, g + 2 * H, hn + n * ldhn, hp + n * ldhp,
+                           da, da + H, da + 2 * H, da + 3 * H, db, db + H, dbhn, db + 2 * H);
+    }
+}
+
 /* out[k] = sigmoid(x[k]), numerically stable. */
 FR_CLONES static void FR_FN(sigmoid_loop)(ptrdiff_t n, const REAL *restrict x, REAL *restrict out)
 {

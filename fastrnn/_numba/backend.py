@@ -13,7 +13,7 @@ never written.
 Every forward pass returns its cache as a flat tuple of arrays (and ints), which
 is all its backward pass needs, in either float dtype.
 
-The kernels live in one module per concern: ``_rnn``, ``_lstm``, ``_dense``
+The kernels live in one module per concern: ``_rnn``, ``_lstm``, ``_gru``, ``_dense``
 (affine, sigmoid), ``_words`` (embedding, softmax loss), over ``_blas`` (GEMM
 called directly) and ``_math`` (vectorizable exp/tanh/sigmoid); ``_jit`` says how
 they are compiled and cached.  When fastrnn._native is there, the sequence and
@@ -32,7 +32,7 @@ import numpy as np
 
 from .._backend import LAYER_FUNCTIONS
 from .._workspace import scratch_arrays
-from . import _dense, _lstm, _rnn, _steps, _team, _words
+from . import _dense, _gru, _lstm, _rnn, _steps, _team, _words
 from ._blas import BLAS_INT, BLAS_NAME  # noqa: F401  (BLAS_NAME: which BLAS the kernels call)
 from ._packed import LAYOUT
 
@@ -50,6 +50,8 @@ KERNELS = (
     _steps.rnn_step_backward,
     _steps.lstm_step_forward,
     _steps.lstm_step_backward,
+    _gru.gru_forward,
+    _gru.gru_backward,
     _words.embedding_backward,
     _words.softmax_loss,
 )
@@ -369,15 +371,45 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 # --------------------------------------------------------------------------- GRU
 
-# Stage 1 of issue 11: the GRU runs on the oracle until its compiled kernels land.
-from ..reference import (  # noqa: E402,F401
-    gru_backward,
-    gru_backward_state,
-    gru_forward,
-    gru_forward_state,
-    gru_step_backward,
-    gru_step_forward,
-)
+def _gru_forward(x, h0, Wx, Wh, b, bhn):
+    (N, T, _), H = x.shape, h0.shape[1]
+    h, gates, hn = _empty((N, T, H), x.dtype), _empty((N, T, 3 * H), x.dtype), _empty((N, T, H), x.dtype)
+    (R,) = scratch_arrays(x.dtype, (N, 3 * H))
+    _gru.gru_forward[x.dtype](_BI, x, h0, Wx, Wh, b, bhn, h, gates, hn, R)
+    return h, (x, h0, Wx, Wh, h, gates, hn)
+
+
+def gru_forward(x, h0, Wx, Wh, b, bhn):
+    return _gru_forward(x, h0, Wx, Wh, b, bhn)
+
+
+def gru_forward_state(x, h0, Wx, Wh, b, bhn):
+    h, cache = _gru_forward(x, h0, Wx, Wh, b, bhn)
+    return h, h[:, -1].copy(), cache
+
+
+def gru_backward_state(dh, dhT, cache):
+    x, h0, Wx, Wh, h, gates, hn = cache
+    dtype = h.dtype
+    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    N, T, H = h.shape
+    dht, dA, WhT = _bptt_scratch(dh, dhT, h, (N, T, 4 * H), Wh)
+    dh0, db, dbhn = _gru.gru_backward[dtype](_BI, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh)
+    return dx, dh0, dWx, dWh, db, dbhn
+
+
+def gru_backward(dh, cache):
+    return gru_backward_state(dh, None, cache)
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
+    h, cache = _gru_forward(x.reshape(x.shape[0], 1, -1), prev_h, Wx, Wh, b, bhn)
+    return h.reshape(prev_h.shape), cache
+
+
+def gru_step_backward(dnext_h, cache):
+    dx, dprev_h, dWx, dWh, db, dbhn = gru_backward_state(dnext_h.reshape(dnext_h.shape[0], 1, -1), None, cache)
+    return dx.reshape(dx.shape[0], -1), dprev_h, dWx, dWh, db, dbhn
 
 
 # --------------------------------------------------------------------------- words and scores

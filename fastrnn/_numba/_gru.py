@@ -1,0 +1,123 @@
+"""GRU over a sequence (PyTorch's formulation, gates r, z, n): forward, and BPTT.
+
+How it wins its speed: as in ``_rnn`` and ``_lstm``, the time loop is one compiled
+call with nothing allocated inside it.  Forward: one GEMM puts the input projection
+of all T steps into the gate buffer (N, T, 3H); per step one GEMM computes
+``h_{t-1} @ Wh`` into its own (N, 3H) buffer -- the n gate needs the recurrent part
+of its block apart from the input part, ``n = tanh(x Wx_n + b_n + r (h Wh_n + bhn))``,
+so it cannot be accumulated into the gate buffer -- and a fused pointwise pass adds
+the biases, activates r, z and n in place, keeps ``hn = h Wh_n + bhn`` and writes h_t.
+Backward: dh is copied once; per step a fused pointwise pass makes that step's
+pre-activation gradients and adds the direct term ``z dh_t`` into the gradient of
+h_{t-1}, and one GEMM adds ``dA_t @ Wh.T`` to it (beta = 1; by Wh transposed once when
+that pays, see ``_rnn``); dx, dWx, dWh, db and dbhn are whole-sequence operations
+after the loop, over all N*T rows (hprev for dWh is built in the spent copy of dh).
+
+dA (N, T, 4H) holds per step [dr, dz, dhn, dn]: dr, dz (the gradients of r's and
+z's pre-activations), dhn = dn r (that of h Wh_n + bhn) and dn (that of n's
+pre-activation).  Columns [0, 3H) are the gradient of ``h_{t-1} @ Wh`` (one GEMM per
+step); [dr, dz] and dn are that of ``x @ Wx + b`` (two GEMMs each after the loop).
+
+Vectorizing: as in ``_lstm``, a fused pass is short loops over one row of one step,
+none writing more than two arrays.  r and z use the stable sigmoid (``_math``).
+
+Layout (batch-major like the user's arrays): gates (N, T, 3H) hold the activated
+r, z, n; ``hn`` (N, T, H).  The cache is (x, h0, Wx, Wh, h, gates, hn).  Arrays that
+grow with N*T are allocated by the caller with NumPy (see ``_rnn``).
+"""
+
+import numpy as np
+
+from ._blas import NOTRANS, TRANS, gemm
+from ._dense import column_sums, transpose_into
+from ._jit import kernel
+from ._math import vsigmoid, vtanh
+from ._rnn import previous_states
+
+
+@kernel("b", "f3", "f2", "f2", "f2", "f1", "f1", "o3", "o3", "o3", "o2")
+def gru_forward(bi, x, h0, Wx, Wh, b, bhn, h, gates, hn, R):
+    """x (N, T, D), h0 (N, H): fills h, gates and hn; R (N, 3H) is scratch for h_{t-1} @ Wh."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    G = 3 * H
+    brz, bn = b[: 2 * H], b[2 * H :]
+    gemm(bi, NOTRANS, NOTRANS, N * T, G, D, 1.0, x, 0, D, Wx, 0, G, 0.0, gates, 0, G)
+    for t in range(T):
+        if t == 0:
+            gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h0, 0, H, Wh, 0, G, 0.0, R, 0, G)
+        else:
+            gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h, (t - 1) * H, T * H, Wh, 0, G, 0.0, R, 0, G)
+        for n in range(N):
+            a, rec = gates[n, t], R[n]
+            hp = h0[n] if t == 0 else h[n, t - 1]
+            arz, an, rrz, rn = a[: 2 * H], a[2 * H :], rec[: 2 * H], rec[2 * H :]
+            r, z = a[:H], a[H : 2 * H]
+            q, ht = hn[n, t], h[n, t]
+            for j in range(2 * H):  # r, z
+                arz[j] = vsigmoid(arz[j] + brz[j] + rrz[j])
+            for j in range(H):  # n
+                qj = rn[j] + bhn[j]
+                q[j] = qj
+                an[j] = vtanh(an[j] + bn[j] + r[j] * qj)
+            for j in range(H):
+                ht[j] = an[j] + z[j] * (hp[j] - an[j])  # (1 - z) n + z h_{t-1}
+
+
+@kernel("b", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
+def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
+    """BPTT.  dht (N, T, H) holds the upstream gradient of every h_t (the final state's added to
+    the last step's) and is used as scratch.  Fills dA (N, T, 4H, scratch), dx, dWx and dWh;
+    returns (dh0, db, dbhn).  WhT: as in ``_rnn.rnn_backward``."""
+    N, T, D = x.shape
+    H = Wh.shape[0]
+    G = 3 * H
+    one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    dh0 = np.empty((N, 1, H), dht.dtype)
+    if WhT.size:
+        transpose_into(Wh, WhT)
+    for t in range(T - 1, -1, -1):
+        for n in range(N):
+            a, da, q = gates[n, t], dA[n, t], hn[n, t]
+            r, z, nn = a[:H], a[H : 2 * H], a[2 * H :]
+            dr, dz, dq, dn = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]
+            g = dht[n, t]
+            hp = h0[n] if t == 0 else h[n, t - 1]
+            dprev = dh0[n, 0] if t == 0 else dht[n, t - 1]
+            for j in range(H):
+                nj = nn[j]
+                dnj = g[j] * (one - z[j]) * (one - nj * nj)
+                dn[j] = dnj
+                dq[j] = dnj * r[j]
+            for j in range(H):
+                rj, zj = r[j], z[j]
+                dr[j] = dn[j] * q[j] * (rj * (one - rj))
+                dz[j] = g[j] * (hp[j] - nn[j]) * (zj * (one - zj))
+            if t == 0:
+                for j in range(H):
+                    dprev[j] = g[j] * z[j]
+            else:
+                for j in range(H):
+                    dprev[j] += g[j] * z[j]
+        # dh_{t-1} += dA_t[:, :3H] @ Wh.T
+        out, c0, ldc = (dht, (t - 1) * H, T * H) if t > 0 else (dh0, 0, H)
+        if WhT.size:
+            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, WhT, 0, H, 1.0, out, c0, ldc)
+        else:
+            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, Wh, 0, G, 1.0, out, c0, ldc)
+    # After the loop, over all N*T rows: the x part of dA is [dr, dz] (columns 0..2H) and dn (3H..4H).
+    R, F = N * T, 4 * H
+    gemm(bi, NOTRANS, TRANS, R, D, 2 * H, 1.0, dA, 0, F, Wx, 0, G, 0.0, dx, 0, D)
+    gemm(bi, NOTRANS, TRANS, R, D, H, 1.0, dA, 3 * H, F, Wx, 2 * H, G, 1.0, dx, 0, D)
+    gemm(bi, TRANS, NOTRANS, D, 2 * H, R, 1.0, x, 0, D, dA, 0, F, 0.0, dWx, 0, G)
+    gemm(bi, TRANS, NOTRANS, D, H, R, 1.0, x, 0, D, dA, 3 * H, F, 0.0, dWx, 2 * H, G)
+    hprev = dht  # spent: becomes h0, h_0, ..., h_{T-2}
+    previous_states(h0, h, hprev)
+    gemm(bi, TRANS, NOTRANS, H, G, R, 1.0, hprev, 0, H, dA, 0, F, 0.0, dWh, 0, G)
+    sums = column_sums(dA.reshape(R, F))
+    db = np.empty(G, dht.dtype)
+    for j in range(2 * H):
+        db[j] = sums[j]
+    for j in range(H):
+        db[2 * H + j] = sums[3 * H + j]
+    return dh0.reshape(N, H), db, sums[2 * H : 3 * H].copy()
