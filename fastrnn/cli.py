@@ -54,6 +54,7 @@ def _positive_list(text):
 
 
 def _parser():
+    from ._cells import CELLS
     from .bench.sizes import DEFAULT_BENCH_SIZES, SIZES
     from .bench.peak import DEFAULT_SIZES as PEAK_SIZES
     from .bench.peak import MIN_SIZES as PEAK_MIN
@@ -105,7 +106,7 @@ def _parser():
                     "gradients against the oracle: medians of interleaved rounds, ratios from the same run.")
     bench.add_argument("--kinds", type=_csv(KINDS, allow_all=True), default=list(KINDS),
                        help=f"what to time: {', '.join(KINDS)} (default all)")
-    bench.add_argument("--cells", type=_csv(("rnn", "lstm")), default=["rnn", "lstm"], help="rnn,lstm (default both)")
+    bench.add_argument("--cells", type=_csv(CELLS), default=list(CELLS), help=f"{','.join(CELLS)} (default all)")
     bench.add_argument("--sizes", type=_csv(tuple(SIZES), allow_all=True), default=list(DEFAULT_BENCH_SIZES),
                        help=f"{', '.join(f'{k}={tuple(v)}' for k, v in SIZES.items())} as (N,T,D,H), or all "
                             f"(default {','.join(DEFAULT_BENCH_SIZES)}); the model runs at its own sizes")

@@ -22,12 +22,13 @@ def _tiny(kind="sequence", cell="lstm", dtype="float32", pass_="fwd+bwd"):
 def test_cases_cover_the_grid():
     cs = workloads.cases()
     seq = [c for c in cs if c.kind == "sequence"]
-    assert len(seq) == 2 * len(SIZES) * 2 * 2
+    assert len(seq) == 3 * len(SIZES) * 2 * 2  # rnn, lstm, gru x sizes x dtypes x passes
+    assert {c.cell for c in cs} == {"rnn", "lstm", "gru"}
     assert {c.size for c in seq} == set(SIZES)
     step = [c for c in cs if c.kind == "step"]
     assert all(c.dim["T"] == 1 for c in step) and len(step) == len(seq)
     model = [c for c in cs if c.kind == "model"]
-    assert sorted(c.dim["N"] for c in model) == [25, 25, 100, 100]
+    assert sorted(c.dim["N"] for c in model) == [25, 25, 25, 100, 100, 100]
     assert all(c.dtype == "float32" and c.dim["V"] == CAPTIONING["vocab_size"] for c in model)
     assert len({c.label for c in cs}) == len(cs)
 
@@ -113,7 +114,7 @@ def test_auto_rounds():
 
 @pytest.mark.parametrize("kind,cell,pass_", [
     ("sequence", "rnn", "fwd"), ("sequence", "lstm", "fwd+bwd"), ("step", "rnn", "fwd+bwd"),
-    ("step", "lstm", "fwd+bwd"), ("step", "lstm", "fwd"),
+    ("step", "lstm", "fwd+bwd"), ("step", "lstm", "fwd"), ("sequence", "gru", "fwd+bwd"), ("step", "gru", "fwd+bwd"),
 ])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_every_implementation_agrees_with_the_oracle(kind, cell, pass_, dtype):
@@ -133,8 +134,9 @@ def test_every_implementation_agrees_with_the_oracle(kind, cell, pass_, dtype):
             assert excess(got[k], expected[k]) <= 1, (name, k)
 
 
-def test_model_case_is_verified_for_every_implementation():
-    case = next(c for c in workloads.cases(kinds=("model",), cells=("lstm",)) if c.dim["N"] == 25)
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_model_case_is_verified_for_every_implementation(cell):
+    case = next(c for c in workloads.cases(kinds=("model",), cells=(cell,)) if c.dim["N"] == 25)
     names = bench.implementations()
     with bench.thread_settings(1, "torch" in names):  # a busy 2-core machine makes 2 threads crawl
         record = bench.measure_case(case, names, rounds=1)
@@ -144,7 +146,18 @@ def test_model_case_is_verified_for_every_implementation():
     assert record["ratios"]["numpy"]["time_over_floor"] > 0  # the oracle / floor: the bound on any speed-up
     text = bench_report.table({"settings": {"threads": {"blas": 1}, "rounds": 1, "min_sample_s": 0.005},
                                "machine": _fake_machine(), "cases": [record]})
-    assert "lstm float32 loss+grads" in text and "N=25" in text
+    assert f"{cell} float32 loss+grads" in text and "N=25" in text
+
+
+def test_gemm_flops_of_the_gru():
+    """The floor's GEMMs for G = 3H: forward X Wx and T h Wh; backward T dA Wh^T, dX, dWx and dWh."""
+    case = workloads.cases(kinds=("sequence",), cells=("gru",), sizes=("tiny",), dtypes=("float32",))[1]
+    assert case.pass_ == "fwd+bwd"
+    N, T, D, H = (case.dim[k] for k in "NTDH")
+    G = 3 * H
+    forward = 2 * N * T * D * G + 2 * T * N * H * G
+    backward = 2 * T * N * G * H + 2 * N * T * G * D + 2 * D * N * T * G + 2 * H * N * T * G
+    assert workloads.gemm_flops(case) == forward + backward
 
 
 def _fake_machine():

@@ -249,7 +249,7 @@ def test_bench_plot_without_matplotlib_is_a_clear_error(monkeypatch, capsys):
 @pytest.mark.parametrize("args", [
     ["--backends", "no-such-backend"],
     ["--sizes", "huge"],
-    ["--cells", "gru"],
+    ["--cells", "relu"],
     ["--rounds", "0"],
     ["--peak-sizes", "0"],
     ["--peak-sizes", "1024,big"],

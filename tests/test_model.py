@@ -17,28 +17,42 @@ def backend(request):
         yield request.param
 
 
-@pytest.mark.parametrize("cell_type,G", [("rnn", 1), ("lstm", 4)])
+@pytest.mark.parametrize("cell_type,G", [("rnn", 1), ("lstm", 4), ("gru", 3)])
 def test_params(cell_type, G):
     np.random.seed(0)
     V, D, W, H = len(WORDS), 600, 70, 80
     model = CaptioningRNN(WORDS, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type)
     shapes = {k: v.shape for k, v in model.params.items()}
+    extra = {"bhn": (H,)} if cell_type == "gru" else {}  # the GRU's recurrent n-gate bias
     assert shapes == {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G * H), "Wh": (H, G * H),
-                      "b": (G * H,), "W_vocab": (H, V), "b_vocab": (V,)}
+                      "b": (G * H,), "W_vocab": (H, V), "b_vocab": (V,), **extra}
     assert all(v.dtype == np.float32 for v in model.params.values())
     for name, std in [("W_embed", 1 / 100), ("W_proj", 1 / np.sqrt(D)), ("Wx", 1 / np.sqrt(W)),
                       ("Wh", 1 / np.sqrt(H)), ("W_vocab", 1 / np.sqrt(H))]:
         assert model.params[name].std() == pytest.approx(std, rel=0.15), name
-    for name in ("b_proj", "b", "b_vocab"):
+    for name in ("b_proj", "b", "b_vocab") + tuple(extra):
         assert not model.params[name].any()
 
 
 def test_unknown_cell_type():
-    with pytest.raises(ValueError, match="gru"):
-        CaptioningRNN(WORDS, cell_type="gru")
+    with pytest.raises(ValueError, match="relu_rnn"):
+        CaptioningRNN(WORDS, cell_type="relu_rnn")
 
 
-@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+def test_same_random_draws_for_rnn_and_lstm_as_cs231n():
+    """Adding the GRU did not move the cs231n cells' initial weights: the same draws in the same order."""
+    for cell_type, G in (("rnn", 1), ("lstm", 4)):
+        np.random.seed(3)
+        model = CaptioningRNN(WORDS, input_dim=4, wordvec_dim=3, hidden_dim=2, cell_type=cell_type)
+        np.random.seed(3)
+        V = len(WORDS)
+        expected = [np.random.randn(V, 3) / 100, np.random.randn(4, 2) / np.sqrt(4), np.random.randn(3, G * 2) / np.sqrt(3),
+                    np.random.randn(2, G * 2) / np.sqrt(2), np.random.randn(2, V) / np.sqrt(2)]
+        for name, e in zip(("W_embed", "W_proj", "Wx", "Wh", "W_vocab"), expected):
+            np.testing.assert_array_equal(model.params[name], e.astype(np.float32))
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
 def test_gradients(backend, cell_type):
     # cs231n's model gradient check: small sizes, float64, every parameter.
     np.random.seed(231)
@@ -48,6 +62,9 @@ def test_gradients(backend, cell_type):
     features = np.random.randn(N, D)
     model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type,
                           dtype=np.float64)
+    if cell_type == "gru":  # non-zero recurrent biases, so that their gradients are checked where they matter
+        model.params["b"] = 0.5 * np.random.randn(3 * H)
+        model.params["bhn"] = 0.5 * np.random.randn(H)
     loss, grads = model.loss(features, captions)
     assert set(grads) == set(model.params)
     for name in sorted(model.params):
@@ -67,7 +84,7 @@ def test_float32_model_stays_float32(backend):
     assert all(g.dtype == np.float32 for g in grads.values())
 
 
-@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
 def test_sample(backend, cell_type):
     np.random.seed(2)
     model = CaptioningRNN(WORDS, input_dim=8, wordvec_dim=6, hidden_dim=5, cell_type=cell_type)
@@ -80,6 +97,9 @@ def test_sample(backend, cell_type):
     x0 = model.params["W_embed"][[WORDS["<START>"]] * 4]
     if cell_type == "rnn":
         h1, _ = fastrnn.reference.rnn_step_forward(x0, h0, model.params["Wx"], model.params["Wh"], model.params["b"])
+    elif cell_type == "gru":
+        h1, _ = fastrnn.reference.gru_step_forward(x0, h0, model.params["Wx"], model.params["Wh"], model.params["b"],
+                                                   model.params["bhn"])
     else:
         h1, _, _ = fastrnn.reference.lstm_step_forward(x0, h0, np.zeros_like(h0), model.params["Wx"],
                                                         model.params["Wh"], model.params["b"])

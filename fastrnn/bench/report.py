@@ -9,8 +9,8 @@ from .._table import render
 __all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines"]
 
 _KIND_TITLES = {
-    "sequence": "Sequences: rnn_forward / lstm_forward (+ backward)",
-    "step": "Single steps: rnn_step_forward / lstm_step_forward (+ backward)",
+    "sequence": "Sequences: rnn_forward / lstm_forward / gru_forward (+ backward)",
+    "step": "Single steps: rnn_step_forward / lstm_step_forward / gru_step_forward (+ backward)",
     "model": "CaptioningRNN.loss (loss and all gradients), V=1004, input 512, wordvec 256, hidden 512, T=16",
 }
 

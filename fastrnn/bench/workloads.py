@@ -1,9 +1,8 @@
 """The benchmark workloads: one case (what to compute) run by several implementations.
 
-A ``Case`` is a cell ("rnn" or "lstm") at a size, in a dtype, for a pass ("fwd", or "fwd+bwd":
-forward then backward). Its kind is "sequence" (``rnn_forward``/``lstm_forward``), "step"
-(``rnn_step_forward``/``lstm_step_forward``) or "model" (``CaptioningRNN.loss``, always
-loss + gradients).
+A ``Case`` is a cell ("rnn", "lstm" or "gru") at a size, in a dtype, for a pass ("fwd", or
+"fwd+bwd": forward then backward). Its kind is "sequence" (``rnn_forward``, ...), "step"
+(``rnn_step_forward``, ...) or "model" (``CaptioningRNN.loss``, always loss + gradients).
 
 ``build(case, name)`` prepares one implementation of a case on fixed random inputs and returns
 a ``Workload``: ``run()`` is the call that is timed (nothing else happens inside it), and
@@ -12,14 +11,15 @@ compared with the oracle's. The implementations:
 
 * a fastrnn backend name ("numpy" is the oracle, "numba", "cython"): ``fastrnn.layers`` (or
   ``CaptioningRNN``) with that backend active;
-* "torch": ``torch.nn.RNN``/``LSTM`` (``RNNCell``/``LSTMCell`` for steps; the equivalent
+* "torch": ``torch.nn.RNN``/``LSTM``/``GRU`` (their ``*Cell`` for steps; the equivalent
   PyTorch model for "model") with the same weights, same dtype, ``batch_first``; its forward
   records autograd like fastrnn's forward keeps a cache, and its backward is
   ``torch.autograd.grad`` (fresh gradients, as fastrnn returns);
 * "floor": the BLAS floor, only the matrix products the kernel design needs, with
-  ``numpy.matmul`` into preallocated buffers (G = H for rnn, 4H for lstm):
+  ``numpy.matmul`` into preallocated buffers (G = H for rnn, 4H for lstm, 3H for gru):
   forward X (NT, D) @ Wx (D, G) once and T times h (N, H) @ Wh (H, G); backward T times
-  dA (N, G) @ Wh.T, then dX = dA @ Wx.T, dWx = X.T @ dA, dWh = Hprev.T @ dA. For "model",
+  dA (N, G) @ Wh.T, then dX = dA @ Wx.T, dWx = X.T @ dA, dWh = Hprev.T @ dA (the GRU's kernels
+  run the first two as two GEMMs each, over [dr, dz] and dn: the same work). For "model",
   those of the cell (D = wordvec) plus the model's own: features @ W_proj, Hs (NT, H) @ W_vocab,
   dScores @ W_vocab.T, Hs.T @ dScores and features.T @ dh0. The vocabulary projection alone is
   the same work in every implementation, so the model's floor bounds what any backend can gain
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .. import _backend, layers
-from .._cells import gates
+from .._cells import CELLS, gates
 from .sizes import CAPTIONING, CAPTIONING_BATCHES, SIZES
 
 __all__ = ["KINDS", "PASSES", "Case", "Workload", "cases", "build", "torch_available", "gemm_flops"]
@@ -47,7 +47,7 @@ ORACLE = "numpy"
 @dataclass(frozen=True)
 class Case:
     kind: str  # "sequence", "step" or "model"
-    cell: str  # "rnn" or "lstm"
+    cell: str  # "rnn", "lstm" or "gru"
     size: str  # a name from fastrnn.sizes.SIZES, or "N=25" for the model
     dims: tuple  # ((name, value), ...): N, T, D, H (model: N, T, V, input, wordvec, hidden)
     dtype: str  # "float32" or "float64"
@@ -59,7 +59,7 @@ class Case:
 
     @property
     def layer(self):
-        """What is called: rnn, lstm, rnn_step, lstm_step, or model."""
+        """What is called: rnn, lstm, gru, rnn_step, lstm_step, gru_step, or model."""
         return {"sequence": self.cell, "step": f"{self.cell}_step", "model": f"{self.cell} model"}[self.kind]
 
     @property
@@ -71,7 +71,7 @@ class Case:
         return f"{self.layer} {self.size} {self.dtype} {self.pass_label}"
 
 
-def cases(kinds=KINDS, cells=("rnn", "lstm"), sizes=None, dtypes=("float32", "float64"), passes=PASSES):
+def cases(kinds=KINDS, cells=CELLS, sizes=None, dtypes=("float32", "float64"), passes=PASSES):
     """The cases of a benchmark, in the order they run.
 
     sequence and step cases: cell x size x dtype x pass. Model cases: cell x batch (25, 100),
@@ -158,6 +158,8 @@ def inputs(case, seed=0):
         b=_randn(rng, (G,), dtype, 0.1),
         h0=_randn(rng, (N, H), dtype, 0.5),
     )
+    if case.cell == "gru":
+        arrays["bhn"] = _randn(rng, (H,), dtype, 0.1)
     if case.kind == "sequence":
         arrays["x"] = _randn(rng, (N, T, D), dtype)
         arrays["dh"] = _randn(rng, (N, T, H), dtype)
@@ -228,12 +230,14 @@ def _fastrnn_workload(case, a):
         return Workload("", "", run, results)
 
     cell = case.cell
+    weights = (a["Wx"], a["Wh"], a["b"]) + ((a["bhn"],) if cell == "gru" else ())
+    weight_grads = ("dWx", "dWh", "db") + (("dbhn",) if cell == "gru" else ())
     if case.kind == "sequence":
         forward, backward = getattr(layers, f"{cell}_forward"), getattr(layers, f"{cell}_backward")
-        args = (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
+        args = (a["x"], a["h0"]) + weights
         douts = (a["dh"],)
         out_names = ("h",)
-        grad_names = ("dx", "dh0", "dWx", "dWh", "db")
+        grad_names = ("dx", "dh0") + weight_grads
     else:
         forward, backward = getattr(layers, f"{cell}_step_forward"), getattr(layers, f"{cell}_step_backward")
         if cell == "lstm":
@@ -242,10 +246,10 @@ def _fastrnn_workload(case, a):
             out_names = ("next_h", "next_c")
             grad_names = ("dx", "dprev_h", "dprev_c", "dWx", "dWh", "db")
         else:
-            args = (a["x"], a["h0"], a["Wx"], a["Wh"], a["b"])
+            args = (a["x"], a["h0"]) + weights
             douts = (a["dh"],)
             out_names = ("next_h",)
-            grad_names = ("dx", "dprev_h", "dWx", "dWh", "db")
+            grad_names = ("dx", "dprev_h") + weight_grads
 
     if pass_both:
         def run():
@@ -289,7 +293,7 @@ def _torch_workload(case, a):
 
     cell = case.cell
     step = case.kind == "step"
-    module = to_torch(a["Wx"], a["Wh"], a["b"], cell, step=step)
+    module = to_torch(a["Wx"], a["Wh"], a["b"], cell, bhn=a.get("bhn"), step=step)
     weights = list(torch_weights(module))
 
     def leaf(array):
@@ -343,7 +347,7 @@ def _torch_workload(case, a):
             for n, g in zip(grad_names, grads[:k]):
                 g = g.numpy()
                 out[n] = g[0] if n == "dh0" else g
-            out["dWx"], out["dWh"], out["db"] = grads_from_torch(module, grads[k:])
+            out.update(zip(("dWx", "dWh", "db", "dbhn"), grads_from_torch(module, grads[k:])))
         return out
 
     return Workload("torch", "torch", run, results, keep=[module])

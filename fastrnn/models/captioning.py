@@ -7,19 +7,20 @@ active (``fastrnn.set_backend``).
 import numpy as np
 
 from .. import layers
+from .._cells import CELLS as _CELLS
+from .._cells import gates
 from . import _recurrent
 
 __all__ = ["CaptioningRNN"]
 
-_CELLS = ("rnn", "lstm")
-
 
 class CaptioningRNN:
-    """Image features -> initial hidden state -> RNN/LSTM over word vectors -> vocabulary scores.
+    """Image features -> initial hidden state -> RNN/LSTM/GRU over word vectors -> vocabulary scores.
 
     Parameters: ``word_to_idx`` (dict word -> index; must contain ``<NULL>``, and
     ``<START>`` for sampling; ``<END>`` ends a sampled caption), ``input_dim`` D of the image features, ``wordvec_dim`` W,
-    ``hidden_dim`` H, ``cell_type`` ("rnn" or "lstm"), ``dtype`` of the parameters.
+    ``hidden_dim`` H, ``cell_type`` ("rnn", "lstm" or "gru"), ``dtype`` of the parameters.
+    With ``cell_type="gru"`` the parameters also hold ``bhn`` (H,), the GRU's recurrent n-gate bias (zeros).
     """
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
@@ -37,7 +38,7 @@ class CaptioningRNN:
         self._end = word_to_idx.get("<END>", None)
 
         V, D, W, H = len(word_to_idx), input_dim, wordvec_dim, hidden_dim
-        G = 4 * H if cell_type == "lstm" else H
+        G = gates(cell_type) * H
         self.params = {
             "W_embed": np.random.randn(V, W) / 100,
             "W_proj": np.random.randn(D, H) / np.sqrt(D),
@@ -48,13 +49,15 @@ class CaptioningRNN:
             "W_vocab": np.random.randn(H, V) / np.sqrt(H),
             "b_vocab": np.zeros(V),
         }
+        if cell_type == "gru":
+            self.params["bhn"] = np.zeros(H)
         for k, v in self.params.items():
             self.params[k] = v.astype(self.dtype)
 
     def _cell(self):
-        if self.cell_type == "rnn":
-            return layers.rnn_forward, layers.rnn_backward
-        return layers.lstm_forward, layers.lstm_backward
+        """The cell's sequence forward and backward, and the names of its parameters in their order."""
+        forward, backward = getattr(layers, f"{self.cell_type}_forward"), getattr(layers, f"{self.cell_type}_backward")
+        return forward, backward, ("Wx", "Wh", "b", "bhn") if self.cell_type == "gru" else ("Wx", "Wh", "b")
 
     def loss(self, features, captions):
         """Training loss and gradients for features (N, D) and captions (N, T + 1).
@@ -70,17 +73,18 @@ class CaptioningRNN:
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         mask = captions_out != self._null
         p = self.params
-        cell_forward, cell_backward = self._cell()
+        cell_forward, cell_backward, cell_params = self._cell()
 
         h0, proj_cache = layers.affine_forward(features, p["W_proj"], p["b_proj"])
         words, embed_cache = layers.word_embedding_forward(captions_in, p["W_embed"])
-        h, cell_cache = cell_forward(words, h0, p["Wx"], p["Wh"], p["b"])
+        h, cell_cache = cell_forward(words, h0, *(p[k] for k in cell_params))
         scores, vocab_cache = layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])
         loss, dscores = layers.temporal_softmax_loss(scores, captions_out, mask)
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = layers.temporal_affine_backward(dscores, vocab_cache)
-        dwords, dh0, grads["Wx"], grads["Wh"], grads["b"] = cell_backward(dh, cell_cache)
+        dwords, dh0, *dcell = cell_backward(dh, cell_cache)
+        grads.update(zip(cell_params, dcell))
         grads["W_embed"] = layers.word_embedding_backward(dwords, embed_cache)
         _, grads["W_proj"], grads["b_proj"] = layers.affine_backward(dh0, proj_cache)
         return loss, grads
@@ -105,6 +109,8 @@ class CaptioningRNN:
             x, _ = layers.word_embedding_forward(words, p["W_embed"])
             if self.cell_type == "rnn":
                 h, _ = layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
+            elif self.cell_type == "gru":
+                h, _ = layers.gru_step_forward(x, h, p["Wx"], p["Wh"], p["b"], p["bhn"])
             else:
                 h, c, _ = layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
             scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
