@@ -14,6 +14,10 @@ How it wins its speed:
     what backward needs;
   - backward: per step one fused pointwise pass gives dA_t (and db, and the carried dc), then one GEMM
     dh_{t-1} = dA_t Wh^T; after the loop ONE GEMM each for dX = dA Wx^T, dWx = X^T dA, dWh = Hprev^T dA;
+  - the GRU: n = tanh(x Wx_n + b_n + r (h Wh_n + bhn)) needs the recurrent product of its n block apart
+    from the input part, so the per-step GEMM writes its own (N, 3H) buffer and the fused pass combines
+    them; its dA_t is [dr, dz, dhn, dn] (N, 4H): columns [0, 3H) multiply Wh^T in the one per-step GEMM,
+    and the input part [dr, dz], dn makes dX and dWx two GEMMs each (the same work as one);
 * time-major (T, N, .) internal buffers: every step's slice (gates, h, c, dA) is one contiguous block,
   which the per-step GEMMs run measurably faster on than on the (N, T, .) rows strided by T*G (up to
   25% for the LSTM: power-of-two strides make the rows collide in cache); the user's batch-major x is
@@ -31,6 +35,8 @@ backward with float64 everything, so a backward works from its tuple alone, in e
                                       is the (activated) gate buffer and hh[:T] the h stack
   lstm: (xt, Wx, Wh, hs, c0, c, tc, A)  hs (T, N, H) the h stack, c0 (N, H) or None (zeros), c and
                                       tc = tanh(c) (T, N, H), A (T, N, 4H) the activated gates i, f, o, g
+  gru:  (xt, Wx, Wh, hs, A, hn)       hs the h stack, A (T, N, 3H) the activated r, z, n, hn (T, N, H) =
+                                      h_{t-1} Wh_n + bhn; gru_step is gru with T = 1
   rnn_step:  (x, prev_h, Wx, Wh, next_h)       lstm_step: (x, prev_h, prev_c, Wx, Wh, gates, tc)
   affine, temporal_affine: (x, w)              word_embedding: (x, V)
 

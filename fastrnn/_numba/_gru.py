@@ -2,16 +2,21 @@
 
 How it wins its speed: as in ``_rnn`` and ``_lstm``, the time loop is one compiled
 call with nothing allocated inside it.  Forward: one GEMM puts the input projection
-of all T steps into the gate buffer (N, T, 3H); per step one GEMM computes
+of all T steps, bias included, into the gate buffer (N, T, 3H) -- a call of its own
+(``_dense.affine_forward``) before this kernel's: in the same compiled function as
+the loop it made LLVM vectorize the loop worse, and the tiny forward took twice as
+long (52 against 25 us, measured) --; per step one GEMM computes
 ``h_{t-1} @ Wh`` into its own (N, 3H) buffer -- the n gate needs the recurrent part
 of its block apart from the input part, ``n = tanh(x Wx_n + b_n + r (h Wh_n + bhn))``,
 so it cannot be accumulated into the gate buffer -- and a fused pointwise pass adds
-the biases, activates r, z and n in place, keeps ``hn = h Wh_n + bhn`` and writes h_t.
+bhn, activates r, z and n in place, keeps ``hn = h Wh_n + bhn`` and writes h_t.
 Backward: dh is copied once; per step a fused pointwise pass makes that step's
 pre-activation gradients and adds the direct term ``z dh_t`` into the gradient of
 h_{t-1}, and one GEMM adds ``dA_t @ Wh.T`` to it (beta = 1; by Wh transposed once when
-that pays, see ``_rnn``); dx, dWx, dWh, db and dbhn are whole-sequence operations
-after the loop, over all N*T rows (hprev for dWh is built in the spent copy of dh).
+that pays, see ``_rnn``); dx, dWx and dWh are whole-sequence GEMMs after the loop,
+over all N*T rows (hprev for dWh is built in the spent copy of dh); db and dbhn are
+summed row by row in the loop, while each row of dA is in L1 (a pass over the whole
+dA after the loop cost ~1.5 ms of a 37 ms medium float32 backward).
 
 dA (N, T, 4H) holds per step [dr, dz, dhn, dn]: dr, dz (the gradients of r's and
 z's pre-activations), dhn = dn r (that of h Wh_n + bhn) and dn (that of n's
@@ -29,20 +34,18 @@ grow with N*T are allocated by the caller with NumPy (see ``_rnn``).
 import numpy as np
 
 from ._blas import NOTRANS, TRANS, gemm
-from ._dense import column_sums, transpose_into
+from ._dense import transpose_into
 from ._jit import kernel
 from ._math import vsigmoid, vtanh
 from ._rnn import previous_states
 
 
-@kernel("b", "f3", "f2", "f2", "f2", "f1", "f1", "o3", "o3", "o3", "o2")
-def gru_forward(bi, x, h0, Wx, Wh, b, bhn, h, gates, hn, R):
-    """x (N, T, D), h0 (N, H): fills h, gates and hn; R (N, 3H) is scratch for h_{t-1} @ Wh."""
-    N, T, D = x.shape
-    H = h0.shape[1]
+@kernel("b", "f2", "f2", "f1", "o3", "o3", "o3", "o2")
+def gru_forward(bi, h0, Wh, bhn, h, gates, hn, R):
+    """The recurrence: gates (N, T, 3H) hold x Wx + b on entry (the caller's one GEMM) and get the
+    activated r, z, n; fills h (N, T, H) and hn; R (N, 3H) is scratch for h_{t-1} @ Wh."""
+    N, T, H = h.shape
     G = 3 * H
-    brz, bn = b[: 2 * H], b[2 * H :]
-    gemm(bi, NOTRANS, NOTRANS, N * T, G, D, 1.0, x, 0, D, Wx, 0, G, 0.0, gates, 0, G)
     for t in range(T):
         if t == 0:
             gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h0, 0, H, Wh, 0, G, 0.0, R, 0, G)
@@ -55,11 +58,11 @@ def gru_forward(bi, x, h0, Wx, Wh, b, bhn, h, gates, hn, R):
             r, z = a[:H], a[H : 2 * H]
             q, ht = hn[n, t], h[n, t]
             for j in range(2 * H):  # r, z
-                arz[j] = vsigmoid(arz[j] + brz[j] + rrz[j])
+                arz[j] = vsigmoid(arz[j] + rrz[j])
             for j in range(H):  # n
                 qj = rn[j] + bhn[j]
                 q[j] = qj
-                an[j] = vtanh(an[j] + bn[j] + r[j] * qj)
+                an[j] = vtanh(an[j] + r[j] * qj)
             for j in range(H):
                 ht[j] = an[j] + z[j] * (hp[j] - an[j])  # (1 - z) n + z h_{t-1}
 
@@ -74,6 +77,7 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
     G = 3 * H
     one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     dh0 = np.empty((N, 1, H), dht.dtype)
+    sums = np.zeros(4 * H, dht.dtype)  # column sums of dA, added row by row while the row is in L1
     if WhT.size:
         transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
@@ -93,6 +97,8 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
                 rj, zj = r[j], z[j]
                 dr[j] = dn[j] * q[j] * (rj * (one - rj))
                 dz[j] = g[j] * (hp[j] - nn[j]) * (zj * (one - zj))
+            for j in range(4 * H):
+                sums[j] += da[j]
             if t == 0:
                 for j in range(H):
                     dprev[j] = g[j] * z[j]
@@ -114,7 +120,6 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
     hprev = dht  # spent: becomes h0, h_0, ..., h_{T-2}
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, G, R, 1.0, hprev, 0, H, dA, 0, F, 0.0, dWh, 0, G)
-    sums = column_sums(dA.reshape(R, F))
     db = np.empty(G, dht.dtype)
     for j in range(2 * H):
         db[j] = sums[j]

@@ -11,7 +11,9 @@ dtype (word indices: C-contiguous ``np.intp``); inputs may be readonly and are
 never written.
 
 Every forward pass returns its cache as a flat tuple of arrays (and ints), which
-is all its backward pass needs, in either float dtype.
+is all its backward pass needs, in either float dtype.  A sequence layer's two
+forms (cs231n's and ``*_state``) make the same cache; the optional inputs of the
+state forms (c0, dh, dhT, dcT) may be None (zeros).
 
 The kernels live in one module per concern: ``_rnn``, ``_lstm``, ``_gru``, ``_dense``
 (affine, sigmoid), ``_words`` (embedding, softmax loss), over ``_blas`` (GEMM
@@ -372,10 +374,11 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 # --------------------------------------------------------------------------- GRU
 
 def _gru_forward(x, h0, Wx, Wh, b, bhn):
-    (N, T, _), H = x.shape, h0.shape[1]
+    (N, T, D), H = x.shape, h0.shape[1]
     h, gates, hn = _empty((N, T, H), x.dtype), _empty((N, T, 3 * H), x.dtype), _empty((N, T, H), x.dtype)
     (R,) = scratch_arrays(x.dtype, (N, 3 * H))
-    _gru.gru_forward[x.dtype](_BI, x, h0, Wx, Wh, b, bhn, h, gates, hn, R)
+    _dense.affine_forward[x.dtype](_BI, x.reshape(N * T, D), Wx, b, gates.reshape(N * T, 3 * H))  # see _gru
+    _gru.gru_forward[x.dtype](_BI, h0, Wh, bhn, h, gates, hn, R)
     return h, (x, h0, Wx, Wh, h, gates, hn)
 
 
