@@ -1288,10 +1288,11 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
     cdef cnp.ndarray dbhn = empty(1, H, 0, 0, tn)
-    # OpenBLAS multiplies by a transposed operand slower than by a copy transposed once (measured here: 16
-    # steps of dA_t Wh^T, float32, 11.0 against 9.8 ms at (100, 16, 256, 512), 115 against 101 at (64, 64, 512,
-    # 1024); even in float64); the copy pays from a few steps on, as in the Numba backend.
-    cdef bint transposed = T > 1 and N * T >= 256
+    # In float32 OpenBLAS multiplies by a transposed operand slower than by a copy transposed once (measured
+    # here: 16 steps of dA_t Wh^T, 11.0 against 9.8 ms at (100, 16, 256, 512), 115 against 101 ms at (64, 64,
+    # 512, 1024)); the copy pays from a few steps on (the Numba backend's rule).  In float64 it does not: the
+    # whole small/medium backward took 22.1/65 ms with the copy against 18.8/60 ms without.
+    cdef bint transposed = T > 1 and N * T >= 256 and tn == cnp.NPY_FLOAT32
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * 4 * H * item), o2 = o1 + up64(T * N * D * item)
     cdef size_t o3 = o2 + (up64(G * H * item) if transposed else 0)
     cdef cnp.ndarray work = scratch(o3 + H * item)

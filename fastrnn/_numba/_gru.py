@@ -10,11 +10,14 @@ long (52 against 25 us, measured) --; per step one GEMM computes
 of its block apart from the input part, ``n = tanh(x Wx_n + b_n + r (h Wh_n + bhn))``,
 so it cannot be accumulated into the gate buffer -- and a fused pointwise pass adds
 bhn, activates r, z and n in place, keeps ``hn = h Wh_n + bhn`` and writes h_t.
-Backward: dh is copied once; per step a fused pointwise pass makes that step's
-pre-activation gradients and adds the direct term ``z dh_t`` into the gradient of
-h_{t-1}, and one GEMM adds ``dA_t @ Wh.T`` to it (beta = 1; by Wh transposed once when
-that pays, see ``_rnn``); dx, dWx and dWh are whole-sequence GEMMs after the loop,
-over all N*T rows (hprev for dWh is built in the spent copy of dh); db and dbhn are
+Backward: the gradient flowing back from step to step is carried in one contiguous
+(N, H) buffer (which ends as dh0): per step a fused pointwise pass adds dh_t to it,
+makes that step's pre-activation gradients and leaves the direct term ``z g`` of
+h_{t-1}'s gradient in it, and one GEMM adds ``dA_t @ Wh.T`` (beta = 1; by Wh
+transposed once when that pays, see ``_rnn``).  dh is only read -- the RNN/LSTM
+kernels' copy of dh, added into row by row, made the medium float32 loop 3 ms slower
+(19.5 against 16.3 ms, measured).  dx, dWx and dWh are whole-sequence GEMMs after the
+loop, over all N*T rows (hprev for dWh is built in scratch); db and dbhn are
 summed row by row in the loop, while each row of dA is in L1 (a pass over the whole
 dA after the loop cost ~1.5 ms of a 37 ms medium float32 backward).
 
@@ -67,17 +70,16 @@ def gru_forward(bi, h0, Wh, bhn, h, gates, hn, R):
                 ht[j] = an[j] + z[j] * (hp[j] - an[j])  # (1 - z) n + z h_{t-1}
 
 
-@kernel("b", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "o3", "o3", "o2", "o3", "o2", "o2")
-def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
-    """BPTT.  dht (N, T, H) holds the upstream gradient of every h_t (the final state's added to
-    the last step's) and is used as scratch.  Fills dA (N, T, 4H, scratch), dx, dWx and dWh;
-    returns (dh0, db, dbhn).  WhT: as in ``_rnn.rnn_backward``."""
+@kernel("b", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o2", "o3", "o3", "o2", "o2")
+def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, WhT, hprev, dx, dWx, dWh):
+    """BPTT.  dh (N, T, H) is the upstream gradient of every h_t (of size 0: zeros); carry (N, H)
+    holds the final state's gradient on entry and dh0 on return.  Fills dA (N, T, 4H) and hprev
+    (N, T, H) (scratch), dx, dWx and dWh; returns (db, dbhn).  WhT: as in ``_rnn.rnn_backward``."""
     N, T, D = x.shape
     H = Wh.shape[0]
     G = 3 * H
-    one = dht.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
-    dh0 = np.empty((N, 1, H), dht.dtype)
-    sums = np.zeros(4 * H, dht.dtype)  # column sums of dA, added row by row while the row is in L1
+    one = dA.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    sums = np.zeros(4 * H, dA.dtype)  # column sums of dA, added row by row while the row is in L1
     if WhT.size:
         transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
@@ -85,9 +87,11 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
             a, da, q = gates[n, t], dA[n, t], hn[n, t]
             r, z, nn = a[:H], a[H : 2 * H], a[2 * H :]
             dr, dz, dq, dn = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]
-            g = dht[n, t]
+            g = carry[n]  # becomes the gradient of h_t, then the direct part of h_{t-1}'s
             hp = h0[n] if t == 0 else h[n, t - 1]
-            dprev = dh0[n, 0] if t == 0 else dht[n, t - 1]
+            d = dh[n, t]
+            for j in range(d.size):
+                g[j] += d[j]
             for j in range(H):
                 nj = nn[j]
                 dnj = g[j] * (one - z[j]) * (one - nj * nj)
@@ -99,30 +103,24 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh):
                 dz[j] = g[j] * (hp[j] - nn[j]) * (zj * (one - zj))
             for j in range(4 * H):
                 sums[j] += da[j]
-            if t == 0:
-                for j in range(H):
-                    dprev[j] = g[j] * z[j]
-            else:
-                for j in range(H):
-                    dprev[j] += g[j] * z[j]
-        # dh_{t-1} += dA_t[:, :3H] @ Wh.T
-        out, c0, ldc = (dht, (t - 1) * H, T * H) if t > 0 else (dh0, 0, H)
+            for j in range(H):
+                g[j] *= z[j]
+        # the gradient of h_{t-1}: carry += dA_t[:, :3H] @ Wh.T
         if WhT.size:
-            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, WhT, 0, H, 1.0, out, c0, ldc)
+            gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, WhT, 0, H, 1.0, carry, 0, H)
         else:
-            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, Wh, 0, G, 1.0, out, c0, ldc)
+            gemm(bi, NOTRANS, TRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, Wh, 0, G, 1.0, carry, 0, H)
     # After the loop, over all N*T rows: the x part of dA is [dr, dz] (columns 0..2H) and dn (3H..4H).
     R, F = N * T, 4 * H
     gemm(bi, NOTRANS, TRANS, R, D, 2 * H, 1.0, dA, 0, F, Wx, 0, G, 0.0, dx, 0, D)
     gemm(bi, NOTRANS, TRANS, R, D, H, 1.0, dA, 3 * H, F, Wx, 2 * H, G, 1.0, dx, 0, D)
     gemm(bi, TRANS, NOTRANS, D, 2 * H, R, 1.0, x, 0, D, dA, 0, F, 0.0, dWx, 0, G)
     gemm(bi, TRANS, NOTRANS, D, H, R, 1.0, x, 0, D, dA, 3 * H, F, 0.0, dWx, 2 * H, G)
-    hprev = dht  # spent: becomes h0, h_0, ..., h_{T-2}
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, G, R, 1.0, hprev, 0, H, dA, 0, F, 0.0, dWh, 0, G)
-    db = np.empty(G, dht.dtype)
+    db = np.empty(G, dA.dtype)
     for j in range(2 * H):
         db[j] = sums[j]
     for j in range(H):
         db[2 * H + j] = sums[3 * H + j]
-    return dh0.reshape(N, H), db, sums[2 * H : 3 * H].copy()
+    return db, sums[2 * H : 3 * H].copy()

@@ -394,10 +394,12 @@ def gru_forward_state(x, h0, Wx, Wh, b, bhn):
 def gru_backward_state(dh, dhT, cache):
     x, h0, Wx, Wh, h, gates, hn = cache
     dtype = h.dtype
-    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
     N, T, H = h.shape
-    dht, dA, WhT = _bptt_scratch(dh, dhT, h, (N, T, 4 * H), Wh)
-    dh0, db, dbhn = _gru.gru_backward[dtype](_BI, x, h0, Wx, Wh, h, gates, hn, dht, dA, WhT, dx, dWx, dWh)
+    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient, in place
+    dA, hprev, WhT = scratch_arrays(dtype, (N, T, 4 * H), (N, T, H), _Wh_transposed_shape(Wh, h))
+    dh = np.empty((N, T, 0), dtype) if dh is None else dh
+    db, dbhn = _gru.gru_backward[dtype](_BI, x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, WhT, hprev, dx, dWx, dWh)
     return dx, dh0, dWx, dWh, db, dbhn
 
 
