@@ -281,6 +281,15 @@ def _info(args):
               f"from {lib['loaded_by'] or '?'}" + (f" ({users[lib['loaded_by']]})" if lib["loaded_by"] in users
                                                    else ""))
         print(f"{'':<16}{lib['filepath']}")
+    nat = info.get("native")
+    if nat is None:
+        print("packed kernels  not built (the compiled backends use BLAS per step)")
+    else:
+        how = f"FASTRNN_ISA={nat['isa_forced']}" if nat["isa_forced"] else "chosen for this CPU"
+        state = ("sequence and affine layers run on the thread team" if nat["enabled"]
+                 else "off: FASTRNN_NATIVE=0, the compiled backends use BLAS per step")
+        print(f"packed kernels  {nat['isa']} ({how}; panel width float32 {nat['nr_float32']}, float64 "
+              f"{nat['nr_float64']}); {state}")
     print(f"numba cache     {nc['path']}  ({nc['source']}; {nc['cached_kernel_indexes']} cached kernel indexes)")
     for line in _workspace_lines(info["workspace"]):
         print(line)

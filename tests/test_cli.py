@@ -68,6 +68,21 @@ def test_info_json(capsys, monkeypatch, tmp_path):
     assert ws["total_bytes"] == sum(t["bytes"] for t in ws["threads"])
 
 
+def test_info_shows_the_packed_kernels(capsys, monkeypatch):
+    """Which micro-kernel ISA the CPU got, the panel widths, and whether FASTRNN_NATIVE turned the team off."""
+    from fastrnn import _native
+
+    layout = _native.layout()
+    assert cli.main(["info", "--json"]) == 0
+    nat = json.loads(capsys.readouterr().out)["native"]
+    assert (nat["isa"], nat["nr_float32"], nat["nr_float64"]) == (layout["isa"], layout["nr_float32"],
+                                                                  layout["nr_float64"])
+    monkeypatch.setenv("FASTRNN_NATIVE", "0")
+    assert cli.main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("packed kernels"))
+    assert layout["isa"] in line and "off: FASTRNN_NATIVE=0" in line
+
+
 def test_info_numba_cache_default_is_next_to_the_kernels(capsys, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     assert cli.main(["info", "--json"]) == 0

@@ -155,6 +155,19 @@ def load_average():
         return None
 
 
+def native():
+    """The shared C kernels: the micro-kernel ISA chosen for this CPU, its panel widths, and whether the
+    compiled backends use the team (FASTRNN_NATIVE=0 turns it off); None when the library did not build."""
+    try:
+        from .. import _native
+        layout = _native.layout()
+    except ImportError:
+        return None
+    return {"isa": layout["isa"], "nr_float32": layout["nr_float32"], "nr_float64": layout["nr_float64"],
+            "isa_forced": os.environ.get("FASTRNN_ISA") or None,
+            "enabled": os.environ.get("FASTRNN_NATIVE", "").strip() != "0"}
+
+
 def describe(include_backends=True):
     """Everything above, as one JSON-serialisable dict."""
     libs = blas()
@@ -166,6 +179,7 @@ def describe(include_backends=True):
         "numba_cache": numba_cache(),
         "load_average": load_average(),
         "workspace": workspace(),
+        "native": native(),
     }
     if include_backends:
         out["backends"] = backends()
@@ -191,6 +205,10 @@ def summary_lines(info):
         busy = load[0] > 0.5 * (c["usable_cores"] or 1)
         lines.append(f"load average at start: {load[0]:.2f} (1 min) on {c['usable_cores']} usable cores"
                      + ("; other processes are busy, so expect noisy timings" if busy else ""))
+    nat = info.get("native")
+    if nat:
+        lines.append(f"packed kernels: {nat['isa']} (panel width float32 {nat['nr_float32']}, float64 "
+                     f"{nat['nr_float64']})" + ("" if nat["enabled"] else "; off (FASTRNN_NATIVE=0)"))
     if "backends" in info:
         lines.append(f"backends: {', '.join(info['backends']['available'])} (active: {info['backends']['active']})")
     return lines
