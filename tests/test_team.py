@@ -29,10 +29,28 @@ CELLS = ["rnn", "lstm"] + (["gru"] if hasattr(reference, "gru_forward_state") el
 GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs
 
 
+def _module(name):
+    return {"cython": "fastrnn._cython.backend", "numba": "fastrnn._numba.backend"}[name]
+
+
 @pytest.fixture(params=COMPILED_BACKENDS)
 def backend(request):
-    with fastrnn.use_backend(request.param):
-        yield request.param
+    """The backend, with the team taken from the smallest shapes on (TEAM_USE_FLOPS 0), so that the
+    test shapes -- partial panels, single sequences -- reach it."""
+    module = sys.modules[_module(request.param)] if _module(request.param) in sys.modules else \
+        __import__(_module(request.param), fromlist=["team_plan"])
+    previous = module.set_team_flops(0.0, 1.0)
+    module.set_team_flops(0.0, previous[1])
+    try:
+        with fastrnn.use_backend(request.param):
+            yield request.param
+    finally:
+        module.set_team_flops(*previous)
+
+
+def _plan(backend, cell, shape, dtype):
+    gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
+    return sys.modules[_module(backend)].team_plan(*shape, gates, dtype)
 
 
 def _state_run(module, cell, args, seed, dtype, given):
@@ -51,6 +69,8 @@ def test_team_parity(backend, cell, shape, dtype, threads):
     gradients, on 1 and 2 threads; inputs F-ordered on the way (the team gets C-contiguous copies)."""
     args = state_inputs(np.random.default_rng(1), dtype, shape, cell)
     with threadpool_limits(threads):
+        if cell != "gru" and sys.modules[_module(backend)].native_in_use():  # (not under FASTRNN_NATIVE=0)
+            assert _plan(backend, cell, shape, dtype) >= 1, "the test shape must reach the team path"
         for given in GIVEN:
             expected = _state_run(reference, cell, args, 2, dtype, given)
             outs, grads = _state_run(layers, cell, [layout(a, "F") for a in args], 2, dtype, given)
@@ -96,6 +116,25 @@ def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend
                 assert stats["jobs"] == jobs, "a team job with one thread allowed"
             else:
                 assert stats["jobs"] == jobs + 1 and stats["last_job_threads"] == 2
+
+
+@pytest.mark.parametrize("name", COMPILED_BACKENDS)
+def test_when_the_team_pays(name):
+    """The rule, with the default thresholds: tiny sizes stay on BLAS per step (packing and mostly empty
+    panels cost more there), one panel of units only when BLAS may use one thread (a panel is a team
+    thread), the canonical sizes on the team with every thread BLAS may use."""
+    module = __import__(_module(name), fromlist=["team_plan"])
+    f32, f64 = np.float32, np.float64
+    for threads in (1, 2):
+        with threadpool_limits(threads):
+            assert module.team_plan(10, 13, 30, 40, 4, f32) == 0  # tiny
+            assert module.team_plan(10, 13, 30, 40, 1, f64) == 0
+            assert module.team_plan(25, 1, 256, 512, 4, f32) == 0  # a single step
+            assert module.team_plan(100, 16, 64, 64, 4, f32) == (1 if threads == 1 else 0)
+            for gates in (1, 4):
+                for dtype in (f32, f64):
+                    assert module.team_plan(25, 16, 256, 512, gates, dtype) == threads  # small
+                    assert module.team_plan(64, 64, 512, 1024, gates, dtype) == threads  # large
 
 
 def test_large_outputs_come_from_the_pool(backend):

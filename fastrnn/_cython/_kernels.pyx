@@ -46,6 +46,7 @@ memory access in bounds even when a function is called directly.
 """
 
 cimport numpy as cnp
+import numpy as np
 from cython cimport floating
 from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
@@ -448,9 +449,13 @@ def native_in_use():
     return fr_team_run != NULL
 
 
-# A team thread needs at least this many flops of recurrent product per step, and of an affine layer's
-# products: below it a barrier per step (~1 us) or the second thread's start costs more than it saves.
-cdef double TEAM_MIN_FLOPS = 2.0e6
+# A team thread needs at least TEAM_MIN_FLOPS of recurrent product per step (half a panel of 64 units
+# times 512 rows is 2.1e5), and an affine layer's job DENSE_MIN_FLOPS per thread: below them a barrier
+# per step, or a second thread's start, costs more than it saves.  Below TEAM_USE_FLOPS per step (the
+# tiny sizes) the packing and the partly empty panels cost more than BLAS per step: the layer stays there.
+# Measured on the project machine (Xeon, 2 cores) over shapes N 10-100, H 40-256: see the commit message.
+cdef double TEAM_MIN_FLOPS = 2.5e5
+cdef double TEAM_USE_FLOPS = 3.0e5
 cdef double DENSE_MIN_FLOPS = 4.0e6
 
 
@@ -465,14 +470,36 @@ cdef inline int64_t team_threads(double flops, double least, intp most) noexcept
     return n if n > 1 else 1
 
 
+def team_plan(intp N, intp T, intp D, intp H, intp gates, dtype):
+    """Threads of the team job a sequence layer of these sizes would run as (0: BLAS per step instead)."""
+    cdef int tn = cnp.NPY_FLOAT32 if np.dtype(dtype) == np.float32 else cnp.NPY_FLOAT64
+    if not use_team(N, T, H, gates, tn):
+        return 0
+    return team_threads(2.0 * N * H * gates * H, TEAM_MIN_FLOPS, (H + panel_width(tn) - 1) // panel_width(tn))
+
+
+def set_team_flops(double use_flops, double min_flops):
+    """Sets TEAM_USE_FLOPS and TEAM_MIN_FLOPS (the tests reach the team path at small shapes with it);
+    returns the previous pair."""
+    global TEAM_USE_FLOPS, TEAM_MIN_FLOPS
+    previous = (TEAM_USE_FLOPS, TEAM_MIN_FLOPS)
+    TEAM_USE_FLOPS, TEAM_MIN_FLOPS = use_flops, min_flops
+    return previous
+
+
 cdef inline intp panel_width(int tn) noexcept nogil:
     return NR_F if tn == cnp.NPY_FLOAT32 else NR_D
 
 
-cdef inline bint use_team(intp T, intp H, int tn) noexcept nogil:
+cdef inline bint use_team(intp N, intp T, intp H, intp gates, int tn) noexcept nogil:
     """Whether a sequence layer runs on the team: fastrnn._native must be there, and packing the
-    recurrent weights (once per call) must pay: more than one step, at least half a panel of units."""
-    return fr_team_run != NULL and T > 1 and 2 * H >= panel_width(tn)
+    recurrent weights (once per call) must pay: more than one step, at least half a panel of units,
+    TEAM_USE_FLOPS per step, and more than one panel when BLAS would use more than one thread (one
+    panel is one team thread)."""
+    cdef intp nr = panel_width(tn)
+    if fr_team_run == NULL or T < 2 or 2 * H < nr or 2.0 * N * H * gates * H < TEAM_USE_FLOPS:
+        return False
+    return H > nr or blas_get_threads == NULL or blas_get_threads() <= 1
 
 
 cdef inline size_t packed_bytes(intp K, intp H, intp gates, int tn) noexcept nogil:
@@ -879,7 +906,7 @@ cdef tuple rnn_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     cdef Layer layer
     cdef Layer *L = NULL
     cdef cnp.ndarray work
-    if use_team(T, H, tn):
+    if use_team(N, T, H, 1, tn):
         layer_setup(&layer, N, T, D, H, 1, tn)
         work = scratch(layer_scratch(&layer, H, 1, tn))
         layer_place(&layer, <char *>P(work), H, 1, tn)
@@ -916,7 +943,7 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
     cdef Layer layer
     cdef Layer *L = NULL
-    if use_team(T, H, tn):
+    if use_team(N, T, H, 1, tn):
         layer_setup(&layer, N, T, D, H, 1, tn)
         L = &layer
     cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, H, 1, tn) if L != NULL else 0))
@@ -1071,7 +1098,7 @@ cdef tuple lstm_fwd(cnp.ndarray x, cnp.ndarray h0, object c0, cnp.ndarray Wx, cn
     cdef size_t o1 = up64(H * cnp.PyArray_ITEMSIZE(x))
     cdef Layer layer
     cdef Layer *L = NULL
-    if use_team(T, H, tn):
+    if use_team(N, T, H, 4, tn):
         layer_setup(&layer, N, T, D, H, 4, tn)
         L = &layer
     cdef cnp.ndarray work = scratch(o1 + (layer_scratch(L, H, 4, tn) if L != NULL else 0))
@@ -1123,7 +1150,7 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
     cdef Layer layer
     cdef Layer *L = NULL
-    if use_team(T, H, tn):
+    if use_team(N, T, H, 4, tn):
         layer_setup(&layer, N, T, D, H, 4, tn)
         L = &layer
     cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0))

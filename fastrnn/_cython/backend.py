@@ -152,6 +152,11 @@ def _use_native(kernels):
 _use_native(_kernels)
 
 
+native_in_use = _kernels.native_in_use
+team_plan = _kernels.team_plan
+set_team_flops = _kernels.set_team_flops
+
+
 def blas():
     """Which BLAS the kernels call: "ilp64" (NumPy's bundled OpenBLAS) or "scipy.linalg.cython_blas"."""
     return _kernels.blas_in_use()

@@ -91,16 +91,32 @@ else:
     _POOL = None
 _POOLED = 256 * 1024  # arrays from this many bytes on come from the pool
 
-# A team thread needs at least this many flops of recurrent product per step, and of an affine layer's
-# products (the Cython backend's thresholds): below them a barrier per step, or a second thread's
-# start, costs more than it saves.
-_TEAM_MIN_FLOPS = 2.0e6
+# The Cython backend's thresholds (see its _kernels.pyx): a team thread needs _TEAM_MIN_FLOPS of recurrent
+# product per step, an affine layer's job _DENSE_MIN_FLOPS per thread; below _TEAM_USE_FLOPS per step (the
+# tiny sizes) packing and partly empty panels cost more than BLAS per step.
+_TEAM_MIN_FLOPS = 2.5e5
+_TEAM_USE_FLOPS = 3.0e5
 _DENSE_MIN_FLOPS = 4.0e6
 
 
 def native_in_use():
     """True when the sequence and affine layers run on fastrnn._native's team."""
     return _NATIVE
+
+
+def team_plan(N, T, D, H, gates, dtype):
+    """Threads of the team job a sequence layer of these sizes would run as (0: BLAS per step instead)."""
+    plan = _team_plan(N, T, D, H, gates, np.dtype(dtype))
+    return plan[1] if plan else 0
+
+
+def set_team_flops(use_flops, min_flops):
+    """Sets _TEAM_USE_FLOPS and _TEAM_MIN_FLOPS (the tests reach the team path at small shapes with it);
+    returns the previous pair."""
+    global _TEAM_USE_FLOPS, _TEAM_MIN_FLOPS
+    previous = (_TEAM_USE_FLOPS, _TEAM_MIN_FLOPS)
+    _TEAM_USE_FLOPS, _TEAM_MIN_FLOPS = use_flops, min_flops
+    return previous
 
 
 def _empty(shape, dtype):
@@ -121,8 +137,11 @@ def _threads(flops, least, most):
 
 def _team_plan(N, T, D, H, gates, dtype):
     """(nr, threads, work bytes per thread) when a sequence layer runs on the team, else None: packing the
-    recurrent weights (once per call) pays from two steps and half a panel of units on."""
-    if not _NATIVE or T < 2 or 2 * H < _NR[dtype]:
+    recurrent weights (once per call) pays from two steps, half a panel of units and _TEAM_USE_FLOPS per
+    step on, and with more than one panel when BLAS would use more than one thread (a panel is a thread)."""
+    if not _NATIVE or T < 2 or 2 * H < _NR[dtype] or 2.0 * N * H * gates * H < _TEAM_USE_FLOPS:
+        return None
+    if H <= _NR[dtype] and _blas_threads() > 1:
         return None
     nr, G = _NR[dtype], gates * H
     threads = _threads(2.0 * N * H * G, _TEAM_MIN_FLOPS, -(-H // nr))
