@@ -139,8 +139,8 @@ def _team_plan(N, T, D, H, gates, dtype):
     """(nr, threads, work bytes per thread) when a sequence layer runs on the team, else None: packing the
     recurrent weights (once per call) pays from two steps, half a panel of units and _TEAM_USE_FLOPS per
     step on, and with more than one panel when BLAS would use more than one thread (a panel is a thread)."""
-    if not _NATIVE or T < 2 or 2 * H < _NR[dtype] or 2.0 * N * H * gates * H < _TEAM_USE_FLOPS:
-        return None
+    if not _NATIVE or T < 2 or 2.0 * N * H * gates * H < _TEAM_USE_FLOPS or 2 * H < _NR[dtype]:
+        return None  # (cheapest tests first: the tiny sizes, where a microsecond shows, leave here)
     if H <= _NR[dtype] and _blas_threads() > 1:
         return None
     nr, G = _NR[dtype], gates * H
