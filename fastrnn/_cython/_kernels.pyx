@@ -17,7 +17,8 @@ How it wins its speed:
   - the GRU: n = tanh(x Wx_n + b_n + r (h Wh_n + bhn)) needs the recurrent product of its n block apart
     from the input part, so the per-step GEMM writes its own (N, 3H) buffer and the fused pass combines
     them; its dA_t is [dr, dz, dhn, dn] (N, 4H): columns [0, 3H) multiply Wh^T in the one per-step GEMM,
-    and the input part [dr, dz], dn makes dX and dWx two GEMMs each (the same work as one);
+    and the input part [dr, dz], dn makes dX and dWx two GEMMs each (the same work as one); on the team
+    (below) Wh is packed as its r, z blocks, whose products accumulate into the gates, and its n block;
 * time-major (T, N, .) internal buffers: every step's slice (gates, h, c, dA) is one contiguous block,
   which the per-step GEMMs run measurably faster on than on the (N, T, .) rows strided by T*G (up to
   25% for the LSTM: power-of-two strides make the rows collide in cache); the user's batch-major x is
@@ -81,12 +82,17 @@ cdef extern from "pointwise.h" nogil:
                       const float *hp, intp ldhp, float *hn, intp ldhn, float *h, intp ldh, float *hs, intp lds)
     void fr_gru_fwd_d(intp N, intp H, double *A, intp lda, const double *R, intp ldr, const double *bhn,
                       const double *hp, intp ldhp, double *hn, intp ldhn, double *h, intp ldh, double *hs, intp lds)
-    void fr_gru_bwd_f(intp N, intp H, const float *dh, intp lddh, float *dhc, const float *gates, intp ldg,
-                      const float *hn, intp ldhn, const float *hp, intp ldhp, float *dA, intp ldda, float *db,
-                      float *dbhn)
-    void fr_gru_bwd_d(intp N, intp H, const double *dh, intp lddh, double *dhc, const double *gates, intp ldg,
-                      const double *hn, intp ldhn, const double *hp, intp ldhp, double *dA, intp ldda, double *db,
-                      double *dbhn)
+    void fr_gru_fwd_units_f(intp N, intp nu, intp gs, float *A, intp lda, const float *b, float *hn, intp ldhn,
+                            const float *bhn, const float *hp, intp ldhp, float *h, intp ldh, float *hs, intp lds)
+    void fr_gru_fwd_units_d(intp N, intp nu, intp gs, double *A, intp lda, const double *b, double *hn, intp ldhn,
+                            const double *bhn, const double *hp, intp ldhp, double *h, intp ldh, double *hs,
+                            intp lds)
+    void fr_gru_bwd_f(intp N, intp nu, intp gs, const float *dh, intp lddh, float *dhc, intp lddhc,
+                      const float *gates, intp ldg, const float *hn, intp ldhn, const float *hp, intp ldhp,
+                      float *dA, intp ldda, float *db, float *dbhn)
+    void fr_gru_bwd_d(intp N, intp nu, intp gs, const double *dh, intp lddh, double *dhc, intp lddhc,
+                      const double *gates, intp ldg, const double *hn, intp ldhn, const double *hp, intp ldhp,
+                      double *dA, intp ldda, double *db, double *dbhn)
     void fr_sigmoid_loop_f(intp n, const float *x, float *out)
     void fr_sigmoid_loop_d(intp n, const double *x, double *out)
     void fr_colsum_f(intp R, intp M, const float *A, intp lda, float *out)
@@ -585,6 +591,10 @@ cdef struct Layer:
     void *P
     void *W
     int failed
+    # GRU: bhn (H,); hn (T, N, H) = h_{t-1} Wh_n + bhn; dbhn (H,)
+    const void *bhn
+    void *hn
+    void *dbhn
 
 
 cdef inline Work thread_work(void *W, size_t bytes, int64_t tid, int *failed) noexcept nogil:
@@ -825,6 +835,111 @@ cdef void lstm_bwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexc
 
 cdef void lstm_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     lstm_bwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+# The GRU on the team.  n = tanh(x Wx_n + b_n + r (h Wh_n + bhn)) needs the recurrent part of its n block
+# apart from the input part, so the forward packs Wh in two parts: its r and z blocks (2 gate blocks, whose
+# products accumulate into the projected gate buffer A) and its n block (whose product goes to hn, kept for
+# the backward).  The backward's dA_t is [dr, dz, dhn, dn] (N, 4H): its first 3H columns, the gradient of
+# h_{t-1} Wh, make one packed product by Wh^T per step (as the LSTM's); the input side [dr, dz], dn makes
+# dX and dWx two products each after the loop (the same work as one).
+
+cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of the GRU forward pass."""
+    cdef intp ub0, ub1, u0, u1, t, ub, v0, nu, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef floating *A = <floating *>L.A
+    cdef floating *hs = <floating *>L.hs
+    cdef floating *hn = <floating *>L.hn
+    cdef floating *h = <floating *>L.h
+    cdef floating *P = <floating *>L.P
+    cdef floating *Pn = P + L.nb * 2 * H * L.nr  # the packed n block, after the r and z blocks
+    cdef const floating *b = <const floating *>L.b
+    cdef const floating *bhn = <const floating *>L.bhn
+    cdef const floating *Wh = <const floating *>L.Wh
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    projection(kind, L, u0, u1, A, &w)
+    ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
+    ppack(H, H, 1, Wh + 2 * H, G, 0, Pn, ub0, ub1)
+    for t in range(T):
+        for ub in range(ub0, ub1):
+            v0 = ub * L.nr
+            nu = min(H, v0 + L.nr) - v0
+            pmm(N, H, hs + t * NH, H, P, H, 2, ub, A + t * NG, G, 1)
+            pmm(N, H, hs + t * NH, H, Pn, H, 1, ub, hn + t * NH, H, 0)
+            if floating is float:
+                fr_gru_fwd_units_f(N, nu, H, A + t * NG + v0, G, b + v0, hn + t * NH + v0, H, bhn + v0,
+                                   hs + t * NH + v0, H, h + t * H + v0, T * H,
+                                   hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+            else:
+                fr_gru_fwd_units_d(N, nu, H, A + t * NG + v0, G, b + v0, hn + t * NH + v0, H, bhn + v0,
+                                   hs + t * NH + v0, H, h + t * H + v0, T * H,
+                                   hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+        fr_sync(sync)
+
+
+cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """Thread tid's share of GRU BPTT and the weight gradients.  L.dh0 carries the gradient of h between
+    steps (the final state's on entry, h0's on return)."""
+    cdef intp ub0, ub1, u0, u1, t, ub, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G, F = 4 * L.H, NF = L.N * 4 * L.H, TN = L.T * L.N
+    cdef const floating *A = <const floating *>L.A
+    cdef const floating *hs = <const floating *>L.hs
+    cdef const floating *hn = <const floating *>L.hn
+    cdef const floating *Wx = <const floating *>L.Wx
+    cdef const floating *xt = <const floating *>L.xt
+    cdef const floating *dht
+    cdef floating *dA = <floating *>L.dA
+    cdef floating *dh0 = <floating *>L.dh0
+    cdef floating *db = <floating *>L.db
+    cdef floating *dbhn = <floating *>L.dbhn
+    cdef floating *dxt = <floating *>L.dxt
+    cdef floating *dx = <floating *>L.dx
+    cdef floating *dWx = <floating *>L.dWx
+    cdef floating *P = <floating *>L.P
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    for t in range(T - 1, -1, -1):
+        dht = upstream(L, t, &lddh, kind)
+        if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
+            fr_gru_bwd_f(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
+                         hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
+        else:
+            fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
+                         hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
+        fr_sync(sync)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):  # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+            pmm(N, G, dA + t * NF, F, P, H, 1, ub, dh0, H, 1)
+    # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
+    # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
+    share(TN, tid, nth, &r0, &r1)
+    if r1 > r0:
+        pgemm(r1 - r0, 2 * H, dA + r0 * F, F, 0, Wx, G, 1, D, 1, 0, D, dxt + r0 * D, D, 0, &w)
+        pgemm(r1 - r0, H, dA + r0 * F + 3 * H, F, 0, Wx + 2 * H, G, 1, D, 1, 0, D, dxt + r0 * D, D, 1, &w)
+    for r in range(r0, r1):  # row r of dxt is step t = r // N of sequence n = r % N
+        t, n = r // N, r % N
+        memcpy(dx + (n * T + t) * D, dxt + r * D, D * sizeof(floating))
+    pgemm(D, TN, xt, D, 1, dA, F, 0, H, 2, u0, u1, dWx, G, 0, &w)
+    pgemm(D, TN, xt, D, 1, dA + 3 * H, F, 0, H, 1, u0, u1, dWx + 2 * H, G, 0, &w)
+    pgemm(H, TN, hs, H, 1, dA, F, 0, H, 3, u0, u1, <floating *>L.dWh, G, 0, &w)
+
+
+cdef void gru_fwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    gru_fwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void gru_fwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    gru_fwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void gru_bwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    gru_bwd_body(<float *>NULL, <Layer *>arg, sync, tid, nth)
+
+
+cdef void gru_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    gru_bwd_body(<double *>NULL, <Layer *>arg, sync, tid, nth)
 
 
 # ------------------------------------------------------------------------------------------ vanilla RNN
@@ -1214,13 +1329,19 @@ def lstm_backward_state(cnp.ndarray dh, cnp.ndarray dhT, cnp.ndarray dcT, tuple 
 
 cdef void gru_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
                     const floating *Wx, const floating *Wh, const floating *b, const floating *bhn,
-                    floating *h, floating *xt, floating *hs, floating *A, floating *hn, floating *R) noexcept nogil:
+                    floating *h, floating *xt, floating *hs, floating *A, floating *hn, floating *R,
+                    Layer *L) noexcept nogil:
     """hs (T, N, H): hs[0] = h0, hs[t] = h_{t-1} (the h stack); A (T, N, 3H) gets the activated r, z, n;
-    hn (T, N, H) = h_{t-1} Wh_n + bhn; R (N, 3H) is scratch for h_{t-1} Wh, apart from A because n needs
-    its recurrent part apart from its input part."""
+    hn (T, N, H) = h_{t-1} Wh_n + bhn.  L: run as a team job (L set up by the caller; R unused), or NULL:
+    on BLAS, where R (N, 3H) is scratch for h_{t-1} Wh, apart from A because n needs its recurrent part
+    apart from its input part."""
     cdef intp t, G = 3 * H, NH = N * H, NG = N * 3 * H
     swap01(N, T, D, x, xt)
     memcpy(hs, h0, NH * sizeof(floating))
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.b, L.bhn, L.A, L.hs, L.hn, L.h = xt, Wx, Wh, b, bhn, A, hs, hn, h
+        fr_team_run(gru_fwd_task_f if floating is float else gru_fwd_task_d, L, L.threads)
+        return
     fill_rows(T * N, G, b, A, G)
     mm(False, False, T * N, G, D, xt, D, Wx, G, 1, A, G)
     for t in range(T):
@@ -1236,25 +1357,32 @@ cdef void gru_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const flo
 cdef void gru_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *xt,
                     const floating *Wx, const floating *Wh, const floating *hs, const floating *A,
                     const floating *hn, floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db,
-                    floating *dbhn, floating *dA, floating *dxt, floating *WhT, const floating *zero) noexcept nogil:
+                    floating *dbhn, floating *dA, floating *dxt, floating *WhT, const floating *zero,
+                    Layer *L) noexcept nogil:
     """dh (N, T, H) may be NULL (zeros).  dh0 (N, H) carries the gradient of each step's h: it holds the
     final state's on entry and h0's on return.  dA (T, N, 4H) = [dr, dz, dhn, dn] of every step: columns
-    [0, 3H) are the gradient of h_{t-1} Wh, [dr, dz] and dn that of x Wx + b.  WhT (3H, H): scratch to
-    multiply by Wh transposed once, or NULL to multiply by Wh^T (see gru_bwd)."""
+    [0, 3H) are the gradient of h_{t-1} Wh, [dr, dz] and dn that of x Wx + b.  L: as in gru_fwd_k.  On
+    BLAS, WhT (3H, H): scratch to multiply by Wh transposed once, or NULL to multiply by Wh^T (see gru_bwd)."""
     cdef intp t, G = 3 * H, F = 4 * H, NH = N * H, NF = N * 4 * H
     for t in range(G):
         db[t] = 0
     for t in range(H):
         dbhn[t] = 0
+    if L != NULL:
+        L.xt, L.Wx, L.Wh, L.dh, L.zero = xt, Wx, Wh, dh, zero
+        L.A, L.hs, L.hn = <void *>A, <void *>hs, <void *>hn  # read only in the backward
+        L.dA, L.dxt, L.dx, L.dh0, L.dWx, L.dWh, L.db, L.dbhn = dA, dxt, dx, dh0, dWx, dWh, db, dbhn
+        fr_team_run(gru_bwd_task_f if floating is float else gru_bwd_task_d, L, L.threads)
+        return
     if WhT != NULL:
         transpose(H, G, Wh, WhT)
     for t in range(T - 1, -1, -1):
         if floating is float:
-            fr_gru_bwd_f(N, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, A + t * N * G, G,
-                         hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
+            fr_gru_bwd_f(N, H, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, H,
+                         A + t * N * G, G, hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
         else:
-            fr_gru_bwd_d(N, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, A + t * N * G, G,
-                         hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
+            fr_gru_bwd_d(N, H, H, dh + t * H if dh != NULL else zero, T * H if dh != NULL else 0, dh0, H,
+                         A + t * N * G, G, hn + t * NH, H, hs + t * NH, H, dA + t * NF, F, db, dbhn)
         if WhT != NULL:
             mm(False, False, N, H, G, dA + t * NF, F, WhT, H, 1, dh0, H)
         else:
@@ -1280,17 +1408,28 @@ cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     blas_sizes(N * T, D, 3 * H)
     cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
     cdef cnp.ndarray A = empty(3, T, N, 3 * H, tn), hn = empty(3, T, N, H, tn)
-    cdef cnp.ndarray work = scratch(N * 3 * H * cnp.PyArray_ITEMSIZE(x))
+    cdef Layer layer
+    cdef Layer *L = NULL
+    cdef cnp.ndarray work
+    if use_team(N, T, H, 3, tn):  # Wh packed as its r, z blocks and its n block: 3 gate blocks in all
+        layer_setup(&layer, N, T, D, H, 3, tn)
+        work = scratch(layer_scratch(&layer, H, 3, tn))
+        layer_place(&layer, <char *>P(work), H, 3, tn)
+        L = &layer
+    else:
+        work = scratch(N * 3 * H * cnp.PyArray_ITEMSIZE(x))
     cdef void *R = P(work)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             gru_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
                       <float *>P(bhn), <float *>P(h), <float *>P(xt), <float *>P(hs), <float *>P(A), <float *>P(hn),
-                      <float *>R)
+                      <float *>R, L)
         else:
             gru_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
                       <double *>P(b), <double *>P(bhn), <double *>P(h), <double *>P(xt), <double *>P(hs),
-                      <double *>P(A), <double *>P(hn), <double *>R)
+                      <double *>P(A), <double *>P(hn), <double *>R, L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return h, (xt, Wx, Wh, hs, A, hn)
 
 
@@ -1315,20 +1454,27 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
     cdef cnp.ndarray dbhn = empty(1, H, 0, 0, tn)
-    # In float32 OpenBLAS multiplies by a transposed operand slower than by a copy transposed once (measured
-    # here: 16 steps of dA_t Wh^T, 11.0 against 9.8 ms at (100, 16, 256, 512), 115 against 101 ms at (64, 64,
-    # 512, 1024)); the copy pays from a few steps on (the Numba backend's rule).  In float64 it does not: the
-    # whole small/medium backward took 22.1/65 ms with the copy against 18.8/60 ms without.
-    cdef bint transposed = T > 1 and N * T >= 256 and tn == cnp.NPY_FLOAT32
+    cdef Layer layer
+    cdef Layer *L = NULL
+    if use_team(N, T, H, 3, tn):
+        layer_setup(&layer, N, T, D, H, 3, tn)
+        L = &layer
+    # On BLAS in float32, OpenBLAS multiplies by a transposed operand slower than by a copy transposed once
+    # (measured here: 16 steps of dA_t Wh^T, 11.0 against 9.8 ms at (100, 16, 256, 512), 115 against 101 ms at
+    # (64, 64, 512, 1024)); the copy pays from a few steps on (the Numba backend's rule).  In float64 it does
+    # not: the whole small/medium backward took 22.1/65 ms with the copy against 18.8/60 ms without.
+    cdef bint transposed = L == NULL and T > 1 and N * T >= 256 and tn == cnp.NPY_FLOAT32
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * 4 * H * item), o2 = o1 + up64(T * N * D * item)
-    cdef size_t o3 = o2 + (up64(G * H * item) if transposed else 0)
-    cdef cnp.ndarray work = scratch(o3 + H * item)
+    cdef size_t o3 = o2 + (up64(G * H * item) if transposed else 0), o4 = o3 + up64(H * item)
+    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0))
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *WhT = dA + o2 if transposed else NULL
     cdef char *zero = dA + o3
     cdef void *pdh = P_or_null(dh)
     memset(zero, 0, H * item)
+    if L != NULL:
+        layer_place(L, dA + o4, G, 1, tn)
     if dhT is None:  # the carried gradient, in dh0, starts from the final state's
         memset(P(dh0), 0, N * H * item)
     else:
@@ -1338,12 +1484,14 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
             gru_bwd_k(N, T, D, H, <float *>pdh, <float *>P(xt), <float *>P(Wx), <float *>P(Wh), <float *>P(hs),
                       <float *>P(A), <float *>P(hn), <float *>P(dx), <float *>P(dh0), <float *>P(dWx),
                       <float *>P(dWh), <float *>P(db), <float *>P(dbhn), <float *>dA, <float *>dxt, <float *>WhT,
-                      <float *>zero)
+                      <float *>zero, L)
         else:
             gru_bwd_k(N, T, D, H, <double *>pdh, <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
                       <double *>P(hs), <double *>P(A), <double *>P(hn), <double *>P(dx), <double *>P(dh0),
                       <double *>P(dWx), <double *>P(dWh), <double *>P(db), <double *>P(dbhn), <double *>dA,
-                      <double *>dxt, <double *>WhT, <double *>zero)
+                      <double *>dxt, <double *>WhT, <double *>zero, L)
+    if L != NULL and L.failed:
+        raise MemoryError("fastrnn: no memory for a product's work buffer")
     return dx, dh0, dWx, dWh, db, dbhn
 
 

@@ -1,4 +1,5 @@
-/* Pointwise kernels of the Cython backend (fastrnn/_cython/_kernels.pyx calls them between BLAS calls).
+/* Pointwise kernels of the Cython backend (fastrnn/_cython/_kernels.pyx calls them between products:
+ * BLAS calls, or on the team a slab's packed products, fastrnn/_native/packed.h).
  *
  * How they win their speed: every loop is branch-free and written so that gcc -O3 vectorizes it, and is
  * compiled three times (target_clones: AVX-512, AVX2+FMA, baseline SSE2) with the best one picked at load

@@ -161,6 +161,43 @@ FR_CLONES static void FR_FN(gru_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_
     }
 }
 
+/* One row of gru_fwd_units: nu hidden units, one restrict pointer per gate block (see lstm_bwd_row). */
+static inline void FR_FN(gru_fwd_units_row)(ptrdiff_t nu, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
+                                            const REAL *restrict br, const REAL *restrict bz,
+                                            const REAL *restrict bn, REAL *restrict hn, const REAL *restrict bhn,
+                                            const REAL *restrict hp, REAL *restrict h)
+{
+    for (ptrdiff_t j = 0; j < nu; j++) {
+        REAL r = FR_SIGMOID(ar[j] + br[j]), z = FR_SIGMOID(az[j] + bz[j]);
+        REAL q = hn[j] + bhn[j];
+        REAL n = FR_TANH(an[j] + bn[j] + r * q);
+        ar[j] = r;
+        az[j] = z;
+        an[j] = n;
+        hn[j] = q;
+        h[j] = n + z * (hp[j] - n); /* (1 - z) n + z hp */
+    }
+}
+
+/* GRU forward step for nu hidden units of the team's slab (gate blocks r, z, n gs = H apart in A and b),
+ * the recurrent products already in place: A (N, 3H) holds x Wx + hp Wh in its r and z blocks and x Wx in
+ * its n block (no bias) and gets the activated r, z, n; hn (N, nu) holds hp Wh_n and gets hp Wh_n + bhn.
+ * Writes h = (1 - z) n + z hp, and h again to hs unless hs is NULL.  r and z use the relatively accurate
+ * sigmoid, as gru_fwd. */
+FR_CLONES static void FR_FN(gru_fwd_units)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, REAL *A, ptrdiff_t lda,
+                                           const REAL *b, REAL *hn, ptrdiff_t ldhn, const REAL *bhn,
+                                           const REAL *hp, ptrdiff_t ldhp, REAL *h, ptrdiff_t ldh, REAL *hs,
+                                           ptrdiff_t lds)
+{
+    for (ptrdiff_t n = 0; n < N; n++) {
+        REAL *a = A + n * lda;
+        FR_FN(gru_fwd_units_row)(nu, a, a + gs, a + 2 * gs, b, b + gs, b + 2 * gs, hn + n * ldhn, bhn,
+                                 hp + n * ldhp, h + n * ldh);
+        if (hs)
+            memcpy(hs + n * lds, h + n * ldh, (size_t)nu * sizeof(REAL));
+    }
+}
+
 /* One row of gru_bwd. */
 static inline void FR_FN(gru_bwd_row)(ptrdiff_t H, const REAL *restrict dh, REAL *restrict dhc,
                                       const REAL *restrict gr, const REAL *restrict gz, const REAL *restrict gn,
@@ -188,20 +225,23 @@ static inline void FR_FN(gru_bwd_row)(ptrdiff_t H, const REAL *restrict dh, REAL
     }
 }
 
-/* GRU backward step.  dhc (N, H) holds the gradient of this step's h carried from later steps (the final
- * state's for the last step) and gets the direct part of the previous state's, g z, where g = dh + dhc; the
- * caller then adds dA[:, :3H] Wh^T to it.  gates (N, 3H) are the activated r, z, n; hn = hp Wh_n + bhn;
- * hp the previous state.  Writes dA (N, 4H) = [dr, dz, dhn, dn] (pre-activation gradients of r and z, that
- * of hp Wh_n + bhn, and n's) and adds the column sums of [dr, dz, dn] to db (3H) and of dhn to dbhn. */
-FR_CLONES static void FR_FN(gru_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh, REAL *dhc,
-                                     const REAL *gates, ptrdiff_t ldg, const REAL *hn, ptrdiff_t ldhn,
-                                     const REAL *hp, ptrdiff_t ldhp, REAL *dA, ptrdiff_t ldda, REAL *db, REAL *dbhn)
+/* GRU backward step for nu hidden units (gate blocks gs = H apart in gates, dA and db; all of them when
+ * nu = gs, or the team's slab).  dhc (N, nu, row stride lddhc) holds the gradient of this step's h carried
+ * from later steps (the final state's for the last step) and gets the direct part of the previous state's,
+ * g z, where g = dh + dhc; the caller then adds dA[:, :3H] Wh^T to it.  gates (N, 3H) are the activated
+ * r, z, n; hn = hp Wh_n + bhn; hp the previous state.  Writes dA (N, 4H) = [dr, dz, dhn, dn]
+ * (pre-activation gradients of r and z, that of hp Wh_n + bhn, and n's) and adds the column sums of
+ * [dr, dz, dn] to db (3H) and of dhn to dbhn. */
+FR_CLONES static void FR_FN(gru_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, const REAL *dh, ptrdiff_t lddh,
+                                     REAL *dhc, ptrdiff_t lddhc, const REAL *gates, ptrdiff_t ldg, const REAL *hn,
+                                     ptrdiff_t ldhn, const REAL *hp, ptrdiff_t ldhp, REAL *dA, ptrdiff_t ldda,
+                                     REAL *db, REAL *dbhn)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         const REAL *g = gates + n * ldg;
         REAL *da = dA + n * ldda;
-        FR_FN(gru_bwd_row)(H, dh + n * lddh, dhc + n * H, g, g + H, g + 2 * H, hn + n * ldhn, hp + n * ldhp,
-                           da, da + H, da + 2 * H, da + 3 * H, db, db + H, dbhn, db + 2 * H);
+        FR_FN(gru_bwd_row)(nu, dh + n * lddh, dhc + n * lddhc, g, g + gs, g + 2 * gs, hn + n * ldhn, hp + n * ldhp,
+                           da, da + gs, da + 2 * gs, da + 3 * gs, db, db + gs, dbhn, db + 2 * gs);
     }
 }
 
