@@ -29,6 +29,10 @@ step); [dr, dz] and dn are that of ``x @ Wx + b`` (two GEMMs each after the loop
 Vectorizing: as in ``_lstm``, a fused pass is short loops over one row of one step,
 none writing more than two arrays.  r and z use the stable sigmoid (``_math``).
 
+These kernels are the BLAS path (single steps, fewer units than half a panel,
+``FASTRNN_NATIVE=0``); sequences otherwise run as a team job (``_team``), whose
+fused passes for one slab of units are ``forward_units`` and ``backward_units`` below.
+
 Layout (batch-major like the user's arrays): gates (N, T, 3H) hold the activated
 r, z, n; ``hn`` (N, T, H).  The cache is (x, h0, Wx, Wh, h, gates, hn).  Arrays that
 grow with N*T are allocated by the caller with NumPy (see ``_rnn``).
@@ -38,9 +42,74 @@ import numpy as np
 
 from ._blas import NOTRANS, TRANS, gemm
 from ._dense import transpose_into
-from ._jit import kernel
+from ._jit import helper, kernel
 from ._math import vsigmoid, vtanh
 from ._rnn import previous_states
+
+
+@helper
+def forward_units(gates, b, bhn, hn, h0, h, t, u0, u1):
+    """The team's fused pointwise pass of step t for hidden units [u0, u1), every row (``_team``): gates
+    hold x Wx + h_{t-1} Wh in their r and z blocks and x Wx in their n block, without the bias, and get
+    the activated r, z, n; hn holds h_{t-1} Wh_n and gets h_{t-1} Wh_n + bhn; writes h_t."""
+    N, T, G = gates.shape
+    H = G // 3
+    for n in range(N):
+        a = gates[n, t]
+        ar, az, an = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1]
+        br, bz, bn = b[u0:u1], b[H + u0 : H + u1], b[2 * H + u0 : 2 * H + u1]
+        q, bq, ht = hn[n, t, u0:u1], bhn[u0:u1], h[n, t, u0:u1]
+        hp = h0[n, u0:u1] if t == 0 else h[n, t - 1, u0:u1]
+        for j in range(u1 - u0):
+            ar[j] = vsigmoid(ar[j] + br[j])
+        for j in range(u1 - u0):
+            az[j] = vsigmoid(az[j] + bz[j])
+        for j in range(u1 - u0):
+            qj = q[j] + bq[j]
+            q[j] = qj
+            an[j] = vtanh(an[j] + bn[j] + ar[j] * qj)
+        for j in range(u1 - u0):
+            ht[j] = an[j] + az[j] * (hp[j] - an[j])  # (1 - z) n + z h_{t-1}
+
+
+@helper
+def backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1):
+    """The team's fused pointwise pass of BPTT step t for hidden units [u0, u1), every row: dA_t =
+    [dr, dz, dhn, dn] from the gradient into h_t (dh[:, t], when dh is not of size 0, plus carry, which
+    then gets the direct part of h_{t-1}'s gradient, z g); adds the column sums to db and dbhn."""
+    N, T, G = gates.shape
+    H = G // 3
+    one = gates.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    k = u1 - u0
+    dbr, dbz, dbn, dbq = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], dbhn[u0:u1]
+    for n in range(N):
+        a, da = gates[n, t], dA[n, t]
+        r, z, nn = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1]
+        dr, dz = da[u0:u1], da[H + u0 : H + u1]
+        dq, dn = da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1]
+        q, g = hn[n, t, u0:u1], carry[n, u0:u1]
+        hp = h0[n, u0:u1] if t == 0 else h[n, t - 1, u0:u1]
+        if dh.shape[2]:
+            d = dh[n, t, u0:u1]
+            for j in range(k):
+                g[j] += d[j]
+        for j in range(k):
+            nj = nn[j]
+            dnj = g[j] * (one - z[j]) * (one - nj * nj)
+            dn[j] = dnj
+            dq[j] = dnj * r[j]
+        for j in range(k):
+            rj, zj = r[j], z[j]
+            dr[j] = dn[j] * q[j] * (rj * (one - rj))
+            dz[j] = g[j] * (hp[j] - nn[j]) * (zj * (one - zj))
+        for j in range(k):
+            dbr[j] += dr[j]
+            dbz[j] += dz[j]
+        for j in range(k):
+            dbn[j] += dn[j]
+            dbq[j] += dq[j]
+        for j in range(k):
+            g[j] *= z[j]
 
 
 @kernel("b", "f2", "f2", "f1", "o3", "o3", "o3", "o2")

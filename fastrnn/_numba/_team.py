@@ -6,7 +6,7 @@ gates of those units:
 - forward: each thread computes the input projection of its columns (x Wx, all N*T rows, into the
   gate buffer), packs its slab of Wh once, then per step computes its tiles of h_{t-1} Wh and runs the
   fused pointwise pass on them (``forward_units`` of ``_rnn``/``_lstm``, the same code as the BLAS
-  loops), and meets the others at one barrier per step;
+  loops; ``_gru``'s own, see the GRU section), and meets the others at one barrier per step;
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
   its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
   loop it computes a share of the rows of dX and its own columns of dWx, dWh and db (Hprev, the state
@@ -18,7 +18,7 @@ layers use the same products for the same reason, split by rows or columns (whic
 thread pack the smaller operand).
 
 Layout: batch-major as the rest of the backend (x, h (N, T, .); gates, dA (N, T, G); c (N, T+1, H)
-with c0 in step 0).  A task receives an int64 block of sizes and array addresses (the ``_W_*``
+with c0 in step 0; the GRU's dA (N, T, 4H), see its section).  A task receives an int64 block of sizes and array addresses (the ``_W_*``
 indices), built by its launching kernel (``*_team``), which checks every size before it starts the
 team, because a task can raise nothing.  A product that cannot allocate a bigger work buffer sets the
 block's failed word, and the launcher raises MemoryError.
@@ -26,6 +26,8 @@ block's failed word, and the launcher raises MemoryError.
 
 import numpy as np
 
+from ._gru import backward_units as gru_backward_units
+from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
 from ._lstm import backward_units as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
@@ -34,12 +36,14 @@ from ._rnn import backward_units as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 
 __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
-           "affine_forward_team", "affine_backward_team"]
+           "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team"]
 
 # The int64 block of a task: sizes, then the addresses of its arrays.
 (_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
  _W_C, _W_TC, _W_GATES, _W_DHT, _W_DC, _W_DA, _W_P, _W_WBUF, _W_DX, _W_DWX, _W_DWH, _W_DH0, _W_DB) = range(28)
-_WORDS = 28
+# the GRU's: bhn, hn, dbhn, the Hprev scratch, and the size of dh's last axis (H, or 0: no dh)
+_W_BHN, _W_HN, _W_DBHN, _W_HPREV, _W_DHSIZE = range(28, 33)
+_WORDS = 33
 _U8 = np.uint8(0)
 
 
@@ -232,6 +236,102 @@ def _lstm_backward(arg, sy, tid, nth, z):
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 4, u0, u1)
 
 
+# ------------------------------------------------------------------ GRU
+# n = tanh(x Wx_n + b_n + r (h Wh_n + bhn)) needs the recurrent part of its n block apart from the input
+# part: the forward packs Wh as its r and z blocks (whose products accumulate into the projected gates)
+# and its n block (whose product goes to hn, kept for the backward).  The backward's dA (N, T, 4H) is
+# [dr, dz, dhn, dn]: its first 3H columns, the gradient of h_{t-1} Wh, make one packed product by Wh^T per
+# step; the input side [dr, dz], dn makes dX and dWx two products each after the loop.  The gradient
+# flowing back between steps is carried in dh0 (see ``_gru``), so dh is only read.
+
+
+@helper
+def _gru_forward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    G = 3 * H
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, G))
+    Wh = carray(pointer(w[_W_WH], z), (H, G))
+    b = carray(pointer(w[_W_B], z), (G,))
+    bhn = carray(pointer(w[_W_BHN], z), (H,))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    gates = carray(pointer(w[_W_GATES], z), (N, T, G))
+    hn = carray(pointer(w[_W_HN], z), (N, T, H))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    Pn = P[(H + nr - 1) // nr * 2 * H * nr :]  # the packed n block, after the r and z blocks
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 3, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
+        w[_W_FAILED] = 1
+    ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
+    ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
+    for t in range(T):
+        for ub in range(ub0, ub1):
+            if t == 0:
+                pmm(N, H, h0, 0, H, P, H, 2, ub, gates, 0, T * G, 1)
+                pmm(N, H, h0, 0, H, Pn, H, 1, ub, hn, 0, T * H, 0)
+            else:
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1)
+                pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0)
+            gru_forward_units(gates, b, bhn, hn, h0, h, t, ub * nr, min(H, ub * nr + nr))
+        sync(sy)
+
+
+@helper
+def _gru_backward(arg, sy, tid, nth, z):
+    w = _block(arg)
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    G, F = 3 * H, 4 * H
+    x = carray(pointer(w[_W_X], z), (N, T, D))
+    h0 = carray(pointer(w[_W_H0], z), (N, H))
+    Wx = carray(pointer(w[_W_WX], z), (D, G))
+    Wh = carray(pointer(w[_W_WH], z), (H, G))
+    h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    gates = carray(pointer(w[_W_GATES], z), (N, T, G))
+    hn = carray(pointer(w[_W_HN], z), (N, T, H))
+    dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
+    dA = carray(pointer(w[_W_DA], z), (N, T, F))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
+    dx = carray(pointer(w[_W_DX], z), (N, T, D))
+    dWx = carray(pointer(w[_W_DWX], z), (D, G))
+    dWh = carray(pointer(w[_W_DWH], z), (H, G))
+    carry = carray(pointer(w[_W_DH0], z), (N, H))
+    db = carray(pointer(w[_W_DB], z), (G,))
+    dbhn = carray(pointer(w[_W_DBHN], z), (H,))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    for g in range(3):
+        db[g * H + u0 : g * H + u1] = 0
+    dbhn[u0:u1] = 0
+    ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    for t in range(T - 1, -1, -1):
+        gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
+        sync(sy)  # every unit of dA_t is written
+        for ub in range(ub0, ub1):  # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
+            pmm(N, G, dA, t * F, T * F, P, H, 1, ub, carry, 0, H, 1)
+    # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
+    # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
+    W = _work(w)
+    r0, r1 = _share(N * T, tid, nth)
+    status = 0
+    if r1 > r0:
+        status |= pgemm(r1 - r0, 2 * H, dA, r0 * F, F, 0, Wx, 0, G, 1, D, 1, 0, D, dx, r0 * D, D, 0, W, tid * wb, wb)
+        status |= pgemm(r1 - r0, H, dA, r0 * F + 3 * H, F, 0, Wx, 2 * H, G, 1, D, 1, 0, D, dx, r0 * D, D, 1, W,
+                        tid * wb, wb)
+    status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, F, 0, H, 2, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
+    status |= pgemm(D, N * T, x, 0, D, 1, dA, 3 * H, F, 0, H, 1, u0, u1, dWx, 2 * H, G, 0, W, tid * wb, wb)
+    n0, n1 = _share(N, tid, nth)
+    for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
+        hprev[n, 0, :] = h0[n]
+        for t in range(1, T):
+            hprev[n, t, :] = h[n, t - 1]
+    sync(sy)  # every row of Hprev is there
+    status |= pgemm(H, N * T, hprev, 0, H, 1, dA, 0, F, 0, H, 3, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
+    if status:
+        w[_W_FAILED] = 1
+
+
 # ------------------------------------------------------------------ affine layers (R rows, D inputs, M outputs)
 
 
@@ -347,6 +447,26 @@ def _lstm_backward_f64(arg, sy, tid, nth):
 
 
 @task
+def _gru_forward_f32(arg, sy, tid, nth):
+    _gru_forward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _gru_forward_f64(arg, sy, tid, nth):
+    _gru_forward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
+def _gru_backward_f32(arg, sy, tid, nth):
+    _gru_backward(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _gru_backward_f64(arg, sy, tid, nth):
+    _gru_backward(arg, sy, tid, nth, np.float64(0))
+
+
+@task
 def _affine_forward_f32(arg, sy, tid, nth):
     _affine_forward(arg, sy, tid, nth, np.float32(0))
 
@@ -372,6 +492,8 @@ TASKS = {
     "rnn_backward": {_F32: _rnn_backward_f32, _F64: _rnn_backward_f64},
     "lstm_forward": {_F32: _lstm_forward_f32, _F64: _lstm_forward_f64},
     "lstm_backward": {_F32: _lstm_backward_f32, _F64: _lstm_backward_f64},
+    "gru_forward": {_F32: _gru_forward_f32, _F64: _gru_forward_f64},
+    "gru_backward": {_F32: _gru_backward_f32, _F64: _gru_backward_f64},
     "affine_forward": {_F32: _affine_forward_f32, _F64: _affine_forward_f64},
     "affine_backward": {_F32: _affine_backward_f32, _F64: _affine_backward_f64},
 }
@@ -478,6 +600,51 @@ def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dc, dA, P, wbuf,
         dht.ctypes.data, dc.ctypes.data
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
         dWh.ctypes.data, dh0.ctypes.data, db.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f3", "f2", "f2", "f2", "f1", "f1", "o3", "o3", "o3", "o1", "w1", "n", "n", "n", "n")
+def gru_forward_team(x, h0, Wx, Wh, b, bhn, h, gates, hn, P, wbuf, nr, work, task_address, threads):
+    """gru_forward as a team job: fills h, gates (the activated r, z, n) and hn (see ``_gru``).  P: scratch
+    for the packed Wh (its r and z blocks, then its n block)."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    G = 3 * H
+    if Wx.shape != (D, G) or Wh.shape != (H, G) or b.size != G or bhn.size != H or h.shape != (N, T, H) \
+            or gates.shape != (N, T, G) or hn.shape != (N, T, H) or h0.shape != (N, H) \
+            or P.size < _packed_size(H, H, 3, nr):
+        raise ValueError("gru_forward_team: sizes do not agree")
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_B], w[_W_BHN] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, \
+        Wh.ctypes.data, b.ctypes.data, bhn.ctypes.data
+    w[_W_OUT], w[_W_GATES], w[_W_HN] = h.ctypes.data, gates.ctypes.data, hn.ctypes.data
+    _launch(w, task_address, threads)
+
+
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "o1",
+        "n", "n", "n", "n")
+def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, hprev, P, wbuf, dx, dWx, dWh, db, dbhn, nr, work,
+                      task_address, threads):
+    """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
+    carry (N, H) holds the final state's gradient on entry and dh0 on return.  Fills dA and hprev
+    (scratch), dx, dWx, dWh, db and dbhn."""
+    N, T, D = x.shape
+    H = h0.shape[1]
+    G = 3 * H
+    if Wx.shape != (D, G) or Wh.shape != (H, G) or h.shape != (N, T, H) or gates.shape != (N, T, G) \
+            or hn.shape != (N, T, H) or not (dh.shape == (N, T, H) or dh.size == 0) or carry.shape != (N, H) \
+            or dA.shape != (N, T, 4 * H) or hprev.shape != (N, T, H) or dx.shape != (N, T, D) \
+            or dWx.shape != (D, G) or dWh.shape != (H, G) or db.size != G or dbhn.size != H or h0.shape != (N, H) \
+            or P.size < _packed_size(G, H, 1, nr):
+        raise ValueError("gru_backward_team: sizes do not agree")
+    w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
+    w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
+        h.ctypes.data
+    w[_W_GATES], w[_W_HN], w[_W_DA], w[_W_HPREV] = gates.ctypes.data, hn.ctypes.data, dA.ctypes.data, \
+        hprev.ctypes.data
+    w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
+    w[_W_DH0], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DB], w[_W_DBHN] = carry.ctypes.data, dx.ctypes.data, \
+        dWx.ctypes.data, dWh.ctypes.data, db.ctypes.data, dbhn.ctypes.data
     _launch(w, task_address, threads)
 
 
