@@ -25,7 +25,7 @@ NR = {np.dtype(np.float32): _native.layout()["nr_float32"], np.dtype(np.float64)
 # (N, T, D, H) on the team path: enough work per step for two threads (16, 4, 8, 512); a last unit block
 # that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96).
 TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130)]
-CELLS = ["rnn", "lstm"] + (["gru"] if hasattr(reference, "gru_forward_state") else [])
+CELLS = ["rnn", "lstm", "gru"]
 GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs
 
 
@@ -69,7 +69,7 @@ def test_team_parity(backend, cell, shape, dtype, threads):
     gradients, on 1 and 2 threads; inputs F-ordered on the way (the team gets C-contiguous copies)."""
     args = state_inputs(np.random.default_rng(1), dtype, shape, cell)
     with threadpool_limits(threads):
-        if cell != "gru" and sys.modules[_module(backend)].native_in_use():  # (not under FASTRNN_NATIVE=0)
+        if sys.modules[_module(backend)].native_in_use():  # (not under FASTRNN_NATIVE=0)
             assert _plan(backend, cell, shape, dtype) >= 1, "the test shape must reach the team path"
         for given in GIVEN:
             expected = _state_run(reference, cell, args, 2, dtype, given)
@@ -105,17 +105,21 @@ def test_affine_layers_on_the_team(backend, dtype):
         assert_all_close(layers.affine_backward(dout, cache), reference.affine_backward(dout, ecache))
 
 
-def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend):
-    args = state_inputs(np.random.default_rng(6), np.float32, (16, 4, 8, 512), "rnn")
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend, cell):
+    args = state_inputs(np.random.default_rng(6), np.float32, (16, 4, 8, 512), cell)
     for threads in (1, 2):
         with threadpool_limits(threads):
             jobs = _native.team_stats()["jobs"]
-            layers.rnn_forward(*args)
+            *outs, cache = getattr(layers, f"{cell}_forward_state")(*args)
             stats = _native.team_stats()
             if threads == 1:
                 assert stats["jobs"] == jobs, "a team job with one thread allowed"
             else:
                 assert stats["jobs"] == jobs + 1 and stats["last_job_threads"] == 2
+                getattr(layers, f"{cell}_backward_state")(*[np.ones_like(o) for o in outs], cache)
+                stats = _native.team_stats()
+                assert stats["jobs"] == jobs + 2 and stats["last_job_threads"] == 2, "backward not on the team"
 
 
 @pytest.mark.parametrize("name", COMPILED_BACKENDS)
@@ -131,16 +135,17 @@ def test_when_the_team_pays(name):
             assert module.team_plan(10, 13, 30, 40, 1, f64) == 0
             assert module.team_plan(25, 1, 256, 512, 4, f32) == 0  # a single step
             assert module.team_plan(100, 16, 64, 64, 4, f32) == (1 if threads == 1 else 0)
-            for gates in (1, 4):
+            for gates in (1, 3, 4):
                 for dtype in (f32, f64):
                     assert module.team_plan(25, 16, 256, 512, gates, dtype) == threads  # small
                     assert module.team_plan(64, 64, 512, 1024, gates, dtype) == threads  # large
 
 
-def test_large_outputs_come_from_the_pool(backend):
+@pytest.mark.parametrize("cell", CELLS)
+def test_large_outputs_come_from_the_pool(backend, cell):
     handler = getattr(np, "_core", np.core).multiarray.get_handler_name
-    args = state_inputs(np.random.default_rng(7), np.float64, (16, 40, 8, 256), "lstm")
-    h, hT, cT, cache = layers.lstm_forward_state(*args)
+    args = state_inputs(np.random.default_rng(7), np.float64, (16, 40, 8, 256), cell)
+    h, hT, *_ = getattr(layers, f"{cell}_forward_state")(*args)
     assert handler(h) == "fastrnn_pool"  # 16*40*256*8 bytes: pooled
     assert handler(hT) != "fastrnn_pool"  # 16*256*8 bytes: plain
 
