@@ -6,6 +6,7 @@ half a panel of hidden units and more than one step, and a second thread at a fe
 so these shapes are chosen to reach it.
 """
 
+import importlib
 import os
 import subprocess
 import sys
@@ -30,15 +31,15 @@ GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, o
 
 
 def _module(name):
-    return {"cython": "fastrnn._cython.backend", "numba": "fastrnn._numba.backend"}[name]
+    """The backend module of a compiled backend (its team_plan and set_team_flops)."""
+    return importlib.import_module({"cython": "fastrnn._cython.backend", "numba": "fastrnn._numba.backend"}[name])
 
 
 @pytest.fixture(params=COMPILED_BACKENDS)
 def backend(request):
     """The backend, with the team taken from the smallest shapes on (TEAM_USE_FLOPS 0), so that the
     test shapes -- partial panels, single sequences -- reach it."""
-    module = sys.modules[_module(request.param)] if _module(request.param) in sys.modules else \
-        __import__(_module(request.param), fromlist=["team_plan"])
+    module = _module(request.param)
     previous = module.set_team_flops(0.0, 1.0)
     module.set_team_flops(0.0, previous[1])
     try:
@@ -50,7 +51,7 @@ def backend(request):
 
 def _plan(backend, cell, shape, dtype):
     gates = {"rnn": 1, "lstm": 4, "gru": 3}[cell]
-    return sys.modules[_module(backend)].team_plan(*shape, gates, dtype)
+    return _module(backend).team_plan(*shape, gates, dtype)
 
 
 def _state_run(module, cell, args, seed, dtype, given):
@@ -69,7 +70,7 @@ def test_team_parity(backend, cell, shape, dtype, threads):
     gradients, on 1 and 2 threads; inputs F-ordered on the way (the team gets C-contiguous copies)."""
     args = state_inputs(np.random.default_rng(1), dtype, shape, cell)
     with threadpool_limits(threads):
-        if sys.modules[_module(backend)].native_in_use():  # (not under FASTRNN_NATIVE=0)
+        if _module(backend).native_in_use():  # (not under FASTRNN_NATIVE=0)
             assert _plan(backend, cell, shape, dtype) >= 1, "the test shape must reach the team path"
         for given in GIVEN:
             expected = _state_run(reference, cell, args, 2, dtype, given)
@@ -127,7 +128,7 @@ def test_when_the_team_pays(name):
     """The rule, with the default thresholds: tiny sizes stay on BLAS per step (packing and mostly empty
     panels cost more there), one panel of units only when BLAS may use one thread (a panel is a team
     thread), the canonical sizes on the team with every thread BLAS may use."""
-    module = __import__(_module(name), fromlist=["team_plan"])
+    module = _module(name)
     f32, f64 = np.float32, np.float64
     for threads in (1, 2):
         with threadpool_limits(threads):
