@@ -12,7 +12,6 @@ The work is done in ``fastrnn.check``, ``fastrnn.bench`` (its ``machine``, ``har
 
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -234,26 +233,14 @@ def _train_parser(sub):
     common(caption, d)
 
 
-def _jsonable(obj):
-    """``obj`` with non-finite floats as strings ("inf", "nan"), so the output is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
 def _dump(obj, path=None):
-    text = json.dumps(_jsonable(obj), indent=2, allow_nan=False)
+    """``obj`` as strict JSON on stdout, or to ``path`` (atomically)."""
+    from ._output import jsonable, write_json
+
     if path in (None, "-"):
-        print(text)
+        print(json.dumps(jsonable(obj), indent=2, allow_nan=False))
     else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        write_json(path, obj)
 
 
 def _info(args):

@@ -5,12 +5,10 @@ long check shows progress. The files are written to a temporary file and renamed
 interrupted run never leaves half a report where CI expects one.
 """
 
-import json
-import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 
+from .. import _output
+from .._output import jsonable
 from .._version import __version__
 from .functions import STATUSES
 
@@ -62,40 +60,10 @@ def summary(report):
     return "\n".join(out)
 
 
-def jsonable(obj):
-    """``obj`` with non-finite floats as strings and tuples as lists: strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "item"):  # numpy scalars
-        return jsonable(obj.item())
-    return str(obj)
-
-
-def _atomic_write(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastrnn-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_json(reports, path):
     """``{"ok", "exit_status", "reports": [...]}`` to ``path``."""
     data = {"ok": exit_status(reports) == 0, "exit_status": exit_status(reports), "reports": reports}
-    _atomic_write(path, (json.dumps(jsonable(data), indent=2, allow_nan=False) + "\n").encode("utf-8"))
+    _output.write_json(path, data)
 
 
 # JUnit: a wrong or unimplemented function is a failure, an exception, crash or time-out an
@@ -152,4 +120,4 @@ def write_junit(reports, path):
         root.set(k, str(v))
     root.set("time", f"{total_time:.3f}")
     ET.indent(root)
-    _atomic_write(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
+    _output.write_bytes(path, ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")

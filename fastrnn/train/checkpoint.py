@@ -23,10 +23,10 @@ old checkpoint, so a run killed at any moment leaves the last complete checkpoin
 
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from .. import _output
 from .._version import __version__
 
 __all__ = ["CheckpointError", "save", "load", "FORMAT", "FORMAT_VERSION"]
@@ -106,20 +106,11 @@ def save(path, state):
     path = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
+    with _output.replaced(path) as tmp:
         with h5py.File(tmp, "w") as f:
             _write(f, state)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     _fsync_directory(directory)
 
 

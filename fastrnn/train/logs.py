@@ -4,44 +4,19 @@ The JSON log is rewritten (atomically: temporary file, then rename) after every 
 is stopped still has an up-to-date log. The learning curve needs matplotlib (the ``plot`` extra).
 """
 
-import json
-import math
 import os
-import tempfile
+
+from .. import _output
 
 __all__ = ["write_json", "require_matplotlib", "plot_learning_curve"]
 
 
-def _jsonable(obj):
-    """``obj`` with non-finite floats as strings ("nan", "inf"), so the file is strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # NumPy scalars
-        return _jsonable(obj.item())
-    return obj
-
-
 def write_json(path, obj):
-    """Writes ``obj`` as indented JSON to ``path``: a temporary file in the same folder, then a rename."""
+    """Writes ``obj`` as indented JSON to ``path`` (its folder created if needed): a temporary file in the
+    same folder, then a rename."""
     path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_jsonable(obj), f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _output.write_json(path, obj)
 
 
 def require_matplotlib():
