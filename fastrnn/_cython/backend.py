@@ -56,27 +56,11 @@ def _load_cython_blas():
 def _numpy_ilp64_gemm():
     """Addresses of sgemm/dgemm in the ILP64 OpenBLAS that NumPy's wheel bundles and has loaded, or None."""
     try:
-        import ctypes
-        import glob
+        from .._numpy_blas import symbol_addresses
 
-        import numpy
-
-        root = os.path.dirname(numpy.__file__)
-        paths = glob.glob(os.path.join(os.path.dirname(root), "numpy.libs", "*openblas64*"))
-        paths += glob.glob(os.path.join(root, ".dylibs", "*openblas64*"))
-        for path in sorted(paths):
-            try:  # RTLD_NOLOAD: only a library NumPy has loaded already, never a second copy
-                lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
-            except OSError:
-                continue
-            for s_name, d_name in (("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_")):
-                s_fn, d_fn = getattr(lib, s_name, None), getattr(lib, d_name, None)
-                if s_fn is not None and d_fn is not None:
-                    address = lambda fn: ctypes.cast(fn, ctypes.c_void_p).value  # noqa: E731
-                    return address(s_fn), address(d_fn)
+        return symbol_addresses(("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_"))
     except Exception:
-        pass
-    return None
+        return None
 
 
 def _choose_blas(kernels):

@@ -23,10 +23,6 @@ The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, `
 kernels ask at every call.
 """
 
-import ctypes
-import glob
-import os
-
 from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_handler, symbols,
                       team_stats)
 
@@ -40,21 +36,10 @@ _THREADS_SYMBOLS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threa
 
 def blas_threads_address():
     """Address of NumPy's OpenBLAS ``get_num_threads``, or 0 when there is none to ask."""
-    import numpy
+    from .._numpy_blas import symbol_addresses
 
-    root = os.path.dirname(numpy.__file__)
-    paths = glob.glob(os.path.join(os.path.dirname(root), "numpy.libs", "*openblas*"))
-    paths += glob.glob(os.path.join(root, ".dylibs", "*openblas*"))
-    for path in sorted(paths):
-        try:  # RTLD_NOLOAD: only a library NumPy has loaded already, never a second copy
-            lib = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | ctypes.RTLD_LOCAL)
-        except OSError:
-            continue
-        for name in _THREADS_SYMBOLS:
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                return ctypes.cast(fn, ctypes.c_void_p).value
-    return 0
+    found = symbol_addresses(*((name,) for name in _THREADS_SYMBOLS))
+    return found[0] if found else 0
 
 
 class pooled:

@@ -35,7 +35,6 @@ fit the BLAS integers (2**31 - 1 for an LP64 BLAS) before calling.
 """
 
 import ctypes
-import glob
 import os
 
 import llvmlite.binding as llvm
@@ -60,24 +59,15 @@ _SYMBOLS = {
 
 
 def _numpy_ilp64_gemm():
-    """Addresses of sgemm/dgemm in the ILP64 OpenBLAS bundled with NumPy's wheels, or None."""
-    site = os.path.dirname(os.path.dirname(np.__file__))
-    candidates = glob.glob(os.path.join(site, "numpy.libs", "*openblas64*")) + glob.glob(
-        os.path.join(os.path.dirname(np.__file__), ".dylibs", "*openblas64*")
-    )
-    for path in candidates:
-        try:
-            lib = ctypes.CDLL(path)  # already loaded by NumPy: the same library, the same threads
-        except OSError:
-            continue
-        for pattern in ("scipy_{}gemm_64_", "{}gemm_64_"):
-            try:
-                found = {p: getattr(lib, pattern.format(p)) for p in "sd"}
-            except AttributeError:
-                continue
-            if _works_as_ilp64(found["d"]):
-                return {p: ctypes.cast(f, ctypes.c_void_p).value for p, f in found.items()}
-    return None
+    """Addresses of sgemm/dgemm in the ILP64 OpenBLAS bundled with NumPy's wheels, checked with one
+    product, or None."""
+    from .._numpy_blas import symbol_addresses
+
+    found = symbol_addresses(("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_"))
+    if found is None:
+        return None
+    dgemm = ctypes.CFUNCTYPE(None, *[ctypes.c_void_p] * 13)(found[1])
+    return {"s": found[0], "d": found[1]} if _works_as_ilp64(dgemm) else None
 
 
 def _works_as_ilp64(dgemm):
