@@ -155,9 +155,10 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
  * (B stored with one row per column of op(B)).  For the products used once per call (input projection,
  * dX, dWx, dWh).  Blocked like a BLAS (GotoBLAS's scheme): for each block of KC rows of op(B), its
  * columns are packed into panels of NR, then for each block of MC rows of op(A), that block is packed
- * into micro-panels of MR rows (k-major, so both forms of A are read alike) and every micro-panel of A
- * passes over every panel of B.  work: work_bytes >= gemm_work(M, gates * (u1 - u0), K, gates) bytes (a
- * smaller buffer is replaced by a malloc'ed one).  Returns 0, or -1 when that malloc failed (C untouched). */
+ * into micro-panels of MR rows (k-major) when at = 1 (read in place when at = 0) and every micro-panel
+ * of A passes over every panel of B.  work: work_bytes >= gemm_work(M, gates * (u1 - u0), K, gates)
+ * bytes (a smaller buffer is replaced by a malloc'ed one).  Returns 0, or -1 when that malloc failed
+ * (C untouched). */
 static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *B,
                          ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1,
                          REAL *C, ptrdiff_t ldc, int beta, void *work, size_t work_bytes)
@@ -215,24 +216,19 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
         for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
             const ptrdiff_t mc = M - m0 < MC ? M - m0 : MC;
             const ptrdiff_t nb = (mc + MR - 1) / MR;
-            /* op(A)[m0:m0+mc, k0:k0+kc] into micro-panels of MR rows: panel i, k-major, at Ab + i*kc*MR */
-            for (ptrdiff_t ib = 0; ib < nb; ib++) {
+            /* op(A)[m0:m0+mc, k0:k0+kc] into micro-panels of MR rows: panel i, k-major, at Ab + i*kc*MR.
+             * A row-major (at = 0) is read in place instead: the micro-kernel broadcasts from MR rows that
+             * each stream forward, which the hardware prefetches as well as a packed panel, and the copy
+             * (a transposition, scalar stores) cost up to a fifth of the product when N is small (dX). */
+            for (ptrdiff_t ib = 0; at && ib < nb; ib++) {
                 const ptrdiff_t r0 = ib * MR, rows = mc - r0 < MR ? mc - r0 : MR;
                 REAL *dst = Ab + ib * kc * MR;
-                if (at) {
-                    for (ptrdiff_t k = 0; k < kc; k++) {
-                        const REAL *src = A + (k0 + k) * lda + m0 + r0;
-                        for (ptrdiff_t r = 0; r < rows; r++)
-                            dst[k * MR + r] = src[r];
-                        for (ptrdiff_t r = rows; r < MR; r++)
-                            dst[k * MR + r] = 0;
-                    }
-                } else {
-                    for (ptrdiff_t r = 0; r < MR; r++) {
-                        const REAL *src = A + (m0 + r0 + r) * lda + k0;
-                        for (ptrdiff_t k = 0; k < kc; k++)
-                            dst[k * MR + r] = r < rows ? src[k] : 0;
-                    }
+                for (ptrdiff_t k = 0; k < kc; k++) {
+                    const REAL *src = A + (k0 + k) * lda + m0 + r0;
+                    for (ptrdiff_t r = 0; r < rows; r++)
+                        dst[k * MR + r] = src[r];
+                    for (ptrdiff_t r = rows; r < MR; r++)
+                        dst[k * MR + r] = 0;
                 }
             }
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
@@ -243,13 +239,15 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     const ptrdiff_t r0 = ib * MR;
                     const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
                     REAL *Ct = C + (m0 + r0) * ldc + j0;
+                    const REAL *At = at ? Ab + ib * kc * MR : A + (m0 + r0) * lda + k0;
+                    const ptrdiff_t ldt = at ? MR : lda;
                     if (width == FR_NR) {
-                        FR_NAME(tile_m)(m, 1, kc, Ab + ib * kc * MR, MR, Bp, Ct, ldc, load);
+                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, Ct, ldc, load);
                     } else {
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < FR_NR; j++)
                                 edge[r * FR_NR + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
-                        FR_NAME(tile_m)(m, 1, kc, Ab + ib * kc * MR, MR, Bp, edge, FR_NR, 1);
+                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, edge, FR_NR, 1);
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < width; j++)
                                 Ct[r * ldc + j] = edge[r * FR_NR + j];
