@@ -19,7 +19,11 @@
 /* The micro-kernel: C[0:m, 0:NR] (+)= op(A)[0:m, 0:kc] B[0:kc, 0:NR] with m = ROWS <= MR, the whole
  * tile in registers.  op(A) = A row-major (row stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m,
  * row stride lda: the weight gradients X^T dA read X this way); B a packed panel (kc rows of NR), C
- * row-major (row stride ldc).  load != 0: C is accumulated into; load == 0: C is overwritten. */
+ * row-major (row stride ldc).  load != 0: C is accumulated into; load == 0: C is overwritten.
+ * The product is summed from zero and C added at the end, with C's lines prefetched first: in a layer C
+ * is often cold (the gate buffer the input projection wrote long before), and loading it up front
+ * stalled the whole tile on those misses (measured: lstm (100, 16, 256, 512) float32 fwd+bwd 3-5 %
+ * faster on both backends, 1 and 2 threads). */
 static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, const int AT, ptrdiff_t kc,
                                                                const REAL *A, ptrdiff_t lda,
                                                                const REAL *B, REAL *C, ptrdiff_t ldc,
@@ -27,11 +31,18 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
 {
     VEC c[MR][NV];
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++)
+    for (int r = 0; r < MR; r++) {
+        if (r < ROWS && load) {
+#pragma GCC unroll 16
+            for (int v = 0; v < NV; v++)
+                __builtin_prefetch(C + r * ldc + v * VLEN, 1, 3);
+            __builtin_prefetch(C + r * ldc + FR_NR - 1, 1, 3);
+        }
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
             if (r < ROWS)
-                c[r][v] = load ? V_LOAD(C + r * ldc + v * VLEN) : V_ZERO();
+                c[r][v] = V_ZERO();
+    }
     for (ptrdiff_t k = 0; k < kc; k++) {
         VEC b[NV];
 #pragma GCC unroll 16
@@ -52,8 +63,11 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
     for (int r = 0; r < MR; r++)
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
-            if (r < ROWS)
+            if (r < ROWS) {
+                if (load)
+                    c[r][v] += V_LOAD(C + r * ldc + v * VLEN);
                 V_STORE(C + r * ldc + v * VLEN, c[r][v]);
+            }
 }
 
 #define FR_TILE_CASE(M_, AT_) case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, C, ldc, load); break;
