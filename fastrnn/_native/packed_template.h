@@ -26,8 +26,8 @@
  * faster on both backends, 1 and 2 threads). */
 static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, const int AT, ptrdiff_t kc,
                                                                const REAL *A, ptrdiff_t lda,
-                                                               const REAL *B, REAL *C, ptrdiff_t ldc,
-                                                               int load)
+                                                               const REAL *B, ptrdiff_t ldb, REAL *C,
+                                                               ptrdiff_t ldc, int load)
 {
     VEC c[MR][NV];
 #pragma GCC unroll 16
@@ -48,7 +48,7 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
 #pragma GCC unroll 16
         for (int v = 0; v < NV; v++)
             b[v] = V_LOAD(B + v * VLEN);
-        B += FR_NR;
+        B += ldb;
 #pragma GCC unroll 16
         for (int r = 0; r < MR; r++) {
             if (r < ROWS) {
@@ -70,7 +70,7 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
             }
 }
 
-#define FR_TILE_CASE(M_, AT_) case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, C, ldc, load); break;
+#define FR_TILE_CASE(M_, AT_) case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load); break;
 #if MR >= 8
 #define FR_TILE_CASES(AT_) FR_TILE_CASE(8, AT_) FR_TILE_CASE(7, AT_) FR_TILE_CASE(6, AT_) FR_TILE_CASE(5, AT_) \
     FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
@@ -83,18 +83,18 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
 
 /* The micro-kernel for every row count 1..MR and both forms of A (a switch: each case fully unrolled).
  * A points at element (row 0, k 0) of the tile's op(A). */
-static void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B, REAL *C,
-                            ptrdiff_t ldc, int load)
+static void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B,
+                            ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, int load)
 {
     if (at) {
         switch (m) {
         FR_TILE_CASES(1)
-        default: FR_NAME(tile)(1, 1, kc, A, lda, B, C, ldc, load); break;
+        default: FR_NAME(tile)(1, 1, kc, A, lda, B, ldb, C, ldc, load); break;
         }
     } else {
         switch (m) {
         FR_TILE_CASES(0)
-        default: FR_NAME(tile)(1, 0, kc, A, lda, B, C, ldc, load); break;
+        default: FR_NAME(tile)(1, 0, kc, A, lda, B, ldb, C, ldc, load); break;
         }
     }
 }
@@ -113,12 +113,12 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
         const int m = (int)((M - r0 + (nb - blk) - 1) / (nb - blk));
         const REAL *Ab = at ? A + r0 : A + r0 * lda;
         if (width == FR_NR) {
-            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, C + r0 * ldc, ldc, load);
+            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, FR_NR, C + r0 * ldc, ldc, load);
         } else {  /* a partial panel: through a full-width tile on the stack */
             for (int r = 0; r < m; r++)
                 for (ptrdiff_t j = 0; j < FR_NR; j++)
                     edge[r * FR_NR + j] = (load && j < width) ? C[(r0 + r) * ldc + j] : 0;
-            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, edge, FR_NR, 1);
+            FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, FR_NR, edge, FR_NR, 1);
             for (int r = 0; r < m; r++)
                 for (ptrdiff_t j = 0; j < width; j++)
                     C[(r0 + r) * ldc + j] = edge[r * FR_NR + j];
@@ -197,6 +197,9 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
     const ptrdiff_t MC = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
     const ptrdiff_t npanels = gates * per_gate;
+    /* Few rows (a single step, a sampled word): every panel of op(B) would be read by one or two row
+     * blocks only, so packing it costs more than it saves: full panels are read in place. */
+    const int direct = !bt && M <= FR_DIRECT_M;
     REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     REAL *Bb = Ab + ((MC * KC + 15) & ~(ptrdiff_t)15);
     REAL edge[MR * FR_NR];
@@ -208,6 +211,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
             const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
             REAL *dst = Bb + jp * kc * FR_NR;
+            if (direct && width == FR_NR)
+                continue;
             if (!bt) {
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     const REAL *src = B + (k0 + k) * ldb + j0;
@@ -248,7 +253,9 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
                 const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
-                const REAL *Bp = Bb + jp * kc * FR_NR;
+                const int in_place = direct && width == FR_NR;
+                const REAL *Bp = in_place ? B + k0 * ldb + j0 : Bb + jp * kc * FR_NR;
+                const ptrdiff_t ldbp = in_place ? ldb : FR_NR;
                 for (ptrdiff_t ib = 0; ib < nb; ib++) {
                     const ptrdiff_t r0 = ib * MR;
                     const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
@@ -256,12 +263,12 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     const REAL *At = at ? Ab + ib * kc * MR : A + (m0 + r0) * lda + k0;
                     const ptrdiff_t ldt = at ? MR : lda;
                     if (width == FR_NR) {
-                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, Ct, ldc, load);
+                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, ldbp, Ct, ldc, load);
                     } else {
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < FR_NR; j++)
                                 edge[r * FR_NR + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
-                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, edge, FR_NR, 1);
+                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, ldbp, edge, FR_NR, 1);
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < width; j++)
                                 Ct[r * ldc + j] = edge[r * FR_NR + j];
