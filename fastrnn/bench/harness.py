@@ -17,7 +17,7 @@ How a case is measured (all implementations in one process):
    (round-robin, starting one further along each round), so slow drifts of the machine hit
    all alike; the garbage collector is off during a sample. The reason for the groups is
    that a thread pool keeps its idle threads spinning after a call: measured here,
-   OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 20 us. With 2 threads
+   OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 1 ms. With 2 threads
    on 2 cores, the spinning threads of one pool take a core from whatever runs next on
    another pool: interleaved, torch ran up to 2x slow after a NumPy GEMM, the BLAS floor
    1.3x slow after torch, and a 2-thread team job right after a 2-thread OpenBLAS GEMM 2.2x
