@@ -1,4 +1,4 @@
-"""The products of fastrnn._native (mm, pack, gemm) against NumPy, for the ISA this process selected.
+"""The products of fastrnn._native (mm, pack, gemm, product) against NumPy, for the ISA this process selected.
 
 Run as a script by tests/test_native.py, once per ISA (FASTRNN_ISA picks one at import), so every
 compiled version is checked on one machine. Prints the ISA and the number of products checked; any
@@ -27,6 +27,8 @@ PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for 
 GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P,
                 ctypes.c_size_t) for dt, c in _SFX.items()}
 GEMM_WORK = {dt: _fn(f"fr_gemm_work_{c}", ctypes.c_size_t, _I, _I, _I, _I) for dt, c in _SFX.items()}
+PRODUCT = {dt: _fn(f"fr_product_{c}", _INT, _I, _I, _I, _P, _I, _INT, _P, _I, _INT, _P, _I, _INT)
+           for dt, c in _SFX.items()}
 
 
 def _ptr(a):
@@ -99,6 +101,25 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
     return 2
 
 
+def check_product(rng, dtype, M, N, K, at, bt):
+    """product (a team job of gemm shares: columns when M <= N, else rows), beta 0 and 1, into a C with a
+    row stride wider than N whose extra columns must stay untouched."""
+    dtype = np.dtype(dtype)
+    A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
+    B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
+    for beta in (0, 1):
+        C = rng.standard_normal((M, N + 5)).astype(dtype)
+        before = C.copy()
+        assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == 0
+        opA, opB = (A.T if at else A), (B.T if bt else B)
+        expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
+        worst = excess(C[:, :N], expected.astype(dtype), dtype)
+        if worst > 1 or not np.array_equal(C[:, N:], before[:, N:]):
+            raise AssertionError(f"product {dtype} M={M} N={N} K={K} at={at} bt={bt} beta={beta}: "
+                                 f"{worst:.3g} x the tolerance, or columns outside written")
+    return 2
+
+
 def check_all(seed=0):
     rng = np.random.default_rng(seed)
     n = 0
@@ -115,10 +136,16 @@ def check_all(seed=0):
         for M, K, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (7, 3, 5, 1, 0, 5), (25, 300, 100, 1, 0, 100),
                                        (13, 129, 64, 1, 0, 64), (400, 256, 70, 1, 0, 70), (6, 600, 128, 1, 0, 128),
                                        (9, 17, 40, 4, 0, 40), (33, 70, 100, 4, 37, 90), (20, 300, 130, 3, 65, 130),
-                                       (5, 8, 512, 4, 256, 512), (700, 40, 30, 2, 0, 30)]:
+                                       (5, 8, 512, 4, 256, 512), (700, 40, 30, 2, 0, 30),
+                                       (64, 300, 128, 1, 0, 128), (65, 300, 128, 1, 0, 128)]:  # in place / packed op(B)
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
+        # one thread (small), two by op(B)'s bytes (few rows), two by flops, split by columns or rows
+        for M, N, K in [(1, 7, 3), (1, 1004, 512), (25, 2048, 256), (300, 70, 400), (100, 512, 2048)]:
+            for at in (0, 1):
+                for bt in (0, 1):
+                    n += check_product(rng, dtype, M, N, K, at, bt)
     return n
 
 

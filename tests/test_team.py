@@ -106,6 +106,51 @@ def test_affine_layers_on_the_team(backend, dtype):
         assert_all_close(layers.affine_backward(dout, cache), reference.affine_backward(dout, ecache))
 
 
+def _step_inputs(rng, dtype, N, D, H, cell):
+    """A step's arguments (x, prev_h[, prev_c], Wx, Wh, b[, bhn]), scaled as the sequences' (helpers)."""
+    args = state_inputs(rng, dtype, (N, 1, D, H), cell)
+    args[0] = np.ascontiguousarray(args[0][:, 0])
+    return args
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("cell", CELLS)
+def test_single_steps_above_the_serial_line_run_on_the_team(backend, cell, dtype):
+    """A step's products above OpenBLAS's one-thread line run as team jobs (product.h), not on BLAS's
+    threads, so a sampling loop of steps and affine layers uses one pool; with one, a few and many rows
+    (op(B) read in place or packed), forward and backward, against the oracle."""
+    rng = np.random.default_rng(7)
+    for N, D, H in [(1, 300, 520), (25, 256, 512), (100, 64, 260)]:  # each has a product for two threads
+        args = _step_inputs(rng, dtype, N, D, H, cell)
+        jobs = _native.team_stats()["jobs"]
+        with threadpool_limits(2):
+            *outs, cache = getattr(layers, f"{cell}_step_forward")(*args)
+        *eouts, ecache = getattr(reference, f"{cell}_step_forward")(*args)
+        assert_all_close(outs, eouts)
+        douts = [randn(rng, o.shape, dtype) for o in outs]
+        assert_all_close(getattr(layers, f"{cell}_step_backward")(*douts, cache),
+                         getattr(reference, f"{cell}_step_backward")(*douts, ecache))
+        if _module(backend).native_in_use():  # (not under FASTRNN_NATIVE=0)
+            assert _native.team_stats()["jobs"] > jobs, f"no team job for the step products at N={N}"
+
+
+def test_sampling_runs_on_one_pool(backend):
+    """CaptioningRNN.sample on a compiled backend: its steps and vocabulary projections are team jobs
+    (BLAS's threads, which spin after a call, would take the team's core between them), same captions."""
+    from fastrnn.models.captioning import CaptioningRNN
+
+    words = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i for i in range(3, 1000)}}
+    model = CaptioningRNN(words, input_dim=64, wordvec_dim=96, hidden_dim=512, cell_type="lstm", dtype=np.float32)
+    features = randn(np.random.default_rng(8), (40, 64), np.float32)
+    jobs = _native.team_stats()["jobs"]
+    with threadpool_limits(2):
+        captions = model.sample(features, max_length=6)
+    if _module(backend).native_in_use():
+        assert _native.team_stats()["jobs"] >= jobs + 2 * 6
+    with fastrnn.use_backend("numpy"):
+        assert np.array_equal(captions, model.sample(features, max_length=6))
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend, cell):
     args = state_inputs(np.random.default_rng(6), np.float32, (16, 4, 8, 512), cell)
@@ -167,7 +212,8 @@ def test_blas_fallback_when_native_is_turned_off():
     """FASTRNN_NATIVE=0: every layer on BLAS, same results."""
     env = {**os.environ, "FASTRNN_NATIVE": "0"}
     out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", os.path.abspath(__file__),
-                          "-k", "test_team_parity and not other_isa and shape0 and float32"],
+                          "-k", "(test_team_parity and not other_isa and shape0 and float32) or single_steps or "
+                                "sampling_runs_on_one_pool"],
                          cwd=HERE, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     code = ("import fastrnn; from fastrnn._cython import backend, _kernels; print(_kernels.native_in_use())")

@@ -166,14 +166,40 @@ cdef inline void gemm(bint ta, bint tb, intp m, intp n, intp k, const floating *
 cdef double SERIAL_GEMM = 65536.0 * 4
 cdef double SMALL_GEMM = 1048576.0
 
+# Above the serial line, with fastrnn._native, a product runs on the team (product.h) instead of on
+# BLAS's threads: a loop that alternates single steps with affine layers (CaptioningRNN.sample) then uses
+# one pool of threads, not BLAS's spinning after every step while the team's affine job wants the core.
+ctypedef int (*product_s_t)(intp M, intp N, intp K, const float *A, intp lda, int at, const float *B, intp ldb,
+                            int bt, float *C, intp ldc, int beta) noexcept nogil
+ctypedef int (*product_d_t)(intp M, intp N, intp K, const double *A, intp lda, int at, const double *B, intp ldb,
+                            int bt, double *C, intp ldc, int beta) noexcept nogil
+cdef product_s_t fr_product_s = NULL
+cdef product_d_t fr_product_d = NULL
+
+
+cdef inline void big(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
+                     const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
+    """A product above the serial line: on the team when there is one (and beta is 0 or 1), else BLAS."""
+    cdef int failed = 1
+    if fr_product_s != NULL and (beta == 0 or beta == 1):
+        if floating is float:
+            failed = fr_product_s(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
+        else:
+            failed = fr_product_d(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
+    if failed:  # C is untouched then
+        gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
+
 
 cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                     const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
-    """Row-major C (m, n) = op(A) op(B) + beta C (see gemm); small GEMMs in single-threaded pieces."""
+    """Row-major C (m, n) = op(A) op(B) + beta C (see gemm): above the serial line on the team when there
+    is one (big), else small GEMMs in single-threaded pieces."""
     cdef double mnk = <double>m * <double>n * <double>k
     cdef intp i, step
-    if mnk <= SERIAL_GEMM or mnk > SMALL_GEMM:
+    if mnk <= SERIAL_GEMM:
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
+    elif fr_product_s != NULL or mnk > SMALL_GEMM:
+        big(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
     elif m >= n and n * k <= SERIAL_GEMM:  # pieces of rows of C: rows of op(A)
         step = <intp>(SERIAL_GEMM // (n * k))
         i = 0
@@ -384,8 +410,8 @@ cdef inline size_t up64(size_t nbytes) noexcept nogil:
 # The products run on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 # call leaves its idle threads spinning for ~0.1 s, which would take the team's second core (measured: a
 # 2-thread team job right after a 2-thread OpenBLAS GEMM took 7.2 ms instead of 3.3 ms).  The affine
-# layers use the same products and team.  Without fastrnn._native, or for a single step, the kernels
-# below call BLAS as before.
+# layers use the same products and team, and so do the single steps' products above the serial line
+# (big).  Without fastrnn._native the kernels below call BLAS as before.
 
 ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil
 ctypedef int64_t (*team_run_t)(task_t fn, void *arg, int64_t nth) noexcept nogil
@@ -425,11 +451,14 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     """Runs the sequence and affine layers on fastrnn._native (symbols: name -> address; the panel width
     NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
     global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
-    global fr_pack_s, fr_pack_d, NR_F, NR_D
+    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_product_d
     if not symbols:
         fr_team_run = NULL
+        fr_product_s, fr_product_d = NULL, NULL
         NR_F = NR_D = 0
         return
+    fr_product_d = <product_d_t><size_t>symbols["fr_product_d"]
+    fr_product_s = <product_s_t><size_t>symbols["fr_product_s"]
     fr_sync = <sync_t><size_t>symbols["fr_sync"]
     fr_mm_s = <mm_s_t><size_t>symbols["fr_mm_s"]
     fr_mm_d = <mm_d_t><size_t>symbols["fr_mm_d"]
@@ -463,6 +492,7 @@ def native_in_use():
 cdef double TEAM_MIN_FLOPS = 2.5e5
 cdef double TEAM_USE_FLOPS = 3.0e5
 cdef double DENSE_MIN_FLOPS = 4.0e6
+cdef double DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
 
 
 cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
@@ -1751,7 +1781,10 @@ cdef inline void dense_setup(Dense *d, intp R, intp D, intp M, int tn) noexcept 
     up to max(R, D), columns up to max(D, M), depth up to max(R, D, M))."""
     memset(d, 0, sizeof(Dense))
     d.R, d.D, d.M = R, D, M
-    d.threads = team_threads(2.0 * R * D * M, DENSE_MIN_FLOPS, 64)
+    # a thread per DENSE_MIN_FLOPS, or per DENSE_MIN_BYTES of w when that gives more: a product of few
+    # rows (a sampled word's scores) is bound by reading w, which two cores read faster
+    d.threads = team_threads(max(2.0 * R * D * M, <double>D * M * (4 if tn == cnp.NPY_FLOAT32 else 8)
+                                 * (DENSE_MIN_FLOPS / DENSE_MIN_BYTES)), DENSE_MIN_FLOPS, 64)
     d.work = up64((fr_gemm_work_s if tn == cnp.NPY_FLOAT32 else fr_gemm_work_d)(max(R, D), max(D, M), max(R, max(D, M)), 1))
 
 

@@ -7,7 +7,9 @@ and the fused pointwise pass, meeting the others at one barrier per step; after 
 computes its share of dX, dWx and dWh.  The products run on a register-tiled micro-kernel chosen for
 the CPU at load time (AVX-512, AVX2+FMA or portable; ``FASTRNN_ISA`` forces one) over weights packed
 into panels (packed.h).  No BLAS call happens inside a pass: OpenBLAS's idle threads spin for ~0.1 s
-after a call and would take the team's second core.  The affine layers use the same products.
+after a call and would take the team's second core.  The affine layers use the same products, and so do
+the single steps' products (``fr_product_s``/``_d``, product.h), so a loop of steps and affine layers
+(``CaptioningRNN.sample``) runs on one pool of threads.
 
 Arrays the backends allocate come from a pool that keeps freed large blocks mapped for the next call
 (pool.h): ``pooled()`` makes it NumPy's allocator for a block of code; ``pool_stats()``,
@@ -23,8 +25,8 @@ The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, `
 kernels ask at every call.
 """
 
-from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_handler, symbols,
-                      team_stats)
+from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_blas_threads, set_handler,
+                      symbols, team_stats)
 
 __all__ = ["layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
            "pool_set_cap", "set_handler", "pooled", "team_stats"]
@@ -40,6 +42,9 @@ def blas_threads_address():
 
     found = symbol_addresses(*((name,) for name in _THREADS_SYMBOLS))
     return found[0] if found else 0
+
+
+set_blas_threads(blas_threads_address())  # fr_product's thread limit, as the layers' kernels ask it
 
 
 class pooled:

@@ -1,5 +1,6 @@
-/* fastrnn._native._native: the packed-weight micro-kernels (packed.h), the thread team (team.h) and
- * the array pool (pool.h), compiled once and shared by both compiled backends.  Python sees the
+/* fastrnn._native._native: the packed-weight micro-kernels (packed.h), the thread team (team.h), the
+ * array pool (pool.h) and single products on the team (product.h), compiled once and shared by both
+ * compiled backends.  Python sees the
  * kernels' addresses only (symbols()), which the Cython kernels call through function pointers and
  * the Numba kernels bind by name, the way both already call BLAS; the pool is a NumPy memory handler
  * (pool_handler) that the backends make current while they allocate their arrays. */
@@ -9,6 +10,7 @@
 
 #include "packed.h"
 #include "pool.h"
+#include "product.h"
 #include "team.h"
 
 static PyDataMem_Handler fr_pool_handler = {
@@ -28,6 +30,8 @@ static PyObject *symbols(PyObject *self, PyObject *unused)
         {"fr_gemm_work_d", (void *)fr_gemm_work_d},
         {"fr_pack_s", (void *)fr_pack_s},
         {"fr_pack_d", (void *)fr_pack_d},
+        {"fr_product_s", (void *)fr_product_s},
+        {"fr_product_d", (void *)fr_product_d},
         {"fr_team_run", (void *)fr_team_run},
         {"fr_sync", (void *)fr_sync},
     };
@@ -81,9 +85,10 @@ static PyObject *pool_set_cap(PyObject *self, PyObject *arg)
 
 static PyObject *team_stats(PyObject *self, PyObject *unused)
 {
-    return Py_BuildValue("{s:i,s:K,s:K,s:L}", "threads_started", fr_team.started,
+    return Py_BuildValue("{s:i,s:K,s:K,s:K,s:L}", "threads_started", fr_team.started,
                          "jobs", (unsigned long long)atomic_load(&fr_team.jobs),
                          "alone_because_busy", (unsigned long long)atomic_load(&fr_team.alone_busy),
+                         "moved_off_callers_cpu", (unsigned long long)atomic_load(&fr_team.moved),
                          "last_job_threads", (long long)atomic_load(&fr_team.last));
 }
 
@@ -94,14 +99,26 @@ static PyObject *set_handler(PyObject *self, PyObject *handler)
     return PyDataMem_SetHandler(handler == Py_None ? NULL : handler);
 }
 
+static PyObject *set_blas_threads(PyObject *self, PyObject *address)
+{
+    /* the address of BLAS's get_num_threads (0: none), which fr_product asks for its thread limit */
+    void *fn = PyLong_AsVoidPtr(address);
+    if (fn == NULL && PyErr_Occurred())
+        return NULL;
+    fr_product_set_threads((int (*)(void))fn);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"symbols", symbols, METH_NOARGS, "name -> address of every exported C function"},
     {"layout", layout, METH_NOARGS, "the selected ISA and the panel width NR per dtype"},
     {"pool_stats", pool_stats, METH_NOARGS, "bytes kept by the array pool, its cap, blocks, reuses and new mappings"},
     {"pool_release", pool_release, METH_NOARGS, "unmaps every block the array pool keeps; returns the bytes"},
     {"pool_set_cap", pool_set_cap, METH_O, "sets the most bytes the array pool keeps; returns the previous cap"},
-    {"team_stats", team_stats, METH_NOARGS, "worker threads started, team jobs, calls run alone, last job's threads"},
+    {"team_stats", team_stats, METH_NOARGS,
+     "worker threads started, team jobs, calls run alone, workers moved off the caller's CPU, last job's threads"},
     {"set_handler", set_handler, METH_O, "makes a memory handler NumPy's current one here; returns the previous"},
+    {"set_blas_threads", set_blas_threads, METH_O, "the address of BLAS's get_num_threads, fr_product's thread limit"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -48,6 +48,9 @@ __all__ = ["gemm", "NOTRANS", "TRANS", "BLAS_INT", "BLAS_NAME"]
 
 NOTRANS = ord("N")
 TRANS = ord("T")
+# OpenBLAS runs a product on one thread up to m*n*k = 65536 * 4 (its GEMM_MULTITHREAD_THRESHOLD), on all
+# its threads above; above that line gemm runs the product on fastrnn._native's team when it can.
+SERIAL_GEMM = 65536.0 * 4
 
 # (BLAS integer type, float type) -> the symbol name the compiled code calls
 _SYMBOLS = {
@@ -172,32 +175,67 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
                     builder, ValueError, ("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend",)
                 )
 
-        i8, iblas = ir.IntType(8), ir.IntType(bi.bitwidth)
+        # Above the serial line (as the Cython backend's mm): on the team (fastrnn._native's product.h)
+        # when it is there, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool
+        # of threads; it says "not done" (no extension, FASTRNN_NATIVE=0, no work buffer) and BLAS runs.
+        from ._packed import _NAMES as native_names  # registers the product's symbols before any linking
+
+        f64 = ir.DoubleType()
+        alpha_f = context.cast(builder, alpha_, sig.args[6], types.float64)
+        beta_f = context.cast(builder, beta_, sig.args[13], types.float64)
+        mnk = builder.fmul(builder.fmul(builder.sitofp(n["M"], f64), builder.sitofp(n["N"], f64)),
+                           builder.sitofp(n["K"], f64))
+        big = builder.and_(builder.fcmp_ordered(">", mnk, ir.Constant(f64, SERIAL_GEMM)),
+                           builder.fcmp_ordered("==", alpha_f, ir.Constant(f64, 1.0)))
+        beta_one = builder.fcmp_ordered("==", beta_f, ir.Constant(f64, 1.0))
+        big = builder.and_(big, builder.or_(beta_one, builder.fcmp_ordered("==", beta_f, ir.Constant(f64, 0.0))))
+        done = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(1), 0))
         fp = context.get_value_type(dtype)
-        p8, pint, pfp = i8.as_pointer(), iblas.as_pointer(), fp.as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [p8, p8, pint, pint, pint, pfp, pfp, pint, pfp, pint, pfp, pfp, pint])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[key])
-
-        def slot(value, ty):  # Fortran takes every argument by pointer; value is an intp
-            return cgutils.alloca_once_value(builder, builder.trunc(value, ty) if ty.width < 64 else value)
-
-        def scalar(value, ty):
-            return cgutils.alloca_once_value(builder, context.cast(builder, value, ty, dtype))
-
-        def start(name, offset):
-            return builder.gep(arrays[name].data, [offset])
-
-        builder.call(
-            fn,
-            [
-                slot(n["tb"], i8), slot(n["ta"], i8), slot(n["N"], iblas), slot(n["M"], iblas), slot(n["K"], iblas),
-                scalar(alpha_, sig.args[6]),
-                start("B", n["b0"]), slot(n["ldb"], iblas),
-                start("A", n["a0"]), slot(n["lda"], iblas),
-                scalar(beta_, sig.args[13]),
-                start("C", n["c0"]), slot(n["ldc"], iblas),
-            ],
-        )
+        i32 = ir.IntType(32)
+        with builder.if_then(big):
+            pty = ir.FunctionType(i32, [intp, intp, intp, fp.as_pointer(), intp, i32, fp.as_pointer(), intp, i32,
+                                        fp.as_pointer(), intp, i32])
+            pfn = cgutils.get_or_insert_function(
+                builder.module, pty, native_names["fr_product_s" if dtype == types.float32 else "fr_product_d"])
+            status = builder.call(pfn, [
+                n["M"], n["N"], n["K"], builder.gep(arrays["A"].data, [n["a0"]]), n["lda"],
+                builder.zext(builder.icmp_signed("==", n["ta"], const(TRANS)), i32),
+                builder.gep(arrays["B"].data, [n["b0"]]), n["ldb"],
+                builder.zext(builder.icmp_signed("==", n["tb"], const(TRANS)), i32),
+                builder.gep(arrays["C"].data, [n["c0"]]), n["ldc"], builder.zext(beta_one, i32)])
+            builder.store(builder.icmp_signed("==", status, ir.Constant(i32, 0)), done)
+        with builder.if_then(builder.not_(builder.load(done))):
+            _call_blas(context, builder, sig, bi, key, dtype, n, arrays, alpha_, beta_)
         return context.get_dummy_value()
 
     return signature, codegen
+
+
+def _call_blas(context, builder, sig, bi, key, dtype, n, arrays, alpha_, beta_):
+    """The Fortran call of gemm's codegen (its arguments checked)."""
+    i8, iblas = ir.IntType(8), ir.IntType(bi.bitwidth)
+    fp = context.get_value_type(dtype)
+    p8, pint, pfp = i8.as_pointer(), iblas.as_pointer(), fp.as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [p8, p8, pint, pint, pint, pfp, pfp, pint, pfp, pint, pfp, pfp, pint])
+    fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[key])
+
+    def slot(value, ty):  # Fortran takes every argument by pointer; value is an intp
+        return cgutils.alloca_once_value(builder, builder.trunc(value, ty) if ty.width < 64 else value)
+
+    def scalar(value, ty):
+        return cgutils.alloca_once_value(builder, context.cast(builder, value, ty, dtype))
+
+    def start(name, offset):
+        return builder.gep(arrays[name].data, [offset])
+
+    builder.call(
+        fn,
+        [
+            slot(n["tb"], i8), slot(n["ta"], i8), slot(n["N"], iblas), slot(n["M"], iblas), slot(n["K"], iblas),
+            scalar(alpha_, sig.args[6]),
+            start("B", n["b0"]), slot(n["ldb"], iblas),
+            start("A", n["a0"]), slot(n["lda"], iblas),
+            scalar(beta_, sig.args[13]),
+            start("C", n["c0"]), slot(n["ldc"], iblas),
+        ],
+    )

@@ -98,6 +98,7 @@ _POOLED = 256 * 1024  # arrays from this many bytes on come from the pool
 _TEAM_MIN_FLOPS = 2.5e5
 _TEAM_USE_FLOPS = 3.0e5
 _DENSE_MIN_FLOPS = 4.0e6
+_DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
 
 
 def native_in_use():
@@ -164,7 +165,10 @@ def _team_scratch(dtype, plan, packed_rows, packed_gates, H, *shapes):
 
 def _dense_plan(R, D, M, dtype):
     """(threads, work bytes per thread) of an affine layer's team job."""
-    threads = _threads(2.0 * R * D * M, _DENSE_MIN_FLOPS, 64)
+    # a thread per _DENSE_MIN_FLOPS, or per _DENSE_MIN_BYTES of w when that gives more: a product of few rows
+    # (a sampled word's scores) is bound by reading w, which two cores read faster
+    flops = max(2.0 * R * D * M, D * M * np.dtype(dtype).itemsize * (_DENSE_MIN_FLOPS / _DENSE_MIN_BYTES))
+    threads = _threads(flops, _DENSE_MIN_FLOPS, 64)
     work = _GEMM_WORK[dtype](max(R, D), max(D, M), max(R, D, M), 1)
     return threads, -(-work // 64) * 64
 

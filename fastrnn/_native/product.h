@@ -1,0 +1,117 @@
+/* One general product as a job of the team: the single-step layers' products (x Wx, h Wh, their
+ * gradients), called where a layer outside a sequence pass would otherwise call a multi-threaded BLAS.
+ *
+ * Why: OpenBLAS's idle threads spin for ~0.1 s after a call.  A loop that alternates a BLAS product
+ * with a team job -- CaptioningRNN.sample: a step, then the vocabulary projection, 30 times -- gave
+ * every team job a core that a spinning BLAS thread held (measured: sample with an LSTM, N = 100, 62 ms
+ * against 39 ms with both on one pool).  On the team, every product of such a loop uses one pool.
+ *
+ * How it wins its speed: the packed products of packed.h (op(B) read in place when op(A) has few rows,
+ * see gemm), the columns split between the threads when op(A) has fewer rows than op(B) has columns
+ * (each thread packs only its share of B; the common case: N rows against 4H columns), else the rows;
+ * work buffers from the array pool (pool.h), so a loop of steps maps no memory.  A thread per
+ * FR_PRODUCT_MIN_FLOPS, or per FR_PRODUCT_MIN_BYTES of op(B) when that gives more (a product of a few
+ * rows is bound by reading op(B): two cores read it faster), at most BLAS's limit (threadpoolctl's) when
+ * fr_product_set_threads() has been given OpenBLAS's get_num_threads, else one.
+ */
+#ifndef FASTRNN_PRODUCT_H
+#define FASTRNN_PRODUCT_H
+
+#include "packed.h"
+#include "pool.h"
+#include "team.h"
+
+#define FR_PRODUCT_MIN_FLOPS 4.0e6 /* a thread's share at least (as the affine layers' jobs) ... */
+#define FR_PRODUCT_MIN_BYTES 524288 /* ... or of op(B)'s bytes, which bound a product of few rows */
+
+static int (*fr_product_blas_threads)(void) = NULL;
+
+/* Sets the function that says how many threads BLAS may use (NULL: one). */
+static void fr_product_set_threads(int (*get_num_threads)(void)) { fr_product_blas_threads = get_num_threads; }
+
+typedef struct {
+    ptrdiff_t M, N, K, lda, ldb, ldc;
+    int at, bt, beta, dbl, by_rows;
+    const void *A, *B;
+    void *C;
+    void *work[FR_TEAM_MAX];
+    size_t bytes;
+    atomic_int failed;
+} fr_product_job;
+
+/* Thread tid's share: rows [a, e) of C (op(A) from its row a; A^T: from its column a), or gemm's
+ * column slab [a, e). */
+static void fr_product_task(void *arg, void *sync, int64_t tid, int64_t nth)
+{
+    fr_product_job *p = (fr_product_job *)arg;
+    const ptrdiff_t n = p->by_rows ? p->M : p->N, a = n * tid / nth, e = n * (tid + 1) / nth;
+    const ptrdiff_t rows = p->by_rows ? e - a : p->M;
+    const ptrdiff_t a_off = p->by_rows ? (p->at ? a : a * p->lda) : 0, c_off = p->by_rows ? a * p->ldc : 0;
+    const ptrdiff_t u0 = p->by_rows ? 0 : a, u1 = p->by_rows ? p->N : e;
+    int status;
+    (void)sync;
+    if (e <= a)
+        return;
+    if (p->dbl)
+        status = fr_gemm_d(rows, p->K, (const double *)p->A + a_off, p->lda, p->at, (const double *)p->B, p->ldb,
+                           p->bt, p->N, 1, u0, u1, (double *)p->C + c_off, p->ldc, p->beta, p->work[tid], p->bytes);
+    else
+        status = fr_gemm_s(rows, p->K, (const float *)p->A + a_off, p->lda, p->at, (const float *)p->B, p->ldb,
+                           p->bt, p->N, 1, u0, u1, (float *)p->C + c_off, p->ldc, p->beta, p->work[tid], p->bytes);
+    if (status)  /* only when the team was busy and the caller ran it all, with a malloc that failed */
+        atomic_store(&p->failed, 1);
+}
+
+static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void *A, ptrdiff_t lda, int at,
+                      const void *B, ptrdiff_t ldb, int bt, void *C, ptrdiff_t ldc, int beta)
+{
+    fr_product_job p;
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    const double bytes = (double)K * (double)N * (dbl ? 8.0 : 4.0);
+    const double shares = flops / FR_PRODUCT_MIN_FLOPS > bytes / FR_PRODUCT_MIN_BYTES
+                              ? flops / FR_PRODUCT_MIN_FLOPS : bytes / FR_PRODUCT_MIN_BYTES;
+    int64_t nth = fr_product_blas_threads ? fr_product_blas_threads() : 1, i;
+    if (nth > (int64_t)shares)
+        nth = (int64_t)shares;
+    if (nth > FR_TEAM_MAX)
+        nth = FR_TEAM_MAX;
+    if (nth < 1)
+        nth = 1;
+    memset(&p, 0, sizeof p);
+    p.M = M, p.N = N, p.K = K, p.lda = lda, p.ldb = ldb, p.ldc = ldc, p.at = at, p.bt = bt, p.beta = beta != 0;
+    p.dbl = dbl, p.by_rows = M > N, p.A = A, p.B = B, p.C = C;
+    {
+        const ptrdiff_t rows = p.by_rows ? (M + nth - 1) / nth : M, cols = p.by_rows ? N : (N + nth - 1) / nth;
+        p.bytes = dbl ? fr_gemm_work_d(rows, cols, K, 1) : fr_gemm_work_s(rows, cols, K, 1);
+    }
+    for (i = 0; i < nth; i++)  /* every buffer first, so that a failure leaves C untouched */
+        if (!(p.work[i] = fr_pool_malloc(NULL, p.bytes))) {
+            while (i-- > 0)
+                fr_pool_free(NULL, p.work[i], p.bytes);
+            return -1;
+        }
+    if (nth == 1)
+        fr_product_task(&p, NULL, 0, 1);
+    else
+        fr_team_run(fr_product_task, &p, nth);
+    for (i = 0; i < FR_TEAM_MAX && p.work[i]; i++)
+        fr_pool_free(NULL, p.work[i], p.bytes);
+    return atomic_load(&p.failed) ? -1 : 0;
+}
+
+/* C (M x N, row-major, row stride ldc) = op(A) op(B) (beta 0) or += it (beta 1), op(A) and op(B) read
+ * as fr_gemm (packed.h) reads them, on the team.  Returns 0, or -1 when no work buffer could be had (C is
+ * then untouched: the caller computes it another way). */
+static int fr_product_s(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, int at,
+                        const float *B, ptrdiff_t ldb, int bt, float *C, ptrdiff_t ldc, int beta)
+{
+    return fr_product(0, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta);
+}
+
+static int fr_product_d(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const double *A, ptrdiff_t lda, int at,
+                        const double *B, ptrdiff_t ldb, int bt, double *C, ptrdiff_t ldc, int beta)
+{
+    return fr_product(1, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta);
+}
+
+#endif
