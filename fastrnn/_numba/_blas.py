@@ -25,6 +25,11 @@ function by a name of ours, and at import we tell LLVM's JIT linker that name's
 address in this process (``llvmlite.binding.add_symbol``).  Cached machine code
 refers to the name only, so it is valid in every process.
 
+Above OpenBLAS's one-thread line (m*n*k > SERIAL_GEMM) a product goes to fastrnn._native's team first
+(``fr_product``, as the Cython backend's ``mm``), so that the compiled layers never wake BLAS's threads,
+which spin ~0.1 s after a call and would take the team's core from the next layer; BLAS runs it when the
+team cannot (no extension, ``FASTRNN_NATIVE=0``, alpha not 1 or beta not 0/1).
+
 Row-major: ``gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
 computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
 element offsets a0, b0, c0 of the arrays A, B, C (op = transpose where ``ta``/``tb``
