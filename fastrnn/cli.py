@@ -108,11 +108,11 @@ def _parser():
     bench.add_argument("--cells", type=_csv(CELLS), default=list(CELLS), help=f"{','.join(CELLS)} (default all)")
     bench.add_argument("--sizes", type=_csv(tuple(SIZES), allow_all=True), default=list(DEFAULT_BENCH_SIZES),
                        help=f"{', '.join(f'{k}={tuple(v)}' for k, v in SIZES.items())} as (N,T,D,H), or all "
-                            f"(default {','.join(DEFAULT_BENCH_SIZES)}); the model runs at its own sizes")
+                            f"(default {','.join(DEFAULT_BENCH_SIZES)}); the model and sample run at their own sizes")
     bench.add_argument("--dtypes", type=_csv(("float32", "float64")), default=["float32", "float64"],
-                       help="float32,float64 (default both; the model is float32)")
+                       help="float32,float64 (default both; the model and sample are float32)")
     bench.add_argument("--passes", type=_csv(PASSES), default=list(PASSES),
-                       help="fwd,fwd+bwd (default both; the model is fwd+bwd)")
+                       help="fwd,fwd+bwd (default both; the model is fwd+bwd, sample fwd)")
     bench.add_argument("--backends", type=_csv(), default=None,
                        help="fastrnn backends and/or torch to time (default: every available one, and torch when "
                             "installed); the oracle and the BLAS floor always run")

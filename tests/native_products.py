@@ -9,6 +9,7 @@ import ctypes
 import sys
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from fastrnn import _native
 from fastrnn._tolerances import excess
@@ -110,7 +111,11 @@ def check_product(rng, dtype, M, N, K, at, bt):
     for beta in (0, 1):
         C = rng.standard_normal((M, N + 5)).astype(dtype)
         before = C.copy()
-        assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == 0
+        with threadpool_limits(1):  # BLAS on one thread: left to BLAS, C untouched
+            assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == -1
+        assert np.array_equal(C, before)
+        with threadpool_limits(2):
+            assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == 0
         opA, opB = (A.T if at else A), (B.T if bt else B)
         expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
         worst = excess(C[:, :N], expected.astype(dtype), dtype)

@@ -11,6 +11,7 @@ from fastrnn.bench import harness as bench
 from fastrnn.bench import peak
 from fastrnn.bench import report as bench_report
 from fastrnn.bench import workloads
+from fastrnn._cells import gates
 from fastrnn._tolerances import excess
 from fastrnn.bench.sizes import CAPTIONING, SIZES
 
@@ -30,6 +31,8 @@ def test_cases_cover_the_grid():
     model = [c for c in cs if c.kind == "model"]
     assert sorted(c.dim["N"] for c in model) == [25, 25, 25, 100, 100, 100]
     assert all(c.dtype == "float32" and c.dim["V"] == CAPTIONING["vocab_size"] for c in model)
+    sample = [c for c in cs if c.kind == "sample"]
+    assert [c.dims for c in sample] == [c.dims for c in model] and all(c.pass_ == "fwd" for c in sample)
     assert len({c.label for c in cs}) == len(cs)
 
 
@@ -147,6 +150,36 @@ def test_model_case_is_verified_for_every_implementation(cell):
     text = bench_report.table({"settings": {"threads": {"blas": 1}, "rounds": 1, "min_sample_s": 0.005},
                                "machine": _fake_machine(), "cases": [record]})
     assert f"{cell} float32 loss+grads" in text and "N=25" in text
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_sample_case_is_verified_for_every_implementation(cell):
+    """CaptioningRNN.sample: every implementation's captions equal the oracle's (torch's equivalent model
+    included); the floor does features @ W_proj and per word x @ Wx, h @ Wh, h @ W_vocab."""
+    case = next(c for c in workloads.cases(kinds=("sample",), cells=(cell,)) if c.dim["N"] == 25)
+    names = bench.implementations()
+    with bench.thread_settings(1, "torch" in names):
+        record = bench.measure_case(case, names, rounds=1)
+    for name, e in record["results"].items():
+        assert e["error"] is None, (name, e)
+        assert e["verified"] is (None if name == "floor" else True), (name, e)
+    text = bench_report.table({"settings": {"threads": {"blas": 1}, "rounds": 1, "min_sample_s": 0.005},
+                               "machine": _fake_machine(), "cases": [record]})
+    assert f"{cell} float32 captions" in text and "CaptioningRNN.sample" in text
+    d = case.dim
+    N, T, V, D, W, H, G = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"], gates(cell) * d["hidden"]
+    calls = []
+    real = np.matmul
+
+    def counting(a, b, out=None):
+        calls.append((a.shape, b.shape))
+        return real(a, b, out=out)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np, "matmul", counting)
+        workloads.build(case, "floor").run()
+    assert sorted(calls) == sorted([((N, D), (D, H))] + [((N, W), (W, G)), ((N, H), (H, G)), ((N, H), (H, V))] * T)
+    assert workloads.gemm_flops(case) == sum(2 * a[0] * a[1] * b[1] for a, b in calls)
 
 
 def test_gemm_flops_of_the_gru():

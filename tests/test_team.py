@@ -116,7 +116,7 @@ def _step_inputs(rng, dtype, N, D, H, cell):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)
 def test_single_steps_above_the_serial_line_run_on_the_team(backend, cell, dtype):
-    """A step's products above OpenBLAS's one-thread line run as team jobs (product.h), not on BLAS's
+    """A float32 step's products above OpenBLAS's one-thread line run as team jobs (product.h), not on BLAS's
     threads, so a sampling loop of steps and affine layers uses one pool; with one, a few and many rows
     (op(B) read in place or packed), forward and backward, against the oracle."""
     rng = np.random.default_rng(7)
@@ -131,7 +131,10 @@ def test_single_steps_above_the_serial_line_run_on_the_team(backend, cell, dtype
         assert_all_close(getattr(layers, f"{cell}_step_backward")(*douts, cache),
                          getattr(reference, f"{cell}_step_backward")(*douts, ecache))
         if _module(backend).native_in_use():  # (not under FASTRNN_NATIVE=0)
-            assert _native.team_stats()["jobs"] > jobs, f"no team job for the step products at N={N}"
+            if dtype == np.float32:
+                assert _native.team_stats()["jobs"] > jobs, f"no team job for the step products at N={N}"
+            else:  # float64 products stay with BLAS (its dgemm is faster at these shapes)
+                assert _native.team_stats()["jobs"] == jobs
 
 
 def test_sampling_runs_on_one_pool(backend):

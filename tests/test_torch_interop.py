@@ -311,3 +311,6 @@ def test_captioning_model_matches_torch(backend, cell):
     assert set(tgrads) == set(grads)
     for k in grads:
         assert_close(grads[k], tgrads[k], np.float64, err_msg=f"{cell} model {k} on {backend}")
+    # greedy sampling: the same captions, <NULL> after an <END>
+    sampled = model.sample(features, max_length=12)
+    assert np.array_equal(sampled, tmodel.sample(_t(features), max_length=12).numpy())

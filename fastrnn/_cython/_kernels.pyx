@@ -166,26 +166,23 @@ cdef inline void gemm(bint ta, bint tb, intp m, intp n, intp k, const floating *
 cdef double SERIAL_GEMM = 65536.0 * 4
 cdef double SMALL_GEMM = 1048576.0
 
-# Above the serial line, with fastrnn._native, a product runs on the team (product.h) instead of on
+# Above the serial line, with fastrnn._native, a float32 product runs on the team (product.h) instead of on
 # BLAS's threads: a loop that alternates single steps with affine layers (CaptioningRNN.sample) then uses
 # one pool of threads, not BLAS's spinning after every step while the team's affine job wants the core.
 ctypedef int (*product_s_t)(intp M, intp N, intp K, const float *A, intp lda, int at, const float *B, intp ldb,
                             int bt, float *C, intp ldc, int beta) noexcept nogil
-ctypedef int (*product_d_t)(intp M, intp N, intp K, const double *A, intp lda, int at, const double *B, intp ldb,
-                            int bt, double *C, intp ldc, int beta) noexcept nogil
 cdef product_s_t fr_product_s = NULL
-cdef product_d_t fr_product_d = NULL
 
 
 cdef inline void big(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                      const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
-    """A product above the serial line: on the team when there is one (and beta is 0 or 1), else BLAS."""
+    """A product above the serial line: in float32 on the team when there is one (and beta is 0 or 1), else
+    BLAS.  (In float64 OpenBLAS's dgemm is up to a fifth faster than the packed product at the steps'
+    shapes -- measured, lstm_step (64, 512, 1024) forward 6.3 against 7.2-7.8 ms -- so float64 stays there.)"""
     cdef int failed = 1
-    if fr_product_s != NULL and (beta == 0 or beta == 1):
-        if floating is float:
+    if floating is float:
+        if fr_product_s != NULL and (beta == 0 or beta == 1):
             failed = fr_product_s(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
-        else:
-            failed = fr_product_d(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
     if failed:  # C is untouched then
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
 
@@ -198,7 +195,7 @@ cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A,
     cdef intp i, step
     if mnk <= SERIAL_GEMM:
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
-    elif fr_product_s != NULL or mnk > SMALL_GEMM:
+    elif (floating is float and fr_product_s != NULL) or mnk > SMALL_GEMM:
         big(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
     elif m >= n and n * k <= SERIAL_GEMM:  # pieces of rows of C: rows of op(A)
         step = <intp>(SERIAL_GEMM // (n * k))
@@ -451,13 +448,12 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     """Runs the sequence and affine layers on fastrnn._native (symbols: name -> address; the panel width
     NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
     global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
-    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_product_d
+    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s
     if not symbols:
         fr_team_run = NULL
-        fr_product_s, fr_product_d = NULL, NULL
+        fr_product_s = NULL
         NR_F = NR_D = 0
         return
-    fr_product_d = <product_d_t><size_t>symbols["fr_product_d"]
     fr_product_s = <product_s_t><size_t>symbols["fr_product_s"]
     fr_sync = <sync_t><size_t>symbols["fr_sync"]
     fr_mm_s = <mm_s_t><size_t>symbols["fr_mm_s"]

@@ -71,6 +71,8 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     const double shares = flops / FR_PRODUCT_MIN_FLOPS > bytes / FR_PRODUCT_MIN_BYTES
                               ? flops / FR_PRODUCT_MIN_FLOPS : bytes / FR_PRODUCT_MIN_BYTES;
     int64_t nth = fr_product_blas_threads ? fr_product_blas_threads() : 1, i;
+    if (nth <= 1)  /* BLAS runs it on one thread then: nothing spins, and its kernels are as fast or faster */
+        return -1;
     if (nth > (int64_t)shares)
         nth = (int64_t)shares;
     if (nth > FR_TEAM_MAX)
@@ -100,8 +102,9 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
 }
 
 /* C (M x N, row-major, row stride ldc) = op(A) op(B) (beta 0) or += it (beta 1), op(A) and op(B) read
- * as fr_gemm (packed.h) reads them, on the team.  Returns 0, or -1 when no work buffer could be had (C is
- * then untouched: the caller computes it another way). */
+ * as fr_gemm (packed.h) reads them, on the team.  Returns 0, or -1 when it leaves the product to the
+ * caller (BLAS), C untouched: BLAS may use one thread only (its threads do not spin then), or no work
+ * buffer could be had. */
 static int fr_product_s(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, int at,
                         const float *B, ptrdiff_t ldb, int bt, float *C, ptrdiff_t ldc, int beta)
 {

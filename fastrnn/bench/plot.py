@@ -28,7 +28,7 @@ def require_matplotlib():
 
 
 def _label(r):
-    layer = f"{r['cell']}{'_step' if r['kind'] == 'step' else ' model' if r['kind'] == 'model' else ''}"
+    layer = r["cell"] + {"step": "_step", "model": " model", "sample": " sample"}.get(r["kind"], "")
     return f"{layer} {r['size']} f{r['dtype'][5:]} {r['pass']}"
 
 

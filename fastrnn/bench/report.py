@@ -12,6 +12,7 @@ _KIND_TITLES = {
     "sequence": "Sequences: rnn_forward / lstm_forward / gru_forward (+ backward)",
     "step": "Single steps: rnn_step_forward / lstm_step_forward / gru_step_forward (+ backward)",
     "model": "CaptioningRNN.loss (loss and all gradients), V=1004, input 512, wordvec 256, hidden 512, T=16",
+    "sample": "CaptioningRNN.sample (greedy captions of 16 words), V=1004, input 512, wordvec 256, hidden 512",
 }
 
 
@@ -91,7 +92,7 @@ def _status(entry):
 
 def _dims(record):
     d = record["dims"]
-    if record["kind"] == "model":
+    if record["kind"] in ("model", "sample"):
         return f"N={d['N']}"
     return f"({d['N']},{d['T']},{d['D']},{d['H']})"
 
@@ -113,7 +114,7 @@ def table(report, markdown=False):
     out = [f"- {line}" for line in lines] if markdown else list(lines)
     headers = ["case", "shape", "impl", "median", "IQR", "check", "x oracle", "/ floor", "/ torch", "GFLOP/s",
                "% peak"]
-    for kind in ("sequence", "step", "model"):
+    for kind in ("sequence", "step", "model", "sample"):
         records = [r for r in report["cases"] if r["kind"] == kind]
         if not records:
             continue
@@ -123,8 +124,9 @@ def table(report, markdown=False):
             for name, e in r["results"].items():
                 q = r["ratios"].get(name, {})
                 rate = r.get("rates", {}).get(name, {})
-                label = f"{r['cell']} {r['size']} {r['dtype']} {r['pass']}" if kind != "model" else (
-                    f"{r['cell']} {r['dtype']} {r['pass']}")
+                captioning = kind in ("model", "sample")
+                label = f"{r['cell']} {r['dtype']} {r['pass']}" if captioning else (
+                    f"{r['cell']} {r['size']} {r['dtype']} {r['pass']}")
                 rows.append([
                     label if first else "", _dims(r) if first else "", name,
                     format_time(e["median_s"]), _spread(e), _status(e),

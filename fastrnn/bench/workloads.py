@@ -2,7 +2,8 @@
 
 A ``Case`` is a cell ("rnn", "lstm" or "gru") at a size, in a dtype, for a pass ("fwd", or
 "fwd+bwd": forward then backward). Its kind is "sequence" (``rnn_forward``, ...), "step"
-(``rnn_step_forward``, ...) or "model" (``CaptioningRNN.loss``, always loss + gradients).
+(``rnn_step_forward``, ...), "model" (``CaptioningRNN.loss``, always loss + gradients) or "sample"
+(``CaptioningRNN.sample``: greedy captions of T words, forward only).
 
 ``build(case, name)`` prepares one implementation of a case on fixed random inputs and returns
 a ``Workload``: ``run()`` is the call that is timed (nothing else happens inside it), and
@@ -12,7 +13,7 @@ compared with the oracle's. The implementations:
 * a fastrnn backend name ("numpy" is the oracle, "numba", "cython"): ``fastrnn.layers`` (or
   ``CaptioningRNN``) with that backend active;
 * "torch": ``torch.nn.RNN``/``LSTM``/``GRU`` (their ``*Cell`` for steps; the equivalent
-  PyTorch model for "model") with the same weights, same dtype, ``batch_first``; its forward
+  PyTorch model for "model" and "sample") with the same weights, same dtype, ``batch_first``; its forward
   records autograd like fastrnn's forward keeps a cache, and its backward is
   ``torch.autograd.grad`` (fresh gradients, as fastrnn returns);
 * "floor": the BLAS floor, only the matrix products the kernel design needs, with
@@ -23,7 +24,8 @@ compared with the oracle's. The implementations:
   those of the cell (D = wordvec) plus the model's own: features @ W_proj, Hs (NT, H) @ W_vocab,
   dScores @ W_vocab.T, Hs.T @ dScores and features.T @ dh0. The vocabulary projection alone is
   the same work in every implementation, so the model's floor bounds what any backend can gain
-  there: oracle time / floor is the largest speed-up possible on this BLAS.
+  there: oracle time / floor is the largest speed-up possible on this BLAS. For "sample": features @
+  W_proj, then per word x (N, wordvec) @ Wx, h @ Wh and h @ W_vocab.
 
 ``benchmarks/`` and ``fastrnn bench`` both time these, so they measure the same thing.
 """
@@ -39,17 +41,17 @@ from .sizes import CAPTIONING, CAPTIONING_BATCHES, SIZES
 
 __all__ = ["KINDS", "PASSES", "Case", "Workload", "cases", "build", "torch_available", "gemm_flops"]
 
-KINDS = ("sequence", "step", "model")
+KINDS = ("sequence", "step", "model", "sample")
 PASSES = ("fwd", "fwd+bwd")
 ORACLE = "numpy"
 
 
 @dataclass(frozen=True)
 class Case:
-    kind: str  # "sequence", "step" or "model"
+    kind: str  # "sequence", "step", "model" or "sample"
     cell: str  # "rnn", "lstm" or "gru"
-    size: str  # a name from fastrnn.sizes.SIZES, or "N=25" for the model
-    dims: tuple  # ((name, value), ...): N, T, D, H (model: N, T, V, input, wordvec, hidden)
+    size: str  # a name from fastrnn.sizes.SIZES, or "N=25" for the model and sample
+    dims: tuple  # ((name, value), ...): N, T, D, H (model, sample: N, T, V, input, wordvec, hidden)
     dtype: str  # "float32" or "float64"
     pass_: str  # "fwd" or "fwd+bwd"
 
@@ -59,12 +61,13 @@ class Case:
 
     @property
     def layer(self):
-        """What is called: rnn, lstm, gru, rnn_step, lstm_step, gru_step, or model."""
-        return {"sequence": self.cell, "step": f"{self.cell}_step", "model": f"{self.cell} model"}[self.kind]
+        """What is called: rnn, lstm, gru, rnn_step, lstm_step, gru_step, model or sample."""
+        return {"sequence": self.cell, "step": f"{self.cell}_step", "model": f"{self.cell} model",
+                "sample": f"{self.cell} sample"}[self.kind]
 
     @property
     def pass_label(self):
-        return "loss+grads" if self.kind == "model" else self.pass_
+        return {"model": "loss+grads", "sample": "captions"}.get(self.kind, self.pass_)
 
     @property
     def label(self):
@@ -75,7 +78,8 @@ def cases(kinds=KINDS, cells=CELLS, sizes=None, dtypes=("float32", "float64"), p
     """The cases of a benchmark, in the order they run.
 
     sequence and step cases: cell x size x dtype x pass. Model cases: cell x batch (25, 100),
-    float32, loss + gradients; they run only when float32 and "fwd+bwd" are selected.
+    float32, loss + gradients; they run only when float32 and "fwd+bwd" are selected. Sample cases: the
+    same, greedy captions of T words; they run only when float32 and "fwd" are selected.
     """
     sizes = list(SIZES) if sizes is None else list(sizes)
     out = []
@@ -88,15 +92,16 @@ def cases(kinds=KINDS, cells=CELLS, sizes=None, dtypes=("float32", "float64"), p
                     for dtype in dtypes:
                         for pass_ in passes:
                             out.append(Case(kind, cell, size, dims, dtype, pass_))
-        elif kind == "model":
-            if "float32" not in dtypes or "fwd+bwd" not in passes:
+        elif kind in ("model", "sample"):
+            pass_ = "fwd+bwd" if kind == "model" else "fwd"
+            if "float32" not in dtypes or pass_ not in passes:
                 continue
             c = CAPTIONING
             for cell in cells:
                 for N in CAPTIONING_BATCHES:
                     dims = (("N", N), ("T", c["T"]), ("V", c["vocab_size"]), ("input", c["input_dim"]),
                             ("wordvec", c["wordvec_dim"]), ("hidden", c["hidden_dim"]))
-                    out.append(Case("model", cell, f"N={N}", dims, "float32", "fwd+bwd"))
+                    out.append(Case(kind, cell, f"N={N}", dims, "float32", pass_))
         else:
             raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
     return out
@@ -109,6 +114,9 @@ def gemm_flops(case):
         N, T, V, D, W, H = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"]
         cell = _cell_flops(N, T, W, H, gates(case.cell) * H, backward=True)
         return cell + 2 * N * D * H * 2 + 2 * N * T * H * V * 3  # W_proj: fwd + dW; W_vocab: fwd, dH, dW
+    if case.kind == "sample":
+        N, T, V, D, W, H = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"]
+        return 2 * N * D * H + T * 2 * N * (W * gates(case.cell) * H + H * gates(case.cell) * H + H * V)
     N, T, D, H = d["N"], d["T"], d["D"], d["H"]
     return _cell_flops(N, T, D, H, gates(case.cell) * H, backward=case.pass_ == "fwd+bwd")
 
@@ -148,7 +156,7 @@ def inputs(case, seed=0):
     rng = np.random.default_rng(seed)
     dtype = np.dtype(case.dtype)
     d = case.dim
-    if case.kind == "model":
+    if case.kind in ("model", "sample"):
         return _model_inputs(case, rng)
     N, T, D, H = d["N"], d["T"], d["D"], d["H"]
     G = gates(case.cell) * H
@@ -228,6 +236,16 @@ def _fastrnn_workload(case, a):
             return {"loss": np.asarray(loss), **grads}
 
         return Workload("", "", run, results)
+    if case.kind == "sample":
+        model, features, T = a["model"], a["features"], case.dim["T"]
+
+        def run():
+            return model.sample(features, max_length=T)
+
+        def results(raw):
+            return {"captions": np.asarray(raw, dtype=np.int64)}
+
+        return Workload("", "", run, results)
 
     cell = case.cell
     weights = (a["Wx"], a["Wh"], a["b"]) + ((a["bhn"],) if cell == "gru" else ())
@@ -288,6 +306,17 @@ def _torch_workload(case, a):
         def results(raw):
             loss, grads = raw
             return {"loss": loss.detach().numpy(), **tmodel.grads_to_cs231n(grads)}
+
+        return Workload("torch", "torch", run, results, keep=[tmodel])
+    if case.kind == "sample":
+        tmodel = captioning_to_torch(a["model"])
+        features, T = torch.from_numpy(a["features"]), case.dim["T"]
+
+        def run():
+            return tmodel.sample(features, max_length=T)
+
+        def results(raw):
+            return {"captions": raw.numpy().astype(np.int64)}
 
         return Workload("torch", "torch", run, results, keep=[tmodel])
 
@@ -359,6 +388,8 @@ def _floor_workload(case):
     rng = np.random.default_rng(1)
     if case.kind == "model":
         return _model_floor(case, rng, dtype)
+    if case.kind == "sample":
+        return _sample_floor(case, rng, dtype)
     N, T, D, H = d["N"], d["T"], d["D"], d["H"]
     forward, backward = _cell_gemms(rng, dtype, N, T, D, H, gates(case.cell) * H)
     if case.pass_ == "fwd+bwd":
@@ -428,5 +459,26 @@ def _model_floor(case, rng, dtype):
         matmul(Hs.T, dscores, out=dW_vocab)
         cell_backward()
         matmul(features.T, dh0, out=dW_proj)
+
+    return Workload("floor", "floor", run, None)
+
+
+def _sample_floor(case, rng, dtype):
+    """Sampling's floor: features @ W_proj, then per word x @ Wx, h @ Wh and h @ W_vocab."""
+    d = case.dim
+    N, T, V, D, W, H = d["N"], d["T"], d["V"], d["input"], d["wordvec"], d["hidden"]
+    G = gates(case.cell) * H
+    features, W_proj = _randn(rng, (N, D), dtype), _randn(rng, (D, H), dtype)
+    x, Wx, Wh, W_vocab = (_randn(rng, (N, W), dtype), _randn(rng, (W, G), dtype), _randn(rng, (H, G), dtype),
+                          _randn(rng, (H, V), dtype))
+    h, A, S, scores = np.empty((N, H), dtype), np.empty((N, G), dtype), np.empty((N, G), dtype), np.empty((N, V), dtype)
+    matmul = np.matmul
+
+    def run():
+        matmul(features, W_proj, out=h)
+        for t in range(T):
+            matmul(x, Wx, out=A)
+            matmul(h, Wh, out=S)
+            matmul(h, W_vocab, out=scores)
 
     return Workload("floor", "floor", run, None)

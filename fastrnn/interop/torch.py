@@ -249,13 +249,14 @@ def _captioning_class():
         """cs231n's CaptioningRNN in PyTorch: Embedding, Linear projection, RNN/LSTM/GRU, Linear to the vocabulary,
         cross-entropy over the non-``<NULL>`` targets summed and divided by N."""
 
-        def __init__(self, params, cell_type, null):
+        def __init__(self, params, cell_type, null, start=None, end=None):
             super().__init__()
             p = {k: np.asarray(v) for k, v in params.items()}
             V, W = p["W_embed"].shape
             D, H = p["W_proj"].shape
             dtype = getattr(torch, p["Wx"].dtype.name)
             self.cell_type, self.null = cell_type, int(null)
+            self.start, self.end = start, end
             self.embed = nn.Embedding(V, W, dtype=dtype)
             self.proj = nn.Linear(D, H, dtype=dtype)
             self.rnn = to_torch(p["Wx"], p["Wh"], p["b"], cell_type, bhn=p.get("bhn"))
@@ -281,6 +282,27 @@ def _captioning_class():
             )
             return total / N
 
+        @torch.no_grad()
+        def sample(self, features, max_length=30):
+            """Greedy captions (N, max_length) as CaptioningRNN.sample makes them: from ``<START>``, the
+            highest-scoring word fed back each step, ``<NULL>`` after a caption's ``<END>``."""
+            if self.start is None:
+                raise ValueError("sample needs '<START>' in word_to_idx")
+            N = features.shape[0]
+            h = self.proj(features).unsqueeze(0)
+            state = (h, torch.zeros_like(h)) if self.cell_type == "lstm" else h
+            captions = torch.full((N, max_length), self.null, dtype=torch.int64)
+            words = torch.full((N,), self.start, dtype=torch.int64)
+            finished = torch.zeros(N, dtype=torch.bool)
+            for t in range(max_length):
+                out, state = self.rnn(self.embed(words).unsqueeze(1), state)
+                words = self.vocab(out[:, 0]).argmax(dim=1)
+                captions[~finished, t] = words[~finished]
+                finished |= words == self.end
+                if bool(finished.all()):
+                    break
+            return captions
+
         def grad_params(self):
             """The parameters whose gradients ``grads_to_cs231n`` takes, in its order."""
             return [self.embed.weight, self.proj.weight, self.proj.bias, *torch_weights(self.rnn),
@@ -303,5 +325,7 @@ def _captioning_class():
 
 
 def captioning_to_torch(model):
-    """A PyTorch copy of a ``fastrnn.CaptioningRNN`` (same weights, same loss); see its ``loss``."""
-    return _captioning_class()(model.params, model.cell_type, model.word_to_idx["<NULL>"])
+    """A PyTorch copy of a ``fastrnn.CaptioningRNN`` (same weights, same loss and sampling); see its ``loss``
+    and ``sample``."""
+    w = model.word_to_idx
+    return _captioning_class()(model.params, model.cell_type, w["<NULL>"], w.get("<START>"), w.get("<END>"))
