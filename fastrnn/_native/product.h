@@ -2,9 +2,11 @@
  * gradients), called where a layer outside a sequence pass would otherwise call a multi-threaded BLAS.
  *
  * Why: OpenBLAS's idle threads spin for ~0.1 s after a call.  A loop that alternates a BLAS product
- * with a team job -- CaptioningRNN.sample: a step, then the vocabulary projection, 30 times -- gave
- * every team job a core that a spinning BLAS thread held (measured: sample with an LSTM, N = 100, 62 ms
- * against 39 ms with both on one pool).  On the team, every product of such a loop uses one pool.
+ * with a team job -- CaptioningRNN.sample: a step, then the vocabulary projection, word after word --
+ * gave every team job a core that a spinning BLAS thread held (measured, 2 threads, sampling 30 words
+ * with an LSTM at N = 100: 70-80 ms so, 52-63 ms with every product on the team, 86-94 ms on the NumPy
+ * oracle).  On the team, every product of such a loop uses one pool.  float32 only: in float64 the
+ * callers keep OpenBLAS's dgemm, faster at the steps' shapes.
  *
  * How it wins its speed: the packed products of packed.h (op(B) read in place when op(A) has few rows,
  * see gemm), the columns split between the threads when op(A) has fewer rows than op(B) has columns

@@ -181,12 +181,16 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
                     builder, ValueError, ("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend",)
                 )
 
+        if dtype != types.float32:  # float64: OpenBLAS's dgemm is faster at the steps' shapes (as Cython)
+            _call_blas(context, builder, sig, bi, key, dtype, n, arrays, alpha_, beta_)
+            return context.get_dummy_value()
         # Above the serial line (as the Cython backend's mm): on the team (fastrnn._native's product.h)
-        # when it is there, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool
-        # of threads; it says "not done" (no extension, FASTRNN_NATIVE=0, no work buffer) and BLAS runs.
+        # first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool of threads;
+        # it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread, no work buffer) and BLAS
+        # runs it.
         from ._packed import _NAMES as native_names  # registers the product's symbols before any linking
 
-        f64 = ir.DoubleType()
+        f64, i32 = ir.DoubleType(), ir.IntType(32)
         alpha_f = context.cast(builder, alpha_, sig.args[6], types.float64)
         beta_f = context.cast(builder, beta_, sig.args[13], types.float64)
         mnk = builder.fmul(builder.fmul(builder.sitofp(n["M"], f64), builder.sitofp(n["N"], f64)),
@@ -196,16 +200,10 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
         beta_one = builder.fcmp_ordered("==", beta_f, ir.Constant(f64, 1.0))
         big = builder.and_(big, builder.or_(beta_one, builder.fcmp_ordered("==", beta_f, ir.Constant(f64, 0.0))))
         done = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(1), 0))
-        fp = context.get_value_type(dtype)
-        i32 = ir.IntType(32)
-        # float32 only: in float64 OpenBLAS's dgemm is up to a fifth faster at the steps' shapes (as Cython)
-        if dtype != types.float32:
-            big = ir.Constant(ir.IntType(1), 0)
+        pfp = context.get_value_type(dtype).as_pointer()
         with builder.if_then(big):
-            pty = ir.FunctionType(i32, [intp, intp, intp, fp.as_pointer(), intp, i32, fp.as_pointer(), intp, i32,
-                                        fp.as_pointer(), intp, i32])
-            pfn = cgutils.get_or_insert_function(
-                builder.module, pty, native_names["fr_product_s" if dtype == types.float32 else "fr_product_d"])
+            pty = ir.FunctionType(i32, [intp, intp, intp, pfp, intp, i32, pfp, intp, i32, pfp, intp, i32])
+            pfn = cgutils.get_or_insert_function(builder.module, pty, native_names["fr_product_s"])
             status = builder.call(pfn, [
                 n["M"], n["N"], n["K"], builder.gep(arrays["A"].data, [n["a0"]]), n["lda"],
                 builder.zext(builder.icmp_signed("==", n["ta"], const(TRANS)), i32),

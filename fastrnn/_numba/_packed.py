@@ -30,11 +30,10 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "product", "sync", "team_run", "words", "pointer",
-           "Task", "task"]
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
-                                                     "fr_pack_d", "fr_product_s", "fr_product_d", "fr_team_run",
+                                                     "fr_pack_d", "fr_product_s", "fr_team_run",
                                                      "fr_sync")}
 try:  # the C extension is built with the package; without it the kernels call BLAS at every step
     from .. import _native
@@ -43,13 +42,12 @@ try:  # the C extension is built with the package; without it the kernels call B
     _SYMBOLS = _native.symbols()
 except ImportError as exc:
     LAYOUT, UNAVAILABLE, _SYMBOLS = None, f"fastrnn._native is not importable ({exc})", {}
-# ``product`` is called from kernels that run without the team too (without the extension, or with
-# FASTRNN_NATIVE=0: BLAS only); its names then get a stand-in that returns -1 ("not done": the caller
-# calls BLAS).
+# fr_product_s (_blas's gemm calls it first for a large float32 product) is linked into kernels that run
+# without the team too (without the extension, or with FASTRNN_NATIVE=0: BLAS only); its name then gets a
+# stand-in that returns -1 ("not done": gemm calls BLAS).  Cached code names it only, so it stays valid.
 _NO_PRODUCT = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: -1)
 if LAYOUT is None or os.environ.get("FASTRNN_NATIVE", "").strip() == "0":
-    _SYMBOLS = {**_SYMBOLS, "fr_product_s": ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value,
-                "fr_product_d": ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value}
+    _SYMBOLS = {**_SYMBOLS, "fr_product_s": ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value}
 for _name, _bound in _NAMES.items():
     if _name in _SYMBOLS:
         llvm.add_symbol(_bound, _SYMBOLS[_name])
@@ -128,35 +126,6 @@ def pgemm(typingctx, M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, 
                                  builder.trunc(n(9, bt_), _I32), n(10, H_), n(11, g_), n(12, u0_), n(13, u1_),
                                  _data(context, builder, C, C_, n(15, c0_)), n(16, ldc_),
                                  builder.trunc(n(17, beta_), _I32), wptr, n(20, wb_)])
-
-    return sig, codegen
-
-
-@intrinsic
-def product(typingctx, M, N, K, A, a0, lda, at, B, b0, ldb, bt, C, c0, ldc, beta):
-    """C[c0 + ...] (M, N) = op(A) op(B) (beta 0) or += it (beta 1) on the team (product.h), op(X) = X or X^T
-    (at, bt), A, B from element offsets a0, b0.  Returns 0, or -1 when not done (C untouched): no work
-    buffer, or no fastrnn._native.  Unchecked: the caller checks that every matrix lies in its array."""
-    if not all(isinstance(a, types.Array) for a in (A, B, C)) or not (A.dtype == B.dtype == C.dtype):
-        return None
-    if C.dtype not in (types.float32, types.float64):
-        return None
-    name = "fr_product_s" if C.dtype == types.float32 else "fr_product_d"
-    sig = types.int32(M, N, K, A, a0, lda, at, B, b0, ldb, bt, C, c0, ldc, beta)
-
-    def codegen(context, builder, signature, args):
-        (M_, N_, K_, A_, a0_, lda_, at_, B_, b0_, ldb_, bt_, C_, c0_, ldc_, beta_) = args
-        t = signature.args
-
-        def n(i, v):
-            return _intp(context, builder, v, t[i])
-
-        fp = context.get_value_type(C.dtype).as_pointer()
-        fn = _declare(builder, name, _I32, [_I64, _I64, _I64, fp, _I64, _I32, fp, _I64, _I32, fp, _I64, _I32])
-        return builder.call(fn, [n(0, M_), n(1, N_), n(2, K_), _data(context, builder, A, A_, n(4, a0_)), n(5, lda_),
-                                 builder.trunc(n(6, at_), _I32), _data(context, builder, B, B_, n(8, b0_)), n(9, ldb_),
-                                 builder.trunc(n(10, bt_), _I32), _data(context, builder, C, C_, n(12, c0_)),
-                                 n(13, ldc_), builder.trunc(n(14, beta_), _I32)])
 
     return sig, codegen
 
