@@ -25,6 +25,8 @@ The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, `
 kernels ask at every call.
 """
 
+import functools
+
 from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_blas_threads, set_handler,
                       symbols, team_stats)
 
@@ -36,8 +38,10 @@ _THREADS_SYMBOLS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threa
                     "scipy_openblas_get_num_threads", "openblas_get_num_threads")
 
 
+@functools.lru_cache(maxsize=None)
 def blas_threads_address():
-    """Address of NumPy's OpenBLAS ``get_num_threads``, or 0 when there is none to ask."""
+    """Address of NumPy's OpenBLAS ``get_num_threads``, or 0 when there is none to ask (looked up once:
+    this module and both backends ask it at import)."""
     from .._numpy_blas import symbol_addresses
 
     found = symbol_addresses(*((name,) for name in _THREADS_SYMBOLS))
