@@ -147,11 +147,33 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, WhT, hprev, dx,
     N, T, D = x.shape
     H = Wh.shape[0]
     G = 3 * H
-    db, dbhn = np.zeros(G, dA.dtype), np.zeros(H, dA.dtype)  # column sums, added row by row (in L1)
+    one = dA.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    sums = np.zeros(4 * H, dA.dtype)  # column sums of dA, added row by row while the row is in L1
     if WhT.size:
         transpose_into(Wh, WhT)
     for t in range(T - 1, -1, -1):
-        backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, 0, H)  # the team's pass, every unit
+        for n in range(N):
+            a, da, q = gates[n, t], dA[n, t], hn[n, t]
+            r, z, nn = a[:H], a[H : 2 * H], a[2 * H :]
+            dr, dz, dq, dn = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]
+            g = carry[n]  # becomes the gradient of h_t, then the direct part of h_{t-1}'s
+            hp = h0[n] if t == 0 else h[n, t - 1]
+            d = dh[n, t]
+            for j in range(d.size):
+                g[j] += d[j]
+            for j in range(H):
+                nj = nn[j]
+                dnj = g[j] * (one - z[j]) * (one - nj * nj)
+                dn[j] = dnj
+                dq[j] = dnj * r[j]
+            for j in range(H):
+                rj, zj = r[j], z[j]
+                dr[j] = dn[j] * q[j] * (rj * (one - rj))
+                dz[j] = g[j] * (hp[j] - nn[j]) * (zj * (one - zj))
+            for j in range(4 * H):
+                sums[j] += da[j]
+            for j in range(H):
+                g[j] *= z[j]
         # the gradient of h_{t-1}: carry += dA_t[:, :3H] @ Wh.T
         if WhT.size:
             gemm(bi, NOTRANS, NOTRANS, N, H, G, 1.0, dA, t * 4 * H, T * 4 * H, WhT, 0, H, 1.0, carry, 0, H)
@@ -165,4 +187,9 @@ def gru_backward(bi, x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, WhT, hprev, dx,
     gemm(bi, TRANS, NOTRANS, D, H, R, 1.0, x, 0, D, dA, 3 * H, F, 0.0, dWx, 2 * H, G)
     previous_states(h0, h, hprev)
     gemm(bi, TRANS, NOTRANS, H, G, R, 1.0, hprev, 0, H, dA, 0, F, 0.0, dWh, 0, G)
-    return db, dbhn
+    db = np.empty(G, dA.dtype)
+    for j in range(2 * H):
+        db[j] = sums[j]
+    for j in range(H):
+        db[2 * H + j] = sums[3 * H + j]
+    return db, sums[2 * H : 3 * H].copy()
