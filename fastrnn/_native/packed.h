@@ -29,8 +29,9 @@
 #define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
 #ifndef FR_DIRECT_M
-#define FR_DIRECT_M 64             /* gemm reads op(B) in place (unpacked) for at most this many rows */
+#define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
 #endif
+#define FR_DIRECT_STRIDE 8192      /* ... and, beyond one row block, rows of op(B) at most these bytes apart */
 
 /* ------------------------------------------------------------------------------------ portable */
 #define FR_CAT_(a, b) a##b
