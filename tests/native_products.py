@@ -103,26 +103,33 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
 
 
 def check_product(rng, dtype, M, N, K, at, bt):
-    """product (a team job of gemm shares: columns when M <= N, else rows), beta 0 and 1, into a C with a
-    row stride wider than N whose extra columns must stay untouched."""
+    """product (a team job of gemm shares: columns when M <= N, else rows; by B^T with few rows, computed
+    transposed), beta 0 and 1, into a C with a row stride wider than N whose extra columns must stay
+    untouched; with BLAS on one thread only the few-row products (product.h: op(A) of at most FR_DIRECT_M
+    = 32 rows, or transposed ones) run, on the caller, and the others are left to BLAS, C untouched."""
     dtype = np.dtype(dtype)
     A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
     B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
-    for beta in (0, 1):
-        C = rng.standard_normal((M, N + 5)).astype(dtype)
-        before = C.copy()
-        with threadpool_limits(1):  # BLAS on one thread: left to BLAS, C untouched
-            assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == -1
-        assert np.array_equal(C, before)
-        with threadpool_limits(2):
-            assert PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta) == 0
-        opA, opB = (A.T if at else A), (B.T if bt else B)
-        expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
-        worst = excess(C[:, :N], expected.astype(dtype), dtype)
-        if worst > 1 or not np.array_equal(C[:, N:], before[:, N:]):
-            raise AssertionError(f"product {dtype} M={M} N={N} K={K} at={at} bt={bt} beta={beta}: "
-                                 f"{worst:.3g} x the tolerance, or columns outside written")
-    return 2
+    opA, opB = (A.T if at else A), (B.T if bt else B)
+    alone = M <= 32 or (bt and M <= 64 and M < N)
+    n = 0
+    for threads in (1, 2):
+        for beta in (0, 1):
+            C = rng.standard_normal((M, N + 5)).astype(dtype)
+            before = C.copy()
+            with threadpool_limits(threads):
+                status = PRODUCT[dtype](M, N, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, _ptr(C), N + 5, beta)
+            if threads == 1 and not alone:
+                assert status == -1 and np.array_equal(C, before), f"product M={M} N={N} on one thread: not left to BLAS"
+                continue
+            assert status == 0
+            expected = opA.astype(np.float64) @ opB.astype(np.float64) + (before[:, :N] if beta else 0)
+            worst = excess(C[:, :N], expected.astype(dtype), dtype)
+            if worst > 1 or not np.array_equal(C[:, N:], before[:, N:]):
+                raise AssertionError(f"product {dtype} M={M} N={N} K={K} at={at} bt={bt} beta={beta} threads={threads}: "
+                                     f"{worst:.3g} x the tolerance, or columns outside written")
+            n += 1
+    return n
 
 
 def check_all(seed=0):
@@ -148,7 +155,8 @@ def check_all(seed=0):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
         # one thread (small), two by op(B)'s bytes (few rows), two by flops, split by columns or rows
-        for M, N, K in [(1, 7, 3), (1, 1004, 512), (25, 2048, 256), (300, 70, 400), (100, 512, 2048)]:
+        for M, N, K in [(1, 7, 3), (1, 1004, 512), (25, 2048, 256), (300, 70, 400), (100, 512, 2048),
+                        (64, 1024, 300), (40, 30, 50)]:
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_product(rng, dtype, M, N, K, at, bt)

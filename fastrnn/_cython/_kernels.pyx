@@ -408,8 +408,8 @@ cdef inline size_t up64(size_t nbytes) noexcept nogil:
 # call leaves its idle threads spinning for ~0.1 s, which would take the team's second core (measured: a
 # 2-thread team job right after a 2-thread OpenBLAS GEMM took 7.2 ms instead of 3.3 ms).  The affine
 # layers use the same products and team, and so do the single steps' float32 products above the serial
-# line while BLAS may use more than one thread (big).  Without fastrnn._native the kernels below call BLAS
-# as before.
+# line while BLAS may use more than one thread, and those of few rows with one (big, product.h).  Without
+# fastrnn._native the kernels below call BLAS as before.
 
 ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil
 ctypedef int64_t (*team_run_t)(task_t fn, void *arg, int64_t nth) noexcept nogil

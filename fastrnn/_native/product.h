@@ -19,6 +19,11 @@
  * FR_PRODUCT_MIN_FLOPS, or per FR_PRODUCT_MIN_BYTES of op(B) when that gives more (a product of a few
  * rows is bound by reading op(B): two cores read it faster), at most BLAS's limit (threadpoolctl's) when
  * fr_product_set_threads() has been given OpenBLAS's get_num_threads, else one.
+ *
+ * With BLAS limited to one thread nothing spins, and only the products where OpenBLAS is slowest run
+ * here, on the caller: op(A) of at most FR_DIRECT_M rows, or the transposed ones above (measured, one
+ * thread, float32, against OpenBLAS: lstm_step (25, 256, 512) forward+backward 0.86, gru_step 0.81,
+ * rnn_step 0.77-0.82; at 64 and 100 rows OpenBLAS was as fast, or faster by up to 8 %, so those stay).
  */
 #ifndef FASTRNN_PRODUCT_H
 #define FASTRNN_PRODUCT_H
@@ -106,8 +111,11 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     const double bytes = (double)K * (double)N * (dbl ? 8.0 : 4.0);
     const double shares = flops / FR_PRODUCT_MIN_FLOPS > bytes / FR_PRODUCT_MIN_BYTES
                               ? flops / FR_PRODUCT_MIN_FLOPS : bytes / FR_PRODUCT_MIN_BYTES;
+    const int swap = bt && M <= FR_PRODUCT_SWAP_M && M < N;
     int64_t nth = fr_product_blas_threads ? fr_product_blas_threads() : 1, i;
-    if (nth <= 1)  /* BLAS runs it on one thread then: nothing spins, and its kernels are as fast or faster */
+    /* BLAS on one thread: nothing spins then, so only the few-row products, where OpenBLAS is slowest,
+     * run here (on the caller) */
+    if (nth <= 1 && !(M <= FR_DIRECT_M || swap))
         return -1;
     if (nth > (int64_t)shares)
         nth = (int64_t)shares;
@@ -118,7 +126,7 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     memset(&p, 0, sizeof p);
     p.M = M, p.N = N, p.K = K, p.lda = lda, p.ldb = ldb, p.ldc = ldc, p.at = at, p.bt = bt, p.beta = beta != 0;
     p.dbl = dbl, p.by_rows = M > N, p.A = A, p.B = B, p.C = C;
-    p.swap = bt && M <= FR_PRODUCT_SWAP_M && M < N;
+    p.swap = swap;
     if (p.swap) {  /* C^T = op(B)^T op(A)^T: B read in place as the left operand, op(A) (small) packed */
         const ptrdiff_t rows = (N + nth - 1) / nth;
         p.by_rows = 0;
@@ -145,8 +153,8 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
 
 /* C (M x N, row-major, row stride ldc) = op(A) op(B) (beta 0) or += it (beta 1), op(A) and op(B) read
  * as fr_gemm (packed.h) reads them, on the team.  Returns 0, or -1 when it leaves the product to the
- * caller (BLAS), C untouched: BLAS may use one thread only (its threads do not spin then), or no work
- * buffer could be had. */
+ * caller (BLAS), C untouched: BLAS may use one thread only (its threads do not spin then) and the product
+ * has more rows than the few where ours is faster, or no work buffer could be had. */
 static int fr_product_s(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, int at,
                         const float *B, ptrdiff_t ldb, int bt, float *C, ptrdiff_t ldc, int beta)
 {
