@@ -195,7 +195,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             return -1;
     }
     const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
-    const ptrdiff_t MC = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
+    /* blocks of op(A)'s rows as even as FR_MC allows: 512 rows were a block of 510 and one of 2, which
+     * streamed every panel of op(B) through L1 once more for two rows of work */
+    const ptrdiff_t mblocks = (M + FR_MC - 1) / FR_MC;
+    const ptrdiff_t MC = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
     const ptrdiff_t npanels = gates * per_gate;
     /* Few rows (a single step, a sampled word): every panel of op(B) is read by a few row blocks only,
      * so packing it costs more than it saves: full panels are read in place.  Up to FR_DIRECT_M rows, and
