@@ -80,6 +80,32 @@ def test_team_parity(backend, cell, shape, dtype, threads):
             assert_all_close(tuple(grads), tuple(expected[1]), err_msg=msg + " backward")
 
 
+@pytest.mark.parametrize("first", [1, 2])
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_follows_its_forward_when_the_thread_limit_changes(backend, cell, first):
+    """A layer with H at most one panel takes the team with one BLAS thread and BLAS with two: a backward
+    pass under the other limit than its forward's (the other path) still computes the right gradients."""
+    dtype = np.float32
+    shape = (16, 4, 8, NR[np.dtype(dtype)])
+    args = state_inputs(np.random.default_rng(6), dtype, shape, cell)
+    with threadpool_limits(first):
+        plans = {1: None, 2: None}
+        if _module(backend).native_in_use():
+            plans[first] = _plan(backend, cell, shape, dtype)
+        *outs, cache = getattr(layers, f"{cell}_forward_state")(*args)
+    with threadpool_limits(3 - first):
+        if _module(backend).native_in_use():
+            plans[3 - first] = _plan(backend, cell, shape, dtype)
+            assert (plans[1] >= 1) and plans[2] == 0, f"the shape must switch paths with the thread limit: {plans}"
+        douts = [randn(np.random.default_rng(7), o.shape, dtype) for o in outs]
+        grads = getattr(layers, f"{cell}_backward_state")(*douts, cache)
+    *eouts, ecache = getattr(reference, f"{cell}_forward_state")(*args)
+    expected = getattr(reference, f"{cell}_backward_state")(*douts, ecache)
+    msg = f"{cell} on {backend}, forward on {first} thread(s)"
+    assert_all_close(tuple(outs), tuple(eouts), err_msg=msg + " forward")
+    assert_all_close(tuple(grads), tuple(expected), err_msg=msg + " backward")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("cell", CELLS)
 def test_cs231n_functions_on_the_team_path(backend, cell, dtype):
