@@ -132,6 +132,25 @@ def test_affine_layers_on_the_team(backend, dtype):
         assert_all_close(layers.affine_backward(dout, cache), reference.affine_backward(dout, ecache))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_loss_on_the_team(backend, dtype, threads):
+    """Enough scores for two threads (the model's at N=20): a share of the rows per thread, the loss summed
+    from their parts; weights as the mask; against the oracle, and a team job exactly when 2 threads."""
+    rng = np.random.default_rng(8)
+    x, y = randn(rng, (20, 16, 1004), dtype), rng.integers(0, 1004, (20, 16))
+    mask = rng.random((20, 16)).astype(dtype)
+    with threadpool_limits(threads):
+        jobs = _native.team_stats()["jobs"]
+        loss, dx = layers.temporal_softmax_loss(x, y, mask)
+        ran = _native.team_stats()["jobs"] - jobs
+    if _module(backend).native_in_use():
+        assert ran == (1 if threads == 2 else 0)
+    eloss, edx = reference.temporal_softmax_loss(x, y, mask)
+    assert np.asarray(loss).dtype == dtype
+    assert_all_close((loss, dx), (eloss, edx))
+
+
 def _step_inputs(rng, dtype, N, D, H, cell):
     """A step's arguments (x, prev_h[, prev_c], Wx, Wh, b[, bhn]), scaled as the sequences' (helpers)."""
     args = state_inputs(rng, dtype, (N, 1, D, H), cell)

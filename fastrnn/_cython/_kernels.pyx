@@ -490,6 +490,8 @@ cdef double TEAM_MIN_FLOPS = 2.5e5
 cdef double TEAM_USE_FLOPS = 3.0e5
 cdef double DENSE_MIN_FLOPS = 4.0e6
 cdef double DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
+# The softmax loss takes a second thread from SOFTMAX_MIN_SCORES scores per thread (~0.1 ms of work).
+cdef double SOFTMAX_MIN_SCORES = 131072.0
 
 
 cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
@@ -2073,11 +2075,47 @@ def sigmoid(cnp.ndarray x not None):
     return out
 
 
+# The softmax loss as a team job: each thread its share of the rows, and its part of the loss (summed
+# in thread order afterwards, so a given thread count always gives the same loss).
+cdef struct Softmax:
+    intp R, V
+    const void *x
+    const intp *y
+    const void *mask
+    double inv_n
+    float inv_nf  # 1/N as the serial float32 kernel takes it
+    void *dx
+    double loss[64]  # per thread (fastrnn/_native/team.h's FR_TEAM_MAX)
+
+
+cdef void softmax_body(floating *kind, Softmax *s, int64_t tid, int64_t nth) noexcept nogil:
+    cdef intp a, e
+    share(s.R, tid, nth, &a, &e)
+    s.loss[tid] = 0
+    if e <= a:
+        return
+    if floating is float:
+        s.loss[tid] = fr_softmax_loss_f(e - a, s.V, <const float *>s.x + a * s.V, s.y + a,
+                                        <const float *>s.mask + a, s.inv_nf, <float *>s.dx + a * s.V)
+    else:
+        s.loss[tid] = fr_softmax_loss_d(e - a, s.V, <const double *>s.x + a * s.V, s.y + a,
+                                        <const double *>s.mask + a, s.inv_n, <double *>s.dx + a * s.V)
+
+
+cdef void softmax_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    softmax_body(<float *>NULL, <Softmax *>arg, tid, nth)
+
+
+cdef void softmax_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    softmax_body(<double *>NULL, <Softmax *>arg, tid, nth)
+
+
 def temporal_softmax_loss(cnp.ndarray x not None, cnp.ndarray y not None, cnp.ndarray mask not None,
                           verbose=False):
     """Masked softmax cross-entropy over x (N, T, V), targets y (N, T), mask (N, T) -> (loss, dx).
 
-    One fused pass per row (max, exp and sum, log-sum-exp, loss, gradient); loss divided by N."""
+    One fused pass per row (max, exp and sum, log-sum-exp, loss, gradient); loss divided by N.  With
+    fastrnn._native and enough rows, a team job (a share of the rows per thread)."""
     cdef int tn = float_type(x)
     check(x, tn, 3)
     cdef intp N = x.shape[0], T = x.shape[1], V = x.shape[2], R = N * T, r
@@ -2090,9 +2128,18 @@ def temporal_softmax_loss(cnp.ndarray x not None, cnp.ndarray y not None, cnp.nd
         if py[r] < 0 or py[r] >= V:
             raise IndexError(f"y holds word index {py[r]}, outside [0, V) = [0, {V})")
     cdef cnp.ndarray dx = empty(3, N, T, V, tn)
-    cdef double loss
+    cdef double loss = 0
+    cdef Softmax sm
+    cdef int64_t threads = team_threads(<double>R * <double>V, SOFTMAX_MIN_SCORES, R) if fr_team_run != NULL else 1
+    cdef int64_t k
     with nogil:
-        if tn == cnp.NPY_FLOAT32:
+        if threads > 1:
+            sm.R, sm.V, sm.x, sm.y, sm.mask, sm.dx = R, V, cnp.PyArray_DATA(x), py, cnp.PyArray_DATA(mask), cnp.PyArray_DATA(dx)
+            sm.inv_n, sm.inv_nf = 1.0 / <double>N, <float>1 / <float>N
+            threads = fr_team_run(softmax_task_f if tn == cnp.NPY_FLOAT32 else softmax_task_d, &sm, threads)
+            for k in range(threads):
+                loss += sm.loss[k]
+        elif tn == cnp.NPY_FLOAT32:
             loss = fr_softmax_loss_f(R, V, <float *>cnp.PyArray_DATA(x), py, <float *>cnp.PyArray_DATA(mask), <float>1 / <float>N,
                                      <float *>cnp.PyArray_DATA(dx))
         else:

@@ -203,8 +203,8 @@ def words(typingctx, arg, n):
 
 @intrinsic
 def pointer(typingctx, address, like):
-    """The int64 ``address`` as a pointer to the type of ``like`` (a float32, float64 or uint8 scalar)."""
-    if not isinstance(address, types.Integer) or like not in (types.float32, types.float64, types.uint8):
+    """The int64 ``address`` as a pointer to the type of ``like`` (a float32, float64, uint8 or int64 scalar)."""
+    if not isinstance(address, types.Integer) or like not in (types.float32, types.float64, types.uint8, types.int64):
         return None
 
     def codegen(context, builder, signature, args):

@@ -15,7 +15,7 @@ gates of those units:
 Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
 layers use the same products for the same reason, split by rows or columns (whichever makes every
-thread pack the smaller operand).
+thread pack the smaller operand), and so does the softmax loss: a share of the rows per thread.
 
 Layout: batch-major as the rest of the backend (x, h (N, T, .); gates, dA (N, T, G); c (N, T+1, H)
 with c0 in step 0; the GRU's dA (N, T, 4H), see its section).  A task receives an int64 block of sizes and array addresses (the ``_W_*``
@@ -34,9 +34,11 @@ from ._lstm import forward_units as lstm_forward_units
 from ._packed import carray, pgemm, pmm, pointer, ppack, sync, task, team_run, words
 from ._rnn import backward_units as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
+from ._words import softmax_rows
 
 __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
-           "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team"]
+           "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team",
+           "softmax_loss_team"]
 
 # The int64 block of a task: sizes, then the addresses of its arrays.
 (_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
@@ -486,6 +488,35 @@ def _affine_backward_f64(arg, sy, tid, nth):
     _affine_backward(arg, sy, tid, nth, np.float64(0))
 
 
+# ------------------------------------------------------------------ the softmax loss
+# Each thread takes a share of the rows (``_words.softmax_rows``) and writes its part of the loss into
+# the scratch; the launcher sums the parts in thread order.  Words: R, V and N (the divisor) in _W_N,
+# _W_D and _W_T; x, y, mask, dx and the scratch in _W_X, _W_OUT, _W_B, _W_DX and _W_WBUF.
+
+
+@helper
+def _softmax(arg, sy, tid, nth, z):
+    w = _block(arg)
+    R, V, N = w[_W_N], w[_W_D], w[_W_T]
+    x = carray(pointer(w[_W_X], z), (R, V))
+    y = carray(pointer(w[_W_OUT], np.int64(0)), (R,))
+    mask = carray(pointer(w[_W_B], z), (R,))
+    dx = carray(pointer(w[_W_DX], z), (R, V))
+    parts = carray(pointer(w[_W_WBUF], np.float64(0)), (nth,))
+    r0, r1 = _share(R, tid, nth)
+    parts[tid] = softmax_rows(x, y, mask, N, dx, r0, r1)
+
+
+@task
+def _softmax_f32(arg, sy, tid, nth):
+    _softmax(arg, sy, tid, nth, np.float32(0))
+
+
+@task
+def _softmax_f64(arg, sy, tid, nth):
+    _softmax(arg, sy, tid, nth, np.float64(0))
+
+
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 TASKS = {
     "rnn_forward": {_F32: _rnn_forward_f32, _F64: _rnn_forward_f64},
@@ -496,6 +527,7 @@ TASKS = {
     "gru_backward": {_F32: _gru_backward_f32, _F64: _gru_backward_f64},
     "affine_forward": {_F32: _affine_forward_f32, _F64: _affine_forward_f64},
     "affine_backward": {_F32: _affine_backward_f32, _F64: _affine_backward_f64},
+    "softmax_loss": {_F32: _softmax_f32, _F64: _softmax_f64},
 }
 
 
@@ -674,3 +706,24 @@ def affine_backward_team(dout, x, W, dx, dW, db, wbuf, work, task_address, threa
     w[_W_DA], w[_W_X], w[_W_WX], w[_W_DX], w[_W_DWX], w[_W_DB] = dout.ctypes.data, x.ctypes.data, W.ctypes.data, \
         dx.ctypes.data, dW.ctypes.data, db.ctypes.data
     _launch(w, task_address, threads)
+
+
+@kernel("f2", "i1", "f1", "n", "o2", "w1", "n", "n")
+def softmax_loss_team(x, y, mask, N, dx, scratch, task_address, threads):
+    """_words.softmax_loss as a team job (a share of the rows per thread); scratch: 8 bytes per thread."""
+    R, V = x.shape
+    if y.size != R or mask.size != R or dx.shape != (R, V) or scratch.size < 8 * threads:
+        raise ValueError("softmax_loss_team: sizes do not agree")
+    for r in range(R):  # fastrnn.layers has checked; a task can raise nothing
+        if y[r] < 0 or y[r] >= V:
+            raise IndexError("target index out of range")
+    w = np.zeros(_WORDS, np.int64)
+    w[_W_N], w[_W_D], w[_W_T], w[_W_THREADS] = R, V, N, threads
+    w[_W_X], w[_W_OUT], w[_W_B], w[_W_DX], w[_W_WBUF] = x.ctypes.data, y.ctypes.data, mask.ctypes.data, \
+        dx.ctypes.data, scratch.ctypes.data
+    ran = team_run(task_address, w, threads)  # 1 when the team was busy: the caller ran every row
+    parts = scratch[: 8 * ran].view(np.float64)
+    loss = 0.0
+    for k in range(ran):
+        loss += parts[k]
+    return loss / N

@@ -8,7 +8,9 @@ small), so ``backend`` calls it directly.  The
 softmax loss is fused: each row of scores is read once from memory and handled
 while it sits in L1 -- its max, the exponentials (written straight into dx),
 their sum and log, the loss term and the gradient -- instead of NumPy's dozen
-full-size temporaries.  The exponentials are the vectorized ``vexp``.
+full-size temporaries.  The exponentials are the vectorized ``vexp``.  With
+enough scores (``backend``) the rows are shared between the team's threads
+(``_team.softmax_loss_team``, over ``softmax_rows``).
 """
 
 import math
@@ -51,19 +53,17 @@ def _max(a):
     return m
 
 
-@kernel("f2", "i1", "f1", "n", "o2")
-def softmax_loss(x, y, mask, N, dx):
-    """Rows x (R, V), targets y (R,), weights mask (R,): fills dx (R, V); returns the loss.
-    Both are divided by N."""
-    R, V = x.shape
+@helper
+def softmax_rows(x, y, mask, N, dx, r0, r1):
+    """Rows [r0, r1) of softmax_loss: fills their rows of dx (divided by N); returns their loss, summed
+    in float64, not yet divided by N.  The targets must be in [0, V) (checked by the callers)."""
+    V = x.shape[1]
     one = x.dtype.type(1)
     inv_n = one / x.dtype.type(N)
     loss = 0.0  # accumulated in float64
-    for r in range(R):
+    for r in range(r0, r1):
         row, d = x[r], dx[r]
         target = y[r]
-        if target < 0 or target >= V:  # fastrnn.layers has checked; this only keeps the kernel safe
-            raise IndexError("target index out of range")
         m = _max(row)
         for j in range(V):
             d[j] = vexp(row[j] - m)
@@ -75,4 +75,15 @@ def softmax_loss(x, y, mask, N, dx):
             d[j] *= c
         d[target] = (p_target - one) * scale
         loss -= mask[r] * ((row[target] - m) - math.log(s))
-    return loss / N
+    return loss
+
+
+@kernel("f2", "i1", "f1", "n", "o2")
+def softmax_loss(x, y, mask, N, dx):
+    """Rows x (R, V), targets y (R,), weights mask (R,): fills dx (R, V); returns the loss.
+    Both are divided by N."""
+    R, V = x.shape
+    for r in range(R):  # fastrnn.layers has checked; this only keeps the kernel safe
+        if y[r] < 0 or y[r] >= V:
+            raise IndexError("target index out of range")
+    return softmax_rows(x, y, mask, N, dx, 0, R) / N

@@ -62,7 +62,7 @@ _BI = BLAS_INT(0)  # the marker that selects that BLAS in the kernels' signature
 
 TEAM_KERNELS = (_team.rnn_forward_team, _team.rnn_backward_team, _team.lstm_forward_team, _team.lstm_backward_team,
                 _team.gru_forward_team, _team.gru_backward_team, _team.affine_forward_team,
-                _team.affine_backward_team)
+                _team.affine_backward_team, _team.softmax_loss_team)
 
 
 def compile_all():
@@ -99,6 +99,7 @@ _TEAM_MIN_FLOPS = 2.5e5
 _TEAM_USE_FLOPS = 3.0e5
 _DENSE_MIN_FLOPS = 4.0e6
 _DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
+_SOFTMAX_MIN_SCORES = 131072.0  # the softmax loss takes a thread per this many scores
 
 
 def native_in_use():
@@ -475,8 +476,16 @@ def word_embedding_backward(dout, cache):
 
 def temporal_softmax_loss(x, y, mask, verbose=False):
     N, T, V = x.shape
+    R = N * T
     dx = _empty(x.shape, x.dtype)
-    loss = _words.softmax_loss[x.dtype](x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), N, dx.reshape(N * T, V))
+    threads = _threads(R * V, _SOFTMAX_MIN_SCORES, R) if _NATIVE else 1
+    if threads > 1:  # a team job, a share of the rows per thread
+        (parts,) = scratch_arrays(np.dtype(np.uint8), (8 * threads,))
+        task = _team.TASKS["softmax_loss"][x.dtype].address
+        loss = _team.softmax_loss_team[x.dtype](x.reshape(R, V), y.reshape(-1), mask.reshape(-1), N, dx.reshape(R, V),
+                                                parts, task, threads)
+    else:
+        loss = _words.softmax_loss[x.dtype](x.reshape(R, V), y.reshape(-1), mask.reshape(-1), N, dx.reshape(R, V))
     if verbose:
         print("dx_flat: ", (N * T, V))
     return x.dtype.type(loss), dx
