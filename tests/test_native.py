@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fastrnn import _native
+from fastrnn._tolerances import excess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # NumPy's name of the memory handler of an array (NEP 49); numpy.core is numpy._core since NumPy 2
@@ -109,6 +110,49 @@ def test_a_busy_team_runs_the_other_callers_job_alone():
     t.join(30)
     assert ran == 1 and second["nth"] == 1
     assert _native.team_stats()["alone_because_busy"] == before + 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_product_planned_for_two_threads_runs_right_alone_when_the_team_is_busy(dtype):
+    """fr_product sizes its work buffers for the threads it plans; when the team is busy the caller runs
+    every share alone. A product by B^T with few rows (computed transposed, its result staged in the work
+    buffer) with a small K, where a whole share's staging would not fit: still right, C's extra columns
+    untouched."""
+    sys.path.insert(0, HERE)
+    try:
+        from native_products import PRODUCT, _ptr
+    finally:
+        sys.path.remove(HERE)
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(9)
+    M, N, K = 32, 16384, 16  # two threads' worth (16.8 MFLOP); a share's staging (1 MiB) >> its gemm work
+    A, B = rng.standard_normal((M, K)).astype(dtype), rng.standard_normal((N, K)).astype(dtype)
+    C = rng.standard_normal((M, N + 3)).astype(dtype)
+    before = C.copy()
+    inside, release = threading.Event(), threading.Event()
+
+    def long_job(sync, tid, nth):
+        if tid == 0:
+            inside.set()
+            release.wait(30)
+        _SYNC(sync)
+
+    t = threading.Thread(target=lambda: _run(long_job, 2))
+    t.start()
+    try:
+        assert inside.wait(30)
+        busy = _native.team_stats()["alone_because_busy"]
+        with threadpool_limits(2):
+            status = PRODUCT[np.dtype(dtype)](M, N, K, _ptr(A), K, 0, _ptr(B), K, 1, _ptr(C), N + 3, 1)
+        assert _native.team_stats()["alone_because_busy"] == busy + 1, "the product did not meet a busy team"
+    finally:
+        release.set()
+        t.join(30)
+    assert status == 0
+    expected = (A.astype(np.float64) @ B.astype(np.float64).T + before[:, :N]).astype(dtype)
+    assert excess(C[:, :N], expected, dtype) <= 1
+    assert np.array_equal(C[:, N:], before[:, N:])
 
 
 def test_team_works_in_a_forked_child():

@@ -43,6 +43,7 @@ static void fr_product_set_threads(int (*get_num_threads)(void)) { fr_product_bl
 
 typedef struct {
     ptrdiff_t M, N, K, lda, ldb, ldc;
+    ptrdiff_t chunk;  /* swap: the rows of B a work buffer holds (a thread's planned share) */
     int at, bt, beta, dbl, by_rows, swap;
     const void *A, *B;
     void *C;
@@ -64,31 +65,36 @@ static void fr_product_task(void *arg, void *sync, int64_t tid, int64_t nth)
     (void)sync;
     if (e <= a)
         return;
-    if (p->swap) {  /* C[:, a:e]^T = B[a:e, :] op(A)^T into the end of the work buffer, then transposed into C */
+    if (p->swap) {  /* C[:, a:e]^T = B[a:e, :] op(A)^T, chunk rows at a time into the end of the work buffer,
+                     * then transposed into C (more than one chunk only when the team was busy and the
+                     * caller runs every share) */
         const size_t item = p->dbl ? sizeof(double) : sizeof(float);
-        const size_t gemm_bytes = p->bytes - (size_t)(e - a) * (size_t)p->M * item;
+        const size_t gemm_bytes = p->bytes - (size_t)p->chunk * (size_t)p->M * item;
         char *T = (char *)p->work[tid] + gemm_bytes;
-        if (p->dbl)
-            status = fr_gemm_d(e - a, p->K, (const double *)p->B + a * p->ldb, p->ldb, 0, (const double *)p->A, p->lda,
-                               !p->at, p->M, 1, 0, p->M, (double *)T, p->M, 0, p->work[tid], gemm_bytes);
-        else
-            status = fr_gemm_s(e - a, p->K, (const float *)p->B + a * p->ldb, p->ldb, 0, (const float *)p->A, p->lda,
-                               !p->at, p->M, 1, 0, p->M, (float *)T, p->M, 0, p->work[tid], gemm_bytes);
-        if (status) {
-            atomic_store(&p->failed, 1);
-            return;
-        }
-        for (ptrdiff_t i = 0; i < p->M; i++) {
-            if (p->dbl) {
-                double *c = (double *)p->C + i * p->ldc + a;
-                const double *t = (const double *)T + i;
-                for (ptrdiff_t j = 0; j < e - a; j++)
-                    c[j] = (p->beta ? c[j] : 0) + t[j * p->M];
-            } else {
-                float *c = (float *)p->C + i * p->ldc + a;
-                const float *t = (const float *)T + i;
-                for (ptrdiff_t j = 0; j < e - a; j++)
-                    c[j] = (p->beta ? c[j] : 0) + t[j * p->M];
+        for (ptrdiff_t c0 = a; c0 < e; c0 += p->chunk) {
+            const ptrdiff_t c1 = e - c0 < p->chunk ? e : c0 + p->chunk;
+            if (p->dbl)
+                status = fr_gemm_d(c1 - c0, p->K, (const double *)p->B + c0 * p->ldb, p->ldb, 0, (const double *)p->A,
+                                   p->lda, !p->at, p->M, 1, 0, p->M, (double *)T, p->M, 0, p->work[tid], gemm_bytes);
+            else
+                status = fr_gemm_s(c1 - c0, p->K, (const float *)p->B + c0 * p->ldb, p->ldb, 0, (const float *)p->A,
+                                   p->lda, !p->at, p->M, 1, 0, p->M, (float *)T, p->M, 0, p->work[tid], gemm_bytes);
+            if (status) {
+                atomic_store(&p->failed, 1);
+                return;
+            }
+            for (ptrdiff_t i = 0; i < p->M; i++) {
+                if (p->dbl) {
+                    double *c = (double *)p->C + i * p->ldc + c0;
+                    const double *t = (const double *)T + i;
+                    for (ptrdiff_t j = 0; j < c1 - c0; j++)
+                        c[j] = (p->beta ? c[j] : 0) + t[j * p->M];
+                } else {
+                    float *c = (float *)p->C + i * p->ldc + c0;
+                    const float *t = (const float *)T + i;
+                    for (ptrdiff_t j = 0; j < c1 - c0; j++)
+                        c[j] = (p->beta ? c[j] : 0) + t[j * p->M];
+                }
             }
         }
         return;
@@ -128,10 +134,10 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     p.dbl = dbl, p.by_rows = M > N, p.A = A, p.B = B, p.C = C;
     p.swap = swap;
     if (p.swap) {  /* C^T = op(B)^T op(A)^T: B read in place as the left operand, op(A) (small) packed */
-        const ptrdiff_t rows = (N + nth - 1) / nth;
+        p.chunk = (N + nth - 1) / nth;
         p.by_rows = 0;
-        p.bytes = (dbl ? fr_gemm_work_d(rows, M, K, 1) : fr_gemm_work_s(rows, M, K, 1))
-                  + (size_t)rows * (size_t)M * (dbl ? sizeof(double) : sizeof(float));
+        p.bytes = (dbl ? fr_gemm_work_d(p.chunk, M, K, 1) : fr_gemm_work_s(p.chunk, M, K, 1))
+                  + (size_t)p.chunk * (size_t)M * (dbl ? sizeof(double) : sizeof(float));
     } else {
         const ptrdiff_t rows = p.by_rows ? (M + nth - 1) / nth : M, cols = p.by_rows ? N : (N + nth - 1) / nth;
         p.bytes = dbl ? fr_gemm_work_d(rows, cols, K, 1) : fr_gemm_work_s(rows, cols, K, 1);
