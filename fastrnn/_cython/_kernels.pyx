@@ -663,6 +663,14 @@ cdef inline void slab(Layer *L, int64_t tid, int64_t nth, intp *ub0, intp *ub1, 
     u1[0] = min(L.H, ub1[0] * L.nr)
 
 
+cdef inline intp unit_block(intp i, intp ub0, intp ub1, intp t) noexcept nogil:
+    """The i-th unit block a thread works on at step t: its slab's blocks in order at even steps, in
+    reverse at odd ones.  A slab's packed weights about fill L2 (2 MiB a thread at H = 512, 2 threads):
+    walked the same way every step, each panel is evicted just before it is needed again; walked back
+    and forth, the panels read last at one step are read first at the next, while still in L2."""
+    return ub0 + i if t % 2 == 0 else ub1 - 1 - i
+
+
 cdef inline void projection(floating *kind, Layer *L, intp u0, intp u1, floating *A, Work *work) noexcept nogil:
     """A[:, this slab's columns of every gate] = x W_x for all T*N rows (A: T*N rows of G; the pointwise
     passes add the bias, which saves a pass over A)."""
@@ -724,7 +732,7 @@ cdef inline const floating *previous_cell(Layer *L, intp t, intp *ld, floating *
 
 cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of the RNN forward pass."""
-    cdef intp ub0, ub1, u0, u1, t, ub, v0, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
     cdef floating *hh = <floating *>L.A
     cdef floating *h = <floating *>L.h
     cdef floating *P = <floating *>L.P
@@ -734,7 +742,8 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     projection(kind, L, u0, u1, hh + NH, &w)
     ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
     for t in range(T):
-        for ub in range(ub0, ub1):
+        for iu in range(ub1 - ub0):
+            ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1)
             if floating is float:
@@ -746,7 +755,7 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of RNN BPTT and the weight gradients."""
-    cdef intp ub0, ub1, u0, u1, t, ub, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
     cdef const floating *hh = <const floating *>L.A
     cdef const floating *dht
     cdef const floating *dhp
@@ -766,14 +775,15 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
                          db + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for ub in range(ub0, ub1):
+        for iu in range(ub1 - ub0):
+            ub = unit_block(iu, ub0, ub1, t)
             pmm(N, H, dA + t * NH, H, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
     gradients(kind, L, tid, nth, u0, u1, hh, &w)
 
 
 cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of the LSTM forward pass."""
-    cdef intp ub0, ub1, u0, u1, t, ub, v0, nu, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, nu, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef floating *A = <floating *>L.A
     cdef floating *hs = <floating *>L.hs
@@ -789,7 +799,8 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     ppack(H, H, 4, <const floating *>L.Wh, G, 0, P, ub0, ub1)
     for t in range(T):
         cprev = previous_cell(L, t, &ldcp, kind)
-        for ub in range(ub0, ub1):
+        for iu in range(ub1 - ub0):
+            ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             nu = min(H, v0 + L.nr) - v0
             pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1)
@@ -804,7 +815,7 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
 
 cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of LSTM BPTT and the weight gradients."""
-    cdef intp ub0, ub1, u0, u1, t, ub, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef const floating *A = <const floating *>L.A
     cdef const floating *tc = <const floating *>L.tc
@@ -829,7 +840,8 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
                           tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for ub in range(ub0, ub1):
+        for iu in range(ub1 - ub0):
+            ub = unit_block(iu, ub0, ub1, t)
             pmm(N, G, dA + t * NG, G, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
@@ -875,7 +887,7 @@ cdef void lstm_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexc
 
 cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of the GRU forward pass."""
-    cdef intp ub0, ub1, u0, u1, t, ub, v0, nu, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, nu, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef floating *A = <floating *>L.A
     cdef floating *hs = <floating *>L.hs
@@ -892,7 +904,8 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh + 2 * H, G, 0, Pn, ub0, ub1)
     for t in range(T):
-        for ub in range(ub0, ub1):
+        for iu in range(ub1 - ub0):
+            ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             nu = min(H, v0 + L.nr) - v0
             pmm(N, H, hs + t * NH, H, P, H, 2, ub, A + t * NG, G, 1)
@@ -911,7 +924,7 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of GRU BPTT and the weight gradients.  L.dh0 carries the gradient of h between
     steps (the final state's on entry, h0's on return)."""
-    cdef intp ub0, ub1, u0, u1, t, ub, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G, F = 4 * L.H, NF = L.N * 4 * L.H, TN = L.T * L.N
     cdef const floating *A = <const floating *>L.A
     cdef const floating *hs = <const floating *>L.hs
@@ -939,7 +952,8 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
                          hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for ub in range(ub0, ub1):  # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+        for iu in range(ub1 - ub0):  # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+            ub = unit_block(iu, ub0, ub1, t)
             pmm(N, G, dA + t * NF, F, P, H, 1, ub, dh0, H, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
