@@ -36,6 +36,8 @@
 /* ------------------------------------------------------------------------------------ portable */
 #define FR_CAT_(a, b) a##b
 #define FR_CAT(a, b) FR_CAT_(a, b)
+#define FR_IDX_float int32_t   /* shuffle indices: integers as wide as the REALs they pick */
+#define FR_IDX_double int64_t
 
 typedef float fr_v4sf __attribute__((vector_size(16)));
 typedef double fr_v2df __attribute__((vector_size(16)));

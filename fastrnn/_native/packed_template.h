@@ -81,6 +81,55 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
 #define FR_TILE_CASES(AT_) FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
 #endif
 
+/* Transposition into a panel: dst[k * NR + j] = src[j * ld + k] for k < kc, j < width, zeros for
+ * j in [width, NR): the columns of op(B) = B^T are the rows of B.  By VLEN x VLEN blocks in registers:
+ * VLEN vector loads (one cache line of each of VLEN rows of B when VLEN REALs fill a line), log2(VLEN)
+ * rounds of two-source shuffles that swap the off-diagonal halves of ever smaller blocks, VLEN vector
+ * stores.  Scalar, this was one load and one store per REAL: the largest cost after the products in
+ * the packing of Wh^T for BPTT and of Wx^T for dX. */
+typedef FR_CAT(FR_IDX_, REAL) FR_NAME(ivec) __attribute__((vector_size(VLEN * sizeof(REAL))));
+
+static inline __attribute__((always_inline)) void FR_NAME(transpose_block)(const REAL *src, ptrdiff_t ld, REAL *dst)
+{
+    VEC r[VLEN];
+#pragma GCC unroll 16
+    for (int i = 0; i < VLEN; i++)
+        r[i] = V_LOAD(src + i * ld);
+#pragma GCC unroll 16
+    for (int b = VLEN / 2; b >= 1; b /= 2) {
+        FR_NAME(ivec) lo, hi;  /* row i takes the low halves of blocks, row i + b the high ones */
+#pragma GCC unroll 16
+        for (int p = 0; p < VLEN; p++) {
+            lo[p] = (p & b) ? VLEN + p - b : p;
+            hi[p] = (p & b) ? VLEN + p : p + b;
+        }
+#pragma GCC unroll 16
+        for (int i = 0; i < VLEN; i++)
+            if (!(i & b)) {
+                const VEC x = r[i], y = r[i + b];
+                r[i] = __builtin_shuffle(x, y, lo);
+                r[i + b] = __builtin_shuffle(x, y, hi);
+            }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < VLEN; i++)
+        V_STORE(dst + i * FR_NR, r[i]);
+}
+
+static void FR_NAME(pack_t)(ptrdiff_t kc, ptrdiff_t width, const REAL *src, ptrdiff_t ld, REAL *dst)
+{
+    const ptrdiff_t kv = kc / VLEN * VLEN, jv = width / VLEN * VLEN;
+    for (ptrdiff_t k0 = 0; k0 < kv; k0 += VLEN)
+        for (ptrdiff_t j0 = 0; j0 < jv; j0 += VLEN)
+            FR_NAME(transpose_block)(src + j0 * ld + k0, ld, dst + k0 * FR_NR + j0);
+    for (ptrdiff_t j = jv; j < FR_NR; j++)  /* the columns past the last whole block */
+        for (ptrdiff_t k = 0; k < kv; k++)
+            dst[k * FR_NR + j] = j < width ? src[j * ld + k] : 0;
+    for (ptrdiff_t k = kv; k < kc; k++)  /* the rows past the last whole block */
+        for (ptrdiff_t j = 0; j < FR_NR; j++)
+            dst[k * FR_NR + j] = j < width ? src[j * ld + k] : 0;
+}
+
 /* The micro-kernel for every row count 1..MR and both forms of A (a switch: each case fully unrolled).
  * A points at element (row 0, k 0) of the tile's op(A). */
 static void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B,
@@ -230,15 +279,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     for (ptrdiff_t j = width; j < FR_NR; j++)
                         dst[k * FR_NR + j] = 0;
                 }
-            } else {  /* by 16 rows of the panel at a time, so the lines written stay in L1 */
-                for (ptrdiff_t kb = 0; kb < kc; kb += 16) {
-                    const ptrdiff_t ke = kc - kb < 16 ? kc : kb + 16;
-                    for (ptrdiff_t j = 0; j < FR_NR; j++) {
-                        const REAL *src = B + (j0 + j) * ldb + k0;
-                        for (ptrdiff_t k = kb; k < ke; k++)
-                            dst[k * FR_NR + j] = j < width ? src[k] : 0;
-                    }
-                }
+            } else {
+                FR_NAME(pack_t)(kc, width, B + j0 * ldb + k0, ldb, dst);
             }
         }
         for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
@@ -312,20 +354,8 @@ static void FR_NAME(pack)(ptrdiff_t K, ptrdiff_t H, ptrdiff_t gates, const REAL 
                     for (ptrdiff_t j = width; j < FR_NR; j++)
                         dst[j] = 0;
                 }
-            } else {  /* by blocks of 16 k, so both the rows read and the panel written stay in cache */
-                for (ptrdiff_t k0 = 0; k0 < K; k0 += 16) {
-                    const ptrdiff_t k1 = K - k0 < 16 ? K : k0 + 16;
-                    for (ptrdiff_t j = 0; j < FR_NR; j++) {
-                        if (j < width) {
-                            const REAL *src = B + (col + j) * ldb;
-                            for (ptrdiff_t k = k0; k < k1; k++)
-                                panel[k * FR_NR + j] = src[k];
-                        } else {
-                            for (ptrdiff_t k = k0; k < k1; k++)
-                                panel[k * FR_NR + j] = 0;
-                        }
-                    }
-                }
+            } else {
+                FR_NAME(pack_t)(K, width, B + col * ldb, ldb, panel);
             }
         }
     }
