@@ -38,8 +38,9 @@ def test_cases_cover_the_grid():
 
 def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
     """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
-    fastrnn's team: the compiled backends; torch's), with a pause between pools and after the last;
-    within a pool every round samples every member once, in turn, each round starting one further."""
+    fastrnn's team: the compiled backends; torch's): the first half of the rounds in one pool order,
+    the rest in the reverse order, with a pause at every change of pool and after the last; within a
+    pool every round samples every member once, in turn, each round starting one further."""
     log = []
     build = workloads.build
 
@@ -63,8 +64,9 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
     monkeypatch.setattr(workloads, "build", named_build)
     monkeypatch.setattr(bench.timing, "sample", logged_sample)
     names = bench.implementations()
+    rounds = 5
     with bench.thread_settings(1, "torch" in names):
-        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=4,
+        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=rounds,
                                     sleep=lambda s: log.append(("pause", s)))
     pools = [["numpy", "floor"], [n for n in names if n not in ("numpy", "floor", "torch")], ["torch"]]
     pools = [[n for n in pool if n in names] for pool in pools]
@@ -78,14 +80,44 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
         else:
             current.append(entry)
     assert current == []  # a pause after the last pool too
-    assert len(groups) == len(pools)
-    for members, group in zip(pools, groups):
-        assert len(group) == 4 * len(members)
-        rounds = [group[i:i + len(members)] for i in range(0, len(group), len(members))]
-        assert all(sorted(r) == sorted(members) for r in rounds)
+    # 3 rounds pool by pool, then 2 in reverse order: the middle pool's two runs are one group
+    expected = [(p, 3) for p in pools] + [(p, 2) for p in reversed(pools)]
+    merged = [expected[0]]
+    for members, n in expected[1:]:
+        if members == merged[-1][0]:
+            merged[-1] = (members, merged[-1][1] + n)
+        else:
+            merged.append((members, n))
+    assert len(groups) == len(merged)
+    for (members, n), group in zip(merged, groups):
+        assert len(group) == n * len(members)
+        chunks = [group[i:i + len(members)] for i in range(0, len(group), len(members))]
+        assert all(sorted(c) == sorted(members) for c in chunks)
         if len(members) > 1:
-            assert rounds[0] != rounds[1]  # each round starts one further along
-    assert all(len(record["results"][n]["samples_s"]) == 4 for n in names)
+            assert chunks[0] != chunks[1]  # each round starts one further along
+    assert all(len(record["results"][n]["samples_s"]) == rounds for n in names)
+
+
+@pytest.mark.parametrize("rounds", [1, 2, 5, 9])
+def test_pool_schedule_puts_every_pool_at_the_middle(rounds):
+    pools = [["numpy", "floor"], ["cython", "numba"], ["torch"]]
+    schedule = bench.pool_schedule(pools, rounds)
+    for members in pools:
+        taken = [r for m, rs in schedule if m is members for r in rs]
+        assert sorted(taken) == list(range(rounds))  # every round once
+    # the order of the segments: forward, then (from the second half on) reversed
+    order = [pools.index(m) for m, rs in schedule]
+    assert order == ([0, 1, 2] if rounds == 1 else [0, 1, 2, 2, 1, 0])
+    # the mean position of a pool's samples in time is the same for every pool
+    positions = {}
+    t = 0
+    for members, rs in schedule:
+        for _ in rs:
+            positions.setdefault(pools.index(members), []).append(t)
+            t += 1
+    means = [sum(p) / len(p) for p in positions.values()]
+    if rounds % 2 == 0:
+        assert max(means) == min(means)
 
 
 def test_medians_and_ratios_come_from_the_samples(monkeypatch):

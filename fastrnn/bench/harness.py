@@ -13,9 +13,11 @@ How a case is measured (all implementations in one process):
 4. rounds: the implementations are grouped by the thread pool they compute on -- NumPy's
    BLAS (the oracle and the floor), fastrnn's team (the compiled backends, see
    fastrnn._native), torch's -- and each group takes its rounds on its own, after a pause of
-   ``SETTLE_S``. In each round every implementation of the group takes one sample, in turn
-   (round-robin, starting one further along each round), so slow drifts of the machine hit
-   all alike; the garbage collector is off during a sample. The reason for the groups is
+   ``SETTLE_S``: the first half of the rounds group by group, the second half with the groups in
+   reverse order (``pool_schedule``), so that a machine drifting over the seconds a case takes
+   biases no group against another. In each round every implementation of the group takes one
+   sample, in turn (round-robin, starting one further along each round), so slow drifts of the
+   machine hit all alike; the garbage collector is off during a sample. The reason for the groups is
    that a thread pool keeps its idle threads spinning after a call: measured here,
    OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 1 ms. With 2 threads
    on 2 cores, the spinning threads of one pool take a core from whatever runs next on
@@ -50,7 +52,7 @@ from . import machine, peak, timing, workloads
 from .._tolerances import excess
 from .sizes import DEFAULT_BENCH_SIZES
 
-__all__ = ["run", "auto_rounds", "rates", "ratios", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
+__all__ = ["run", "auto_rounds", "pool_schedule", "rates", "ratios", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
 
 SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
 DEFAULT_KINDS = workloads.KINDS
@@ -181,10 +183,12 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     pools = {}
     for item in runnable:
         pools.setdefault(_thread_pool(item[0]), []).append(item)
-    for i, members in enumerate(pools.values()):
-        if i:
+    previous = None
+    for members, rounds_of_pool in pool_schedule(list(pools.values()), rounds):
+        if previous is not None and members is not previous:
             sleep(settle)  # let the previous pool's threads stop spinning
-        for r in range(rounds):
+        previous = members
+        for r in rounds_of_pool:
             k = r % len(members)
             for name, w, entry, _ in members[k:] + members[:k]:
                 with w.context():
@@ -201,6 +205,22 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     record["rates"] = rates(record["results"], record["gemm_flops"], peak_gflops)
     record["elapsed_s"] = time.perf_counter() - started
     return record
+
+
+def pool_schedule(pools, rounds):
+    """The order in which the pools take their rounds (see 4. above): the first half of the rounds
+    (rounded up) pool by pool, then the rest with the pools in reverse order, as ``[(pool, round
+    indices), ...]``.  A pool's samples then sit, on average, at the middle of the case, whatever the
+    pool: a machine that drifts steadily (this VM does, by several % over seconds) biases no ratio
+    between pools, where one pass (every round of one pool, then of the next) credited the drift to
+    the pool timed last.  The two middle segments belong to the same pool: one pause more per pool
+    boundary, not per round."""
+    first = range((rounds + 1) // 2)
+    second = range((rounds + 1) // 2, rounds)
+    schedule = [(members, first) for members in pools]
+    if second:
+        schedule += [(members, second) for members in reversed(pools)]
+    return schedule
 
 
 def ratios(results):

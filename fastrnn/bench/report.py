@@ -107,7 +107,8 @@ def table(report, markdown=False):
     lines.append(
         f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
         + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds"
-        + (" (torch in its own rounds: it has its own thread pool), " if threads.get("torch") else ", ")
+        + (" (each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's for half of"
+           " the rounds, then in reverse order), " if threads.get("torch") else ", ")
         + f"each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
         f"run took {report.get('elapsed_s', 0):.0f} s"
     )
