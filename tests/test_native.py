@@ -224,6 +224,35 @@ def test_pool_keeps_no_more_than_its_cap(pool):
         _native.pool_set_cap(-1)
 
 
+def test_pool_makes_room_for_the_latest_blocks(pool):
+    """A full pool pushes out its oldest blocks for a newly freed one: the blocks a loop cycles through
+    stay kept, whatever ran before it (kept first-come, a pool filled by earlier work served none)."""
+    mib = 1 << 20
+    previous = _native.pool_set_cap(8 * mib)
+    try:
+        with _native.pooled():
+            old = [np.empty(3 * mib // 8) for _ in range(2)]  # earlier work: 2 x 3 MiB
+        del old
+        held = _native.pool_stats()
+        assert held["blocks"] == 2 and held["held_bytes"] <= 8 * mib
+        for i in range(3):  # a loop of 4 MiB blocks: none of the kept 3 MiB ones fits
+            with _native.pooled():
+                a = np.empty(4 * mib // 8)
+            a[:] = i
+            del a
+        stats = _native.pool_stats()
+        assert stats["mapped"] == held["mapped"] + 1  # mapped once, then reused
+        assert stats["reused"] == held["reused"] + 2
+        assert stats["held_bytes"] <= 8 * mib and stats["blocks"] == 2  # one old block made room
+        _native.pool_set_cap(4 * mib + 65536)  # a lower cap drops the oldest first: the loop's block stays
+        with _native.pooled():
+            b = np.empty(4 * mib // 8)
+        assert _native.pool_stats()["reused"] == stats["reused"] + 1
+        del b
+    finally:
+        _native.pool_set_cap(previous)
+
+
 def test_pool_zeroes_calloc_and_keeps_data_through_realloc(pool):
     with _native.pooled():
         a = np.full(400_000, 7.0)
