@@ -118,16 +118,26 @@ static inline __attribute__((always_inline)) void FR_NAME(transpose_block)(const
 
 static void FR_NAME(pack_t)(ptrdiff_t kc, ptrdiff_t width, const REAL *src, ptrdiff_t ld, REAL *dst)
 {
-    const ptrdiff_t kv = kc / VLEN * VLEN, jv = width / VLEN * VLEN;
-    for (ptrdiff_t k0 = 0; k0 < kv; k0 += VLEN)
-        for (ptrdiff_t j0 = 0; j0 < jv; j0 += VLEN)
-            FR_NAME(transpose_block)(src + j0 * ld + k0, ld, dst + k0 * FR_NR + j0);
-    for (ptrdiff_t j = jv; j < FR_NR; j++)  /* the columns past the last whole block */
-        for (ptrdiff_t k = 0; k < kv; k++)
-            dst[k * FR_NR + j] = j < width ? src[j * ld + k] : 0;
-    for (ptrdiff_t k = kv; k < kc; k++)  /* the rows past the last whole block */
-        for (ptrdiff_t j = 0; j < FR_NR; j++)
-            dst[k * FR_NR + j] = j < width ? src[j * ld + k] : 0;
+    const ptrdiff_t jv = width / VLEN * VLEN;
+    /* by blocks of VLEN rows of the panel, so the lines written stay in L1 (a narrow op(B), e.g. the
+     * 25 columns of dA^T in a step's transposed product, is mostly the zero tail of each row) */
+    for (ptrdiff_t k0 = 0; k0 < kc; k0 += VLEN) {
+        const ptrdiff_t k1 = kc - k0 < VLEN ? kc : k0 + VLEN;
+        if (k1 - k0 == VLEN) {
+            for (ptrdiff_t j0 = 0; j0 < jv; j0 += VLEN)
+                FR_NAME(transpose_block)(src + j0 * ld + k0, ld, dst + k0 * FR_NR + j0);
+        } else {  /* the last rows, fewer than VLEN */
+            for (ptrdiff_t j = 0; j < jv; j++)
+                for (ptrdiff_t k = k0; k < k1; k++)
+                    dst[k * FR_NR + j] = src[j * ld + k];
+        }
+        for (ptrdiff_t k = k0; k < k1; k++) {  /* the columns past the last whole block */
+            for (ptrdiff_t j = jv; j < width; j++)
+                dst[k * FR_NR + j] = src[j * ld + k];
+            for (ptrdiff_t j = width; j < FR_NR; j++)
+                dst[k * FR_NR + j] = 0;
+        }
+    }
 }
 
 /* The micro-kernel for every row count 1..MR and both forms of A (a switch: each case fully unrolled).
