@@ -95,8 +95,8 @@ event.register("numba:compile", _CompileNotice())
 _COMPILING = threading.RLock()  # one first compilation at a time (Numba compiles one at a time anyway)
 
 
-def _jit(func):
-    dispatcher = njit(**OPTIONS)(func)
+def _jit(func, **options):
+    dispatcher = njit(**OPTIONS, **options)(func)
     dispatcher._cache = _Cache(func)
     return dispatcher
 
@@ -104,6 +104,12 @@ def _jit(func):
 def helper(func):
     """A compiled function called only from kernels (specialized with its caller)."""
     return _jit(func)
+
+
+def inline_helper(func):
+    """A helper that Numba inlines into its callers (a short loop nest called per row: as a call, its
+    array arguments cost more than its work at small sizes)."""
+    return _jit(func, inline="always")
 
 
 def _arg_type(kind, float_type):

@@ -34,7 +34,7 @@ import numpy as np
 
 from ._blas import NOTRANS, gemm
 from ._dense import copy_rows, transpose_into
-from ._jit import helper, kernel
+from ._jit import helper, inline_helper, kernel
 from ._math import vtanh
 from ._rnn import backprop_into_previous, sequence_grads
 
@@ -66,31 +66,66 @@ def forward_units(gates, b, c, tanh_c, h, t, u0, u1):
             ht[j] = o[j] * tcj
 
 
+@inline_helper
+def _row_gradients(dhn, dcn, c_prev, tc, i, f, o, g, di, df, do, dg):
+    """One row of a BPTT step for a run of units: dA (di, df, do, dg) from the gradient into h_t (dhn)
+    and into c_t (dcn, which then becomes the gradient into c_{t-1}); i, f, o, g are the activated gates."""
+    one = dcn.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
+    for j in range(dcn.size):
+        dhj, tcj, oj = dhn[j], tc[j], o[j]
+        do[j] = dhj * tcj * (oj * (one - oj))
+        dcn[j] += dhj * oj * (one - tcj * tcj)
+    for j in range(dcn.size):
+        ij, gj = i[j], g[j]
+        di[j] = dcn[j] * gj * (ij * (one - ij))
+        dg[j] = dcn[j] * ij * (one - gj * gj)
+    for j in range(dcn.size):
+        fj = f[j]
+        df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
+        dcn[j] *= fj
+
+
 @helper
 def backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1):
     """The fused pointwise pass of BPTT step t for hidden units [u0, u1), every row: dA_t from the
     gradient into h_t (dht[:, t]) and into c_t (dc, which then becomes the gradient into c_{t-1})."""
     N, T, G = gates.shape
     H = G // 4
-    one = gates.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     for n in range(N):
         a, da = gates[n, t], dA[n, t]
-        i, f, o, g = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1]
+        _row_gradients(dht[n, t, u0:u1], dc[n, u0:u1], c[n, t, u0:u1], tanh_c[n, t, u0:u1],
+                       a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1],
+                       da[u0:u1], da[H + u0 : H + u1], da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1])
+
+
+@helper
+def backward_units_carried(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1):
+    """The team's pointwise pass of BPTT step t for hidden units [u0, u1), every row: as
+    ``backward_units``, with the gradient into h_t = carry (step t+1's product, or dhT) plus dh[:, t]
+    (when dh is not of size 0), summed in place into carry, which the step's product then overwrites;
+    adds dA_t's column sums to db while its rows are in cache."""
+    N, T, G = gates.shape
+    H = G // 4
+    k = u1 - u0
+    dbi, dbf, dbo, dbg = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], db[3 * H + u0 : 3 * H + u1]
+    for n in range(N):
+        a, da = gates[n, t], dA[n, t]
         di, df = da[u0:u1], da[H + u0 : H + u1]
         do, dg = da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1]
-        dhn, dcn, c_prev, tc = dht[n, t, u0:u1], dc[n, u0:u1], c[n, t, u0:u1], tanh_c[n, t, u0:u1]
-        for j in range(u1 - u0):
-            dhj, tcj, oj = dhn[j], tc[j], o[j]
-            do[j] = dhj * tcj * (oj * (one - oj))
-            dcn[j] += dhj * oj * (one - tcj * tcj)
-        for j in range(u1 - u0):
-            ij, gj = i[j], g[j]
-            di[j] = dcn[j] * gj * (ij * (one - ij))
-            dg[j] = dcn[j] * ij * (one - gj * gj)
-        for j in range(u1 - u0):
-            fj = f[j]
-            df[j] = dcn[j] * c_prev[j] * (fj * (one - fj))
-            dcn[j] *= fj
+        dhn = carry[n, u0:u1]
+        if dh.shape[2]:
+            d = dh[n, t, u0:u1]
+            for j in range(k):
+                dhn[j] += d[j]
+        _row_gradients(dhn, dc[n, u0:u1], c[n, t, u0:u1], tanh_c[n, t, u0:u1],
+                       a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1],
+                       di, df, do, dg)
+        for j in range(k):
+            dbi[j] += di[j]
+            dbf[j] += df[j]
+        for j in range(k):
+            dbo[j] += do[j]
+            dbg[j] += dg[j]
 
 
 @kernel("b", "f3", "f2", "f2", "f2", "f2", "f1", "o3", "o3", "o3", "o3")

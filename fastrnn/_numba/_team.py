@@ -10,7 +10,11 @@ gates of those units:
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
   its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
   loop it computes a share of the rows of dX and its own columns of dWx, dWh and db (Hprev, the state
-  each step started from, is built into the spent gradient copy, a share of rows per thread).
+  each step started from, is built into a scratch array, a share of rows per thread).  The LSTM and the
+  GRU read dh where it lies and carry the gradient into h_{t-1} in one (N, H) array, which the step's
+  product writes and the next step's pointwise pass reads, each thread only its own units; they sum db
+  in the pointwise pass, while dA_t is in cache.  (The LSTM used to copy dh before the team started and
+  add each product into the copy, and summed db in one more pass over dA: 1-3 % slower, measured.)
 
 Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
@@ -29,7 +33,7 @@ import numpy as np
 from ._gru import backward_units as gru_backward_units
 from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
-from ._lstm import backward_units as lstm_backward_units
+from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
 from ._packed import carray, pgemm, pmm, pointer, ppack, sync, task, team_run, words
 from ._rnn import backward_units as rnn_backward_units
@@ -98,7 +102,7 @@ def _column_sums(dA, u0, u1, gates, H, db):
 
 
 @helper
-def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates, u0, u1):
+def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates, u0, u1, summed):
     """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA, of db,
     and of dWh = Hprev^T dA (Hprev built into hprev, the spent gradient copy, a share of rows per thread).
     Every dA_t is complete: the last step's barrier."""
@@ -110,7 +114,8 @@ def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates
     if r1 > r0:  # op(B) = Wx^T: Wx (D, G) is stored as op(B)'s columns
         status |= pgemm(r1 - r0, G, dA, r0 * G, G, 0, Wx, 0, G, 1, D, 1, 0, D, dx, r0 * D, D, 0, W, tid * wb, wb)
     status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, G, 0, H, gates, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
-    _column_sums(dA, u0, u1, gates, H, db)
+    if not summed:  # else the steps' pointwise passes have summed db
+        _column_sums(dA, u0, u1, gates, H, db)
     n0, n1 = _share(N, tid, nth)
     for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
         hprev[n, 0, :] = h0[n]
@@ -179,7 +184,7 @@ def _rnn_backward(arg, sy, tid, nth, z):
                 pmm(N, H, dA, t * H, T * H, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
             else:
                 pmm(N, H, dA, 0, T * H, P, H, 1, ub, dh0, 0, H, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 1, u0, u1)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 1, u0, u1, False)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -228,27 +233,27 @@ def _lstm_backward(arg, sy, tid, nth, z):
     c = carray(pointer(w[_W_C], z), (N, T + 1, H))
     tanh_c = carray(pointer(w[_W_TC], z), (N, T, H))
     gates = carray(pointer(w[_W_GATES], z), (N, T, G))
-    dht = carray(pointer(w[_W_DHT], z), (N, T, H))
+    dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
+    carry = carray(pointer(w[_W_DH0], z), (N, H))
+    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
     dc = carray(pointer(w[_W_DC], z), (N, H))
     dA = carray(pointer(w[_W_DA], z), (N, T, G))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     dx = carray(pointer(w[_W_DX], z), (N, T, D))
     dWx = carray(pointer(w[_W_DWX], z), (D, G))
     dWh = carray(pointer(w[_W_DWH], z), (H, G))
-    dh0 = carray(pointer(w[_W_DH0], z), (N, H))
     db = carray(pointer(w[_W_DB], z), (G,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    for g in range(4):
+        db[g * H + u0 : g * H + u1] = 0
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
-        lstm_backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1)  # the whole slab, then the barrier
+        lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
         sync(sy)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):
+        for iu in range(ub1 - ub0):  # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
             ub = _unit_block(iu, ub0, ub1, t)
-            if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
-                pmm(N, G, dA, t * G, T * G, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
-            else:
-                pmm(N, G, dA, 0, T * G, P, H, 1, ub, dh0, 0, H, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 4, u0, u1)
+            pmm(N, G, dA, t * G, T * G, P, H, 1, ub, carry, 0, H, 0)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, 4, u0, u1, True)
 
 
 # ------------------------------------------------------------------ GRU
@@ -626,27 +631,30 @@ def lstm_forward_team(x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates, P, wbuf, nr, wo
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o2", "o1",
-        "n", "n", "n", "n")
-def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dc, dA, P, wbuf, dx, dWx, dWh, dh0, db, nr, work,
-                       task_address, threads):
-    """BPTT as a team job.  dht as in rnn_backward_team; dc (N, H) holds the final cell state's gradient
-    and gets dc0's.  Fills dA (scratch), dx, dWx, dWh, dh0 and db."""
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "f3", "o2", "o3", "o2", "o3", "o1", "w1", "o3", "o2", "o2",
+        "o1", "n", "n", "n", "n")
+def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, hprev, dc, dA, P, wbuf, dx, dWx, dWh, db, nr,
+                       work, task_address, threads):
+    """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
+    carry (N, H) holds the final hidden state's gradient on entry and dh0 on return; dc (N, H) holds the
+    final cell state's gradient and gets dc0's.  Fills dA and hprev (scratch), dx, dWx, dWh and db."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 4 * H
     if Wx.shape != (D, G) or Wh.shape != (H, G) or h.shape != (N, T, H) or c.shape != (N, T + 1, H) \
-            or tanh_c.shape != (N, T, H) or gates.shape != (N, T, G) or dht.shape != (N, T, H) or dc.shape != (N, H) \
-            or dA.shape != (N, T, G) or dx.shape != (N, T, D) or dWx.shape != (D, G) or dWh.shape != (H, G) \
-            or dh0.shape != (N, H) or db.size != G or h0.shape != (N, H) or P.size < _packed_size(G, H, 1, nr):
+            or tanh_c.shape != (N, T, H) or gates.shape != (N, T, G) or not (dh.shape == (N, T, H) or dh.size == 0) \
+            or carry.shape != (N, H) or hprev.shape != (N, T, H) or dc.shape != (N, H) or dA.shape != (N, T, G) \
+            or dx.shape != (N, T, D) or dWx.shape != (D, G) or dWh.shape != (H, G) or db.size != G \
+            or h0.shape != (N, H) or P.size < _packed_size(G, H, 1, nr):
         raise ValueError("lstm_backward_team: sizes do not agree")
     w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
     w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
         h.ctypes.data
-    w[_W_C], w[_W_TC], w[_W_GATES], w[_W_DHT], w[_W_DC] = c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data, \
-        dht.ctypes.data, dc.ctypes.data
+    w[_W_C], w[_W_TC], w[_W_GATES], w[_W_DC], w[_W_HPREV] = c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data, \
+        dc.ctypes.data, hprev.ctypes.data
+    w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
-        dWh.ctypes.data, dh0.ctypes.data, db.ctypes.data
+        dWh.ctypes.data, carry.ctypes.data, db.ctypes.data
     _launch(w, task_address, threads)
 
 

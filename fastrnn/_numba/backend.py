@@ -343,14 +343,15 @@ def _lstm_backward(dh, dhT, dcT, cache):
     dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 4, dtype)
-    if plan:
-        (dht, dA), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, h.shape, gates.shape)
-        _upstream(dht, dh, dhT)
+    if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
+        (hprev, dA), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, h.shape, gates.shape)
+        dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         dc = np.zeros((N, H), dtype) if dcT is None else dcT.copy()  # the carried dc; dc0 on return
-        dh0, db = _empty((N, H), dtype), _empty((4 * H,), dtype)
+        db = _empty((4 * H,), dtype)
         task = _team.TASKS["lstm_backward"][dtype].address
-        _team.lstm_backward_team[dtype](x, h0, Wx, Wh, h, c, tanh_c, gates, dht, dc, dA, P, wbuf, dx, dWx, dWh, dh0,
-                                        db, plan[0], plan[2], task, plan[1])
+        _team.lstm_backward_team[dtype](x, h0, Wx, Wh, h, c, tanh_c, gates, np.empty((N, T, 0), dtype) if dh is None
+                                        else dh, dh0, hprev, dc, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2],
+                                        task, plan[1])
         return dx, dh0, dc, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, gates.shape, Wh)
     dcT = np.zeros(h0.shape, dtype) if dcT is None else dcT
