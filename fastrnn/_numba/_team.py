@@ -13,8 +13,9 @@ gates of those units:
   each step started from, is built into a scratch array, a share of rows per thread).  The LSTM and the
   GRU read dh where it lies and carry the gradient into h_{t-1} in one (N, H) array, which the step's
   product writes and the next step's pointwise pass reads, each thread only its own units; they sum db
-  in the pointwise pass, while dA_t is in cache.  (The LSTM used to copy dh before the team started and
-  add each product into the copy, and summed db in one more pass over dA: 1-3 % slower, measured.)
+  in the pointwise pass, while dA_t is in cache.  (The LSTM used to copy dh before the team started,
+  add each product into the copy and sum db in one more pass over dA: its backward alone took 2-3 %
+  longer with 2 threads, the same with one.)
 
 Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
