@@ -9,7 +9,9 @@ Backward: dh is copied once; per step a fused pointwise pass makes dA_t (N, 4H)
 and the carried dc, and one GEMM adds the gradient into h_{t-1} straight into
 that copy (beta = 1; by Wh transposed once when that pays, see ``_rnn``); dx, dWx,
 dWh and db are whole-sequence operations after the loop, over all N*T rows (hprev
-for dWh is built in the spent copy of dh).
+for dWh is built in the spent copy of dh).  That is this module's BLAS loop; the
+team's backward (``_team``) reads dh in place and carries the gradient into
+h_{t-1} in an (N, H) array instead (``backward_units_carried``).
 
 Vectorizing: LLVM vectorizes a loop only if a few run-time checks (at most 8
 pointer pairs) prove that what it writes does not overlap what it reads.  So a

@@ -105,8 +105,9 @@ def _column_sums(dA, u0, u1, gates, H, db):
 @helper
 def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates, u0, u1, summed):
     """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA, of db,
-    and of dWh = Hprev^T dA (Hprev built into hprev, the spent gradient copy, a share of rows per thread).
-    Every dA_t is complete: the last step's barrier."""
+    and of dWh = Hprev^T dA (Hprev built into hprev, a share of rows per thread).  db is summed here
+    unless the steps' pointwise passes have summed it (summed).  Every dA_t is complete: the last step's
+    barrier."""
     N, T, D, H = w[_W_N], w[_W_T], w[_W_D], w[_W_H]
     G = gates * H
     W, wb = _work(w), w[_W_WORK]
