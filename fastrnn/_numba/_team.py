@@ -48,7 +48,7 @@ __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team"
 # The int64 block of a task: sizes, then the addresses of its arrays.
 (_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
  _W_C, _W_TC, _W_GATES, _W_DHT, _W_DC, _W_DA, _W_P, _W_WBUF, _W_DX, _W_DWX, _W_DWH, _W_DH0, _W_DB) = range(28)
-# the GRU's: bhn, hn, dbhn, the Hprev scratch, and the size of dh's last axis (H, or 0: no dh)
+# the GRU's bhn, hn, dbhn; the GRU's and the LSTM's Hprev scratch and size of dh's last axis (H, or 0: no dh)
 _W_BHN, _W_HN, _W_DBHN, _W_HPREV, _W_DHSIZE = range(28, 33)
 _WORDS = 33
 _U8 = np.uint8(0)
