@@ -17,9 +17,9 @@
  * large layer calls served none of a later model's blocks: the LSTM CaptioningRNN.loss at N=100 then
  * mapped 11 fresh blocks a call and ran 7-15 % slower.)  fr_pool_release() unmaps every kept block.
  * Every block carries a 64-byte header (size and origin), so realloc and free need nothing from the
- * caller.  Thread-safe (a mutex
- * around the kept list only).  The backends use this handler only while they allocate their own
- * arrays; NumPy remembers the handler of each array and frees it here whatever is active then.
+ * caller.  Thread-safe (a mutex around the kept list only).  The backends use this handler only while
+ * they allocate their own arrays; NumPy remembers the handler of each array and frees it here whatever
+ * is active then.
  */
 #ifndef FASTRNN_POOL_H
 #define FASTRNN_POOL_H
