@@ -26,8 +26,7 @@
 #include <string.h>
 
 #define FR_KC_BYTES (32 * 1024) /* bytes of a panel block kept in L1 (48 KiB on current x86 cores) */
-#define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) ... */
-#define FR_GEMM_KC_WIDE 512     /* ... and for float32 when op(A) is read in place (see gemm) */
+#define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */

@@ -209,38 +209,16 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, 
 }
 
 /* Blocking of the general product (see gemm): a packed block of op(A) of MC x KC REALs stays in L2, a
- * packed panel of op(B) of KC x NR streams from L2 while the row blocks of A pass over it.  KC is
- * FR_GEMM_KC_WIDE for float32 with op(A) read in place (at = 0), else FR_GEMM_KC: every block of KC
- * reloads and stores all of C, and with A read in place nothing else grows with KC.  Measured here (Xeon,
- * AVX-512), float32, alternating runs, caches flushed before each call as in a layer: products shaped as
- * dX, (1600, 2048) x (2048, D) for D = 256 and 512, 5-9 % faster with 512 than with 256 (768: 8 %, 1024:
- * 4 %), the input projections 0-5 % (13 % at (4096, 1024) x (1024, 4096) with hot caches); dW (op(A)
- * packed) 2-4 % slower, so it keeps 256, and so does float64 (its forward products 1-4 % slower).  In a
- * CaptioningRNN loss at N = 100 the vocabulary projection's products took about 3 % less time. */
-static inline ptrdiff_t FR_NAME(gemm_kc)(int at)
-{
-    return sizeof(REAL) == 4 && !at ? FR_GEMM_KC_WIDE : FR_GEMM_KC;
-}
+ * packed panel of op(B) of KC x NR in L1 while the row blocks of A pass over it. */
+#define FR_MC (FR_MC_BYTES / (FR_GEMM_KC * (ptrdiff_t)sizeof(REAL)) / MR * MR)
 
-static inline ptrdiff_t FR_NAME(gemm_mc)(ptrdiff_t kc_max)
-{
-    return FR_MC_BYTES / (kc_max * (ptrdiff_t)sizeof(REAL)) / MR * MR;
-}
-
-/* Bytes of the work buffer gemm needs for M rows, N columns in at most `blocks` gate blocks, K (either
- * form of op(A)). */
+/* Bytes of the work buffer gemm needs for M rows, N columns in at most `blocks` gate blocks, K. */
 static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
 {
-    size_t most = 0;
-    for (int at = 0; at < 2; at++) {
-        const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), MC = FR_NAME(gemm_mc)(kc_max);
-        const ptrdiff_t kc = K < kc_max ? K : kc_max;
-        const ptrdiff_t mc = M < MC ? (M + MR - 1) / MR * MR : MC;
-        const ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
-        const size_t bytes = (size_t)(mc * kc + 16 + kc * nc) * sizeof(REAL) + 64;  /* + rounding, alignment */
-        most = bytes > most ? bytes : most;
-    }
-    return most;
+    ptrdiff_t kc = K < FR_GEMM_KC ? K : FR_GEMM_KC;
+    ptrdiff_t mc = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
+    ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
+    return (size_t)(mc * kc + 16 + kc * nc) * sizeof(REAL) + 64;  /* + the rounding and alignment in gemm */
 }
 
 /* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
@@ -275,11 +253,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
         if (!own)
             return -1;
     }
-    /* blocks of K as even as the block size allows, and of op(A)'s rows as even as mc_max allows: 512 rows
-     * were a block of 510 and one of 2, which streamed every panel of op(B) once more for two rows */
-    const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), mc_max = FR_NAME(gemm_mc)(kc_max);
-    const ptrdiff_t kblocks = (K + kc_max - 1) / kc_max, KC = (K + kblocks - 1) / kblocks;
-    const ptrdiff_t mblocks = (M + mc_max - 1) / mc_max;
+    const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
+    /* blocks of op(A)'s rows as even as FR_MC allows: 512 rows were a block of 510 and one of 2, which
+     * streamed every panel of op(B) through L1 once more for two rows of work */
+    const ptrdiff_t mblocks = (M + FR_MC - 1) / FR_MC;
     const ptrdiff_t MC = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
     const ptrdiff_t npanels = gates * per_gate;
     /* Few rows (a single step, a sampled word): every panel of op(B) is read by a few row blocks only,
@@ -364,6 +341,7 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     free(own);
     return 0;
 }
+#undef FR_MC
 
 /* Packs B for mm: panels (ub, g) for ub in [ub0, ub1).  trans = 0: B is K x (gates*H), row-major with
  * row stride ldb, and panel (ub, g) row k is B[k, g*H + ub*NR + (0:NR)].  trans = 1: the packed matrix
