@@ -103,11 +103,10 @@ def _column_sums(dA, u0, u1, gates, H, db):
 
 
 @helper
-def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates, u0, u1, summed):
-    """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA, of db,
-    and of dWh = Hprev^T dA (Hprev built into hprev, a share of rows per thread).  db is summed here
-    unless the steps' pointwise passes have summed it (summed).  Every dA_t is complete: the last step's
-    barrier."""
+def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, gates, u0, u1):
+    """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA and of
+    dWh = Hprev^T dA (Hprev built into hprev, a share of rows per thread).  Every dA_t is complete: the
+    last step's barrier.  (db is the caller's: summed per step, or by ``_column_sums``.)"""
     N, T, D, H = w[_W_N], w[_W_T], w[_W_D], w[_W_H]
     G = gates * H
     W, wb = _work(w), w[_W_WORK]
@@ -116,8 +115,6 @@ def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, gates
     if r1 > r0:  # op(B) = Wx^T: Wx (D, G) is stored as op(B)'s columns
         status |= pgemm(r1 - r0, G, dA, r0 * G, G, 0, Wx, 0, G, 1, D, 1, 0, D, dx, r0 * D, D, 0, W, tid * wb, wb)
     status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, G, 0, H, gates, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
-    if not summed:  # else the steps' pointwise passes have summed db
-        _column_sums(dA, u0, u1, gates, H, db)
     n0, n1 = _share(N, tid, nth)
     for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
         hprev[n, 0, :] = h0[n]
@@ -186,7 +183,8 @@ def _rnn_backward(arg, sy, tid, nth, z):
                 pmm(N, H, dA, t * H, T * H, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
             else:
                 pmm(N, H, dA, 0, T * H, P, H, 1, ub, dh0, 0, H, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, db, 1, u0, u1, False)
+    _column_sums(dA, u0, u1, 1, H, db)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, 1, u0, u1)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -255,7 +253,7 @@ def _lstm_backward(arg, sy, tid, nth, z):
         for iu in range(ub1 - ub0):  # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
             ub = _unit_block(iu, ub0, ub1, t)
             pmm(N, G, dA, t * G, T * G, P, H, 1, ub, carry, 0, H, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, db, 4, u0, u1, True)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 4, u0, u1)
 
 
 # ------------------------------------------------------------------ GRU
