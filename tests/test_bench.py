@@ -98,6 +98,67 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
     assert all(len(record["results"][n]["samples_s"]) == rounds for n in names)
 
 
+def test_every_pool_is_warmed_up_untimed_before_its_samples(monkeypatch):
+    """Before a pool's first sample, and after every pause, each member of the pool runs untimed
+    (the first calls after a pause run slow), for at least WARM_S of the clock."""
+    log = []
+    build = workloads.build
+
+    def logged_build(case, name, *args, **kwargs):
+        w = build(case, name, *args, **kwargs)
+        run = w.run
+
+        def logged_run():
+            log.append(("run", name))
+            return run()
+
+        logged_run.implementation = name
+        w.run = logged_run
+        return w
+
+    def logged_sample(fn, number, clock):
+        log.append(("sample", fn.implementation))
+        start = clock()
+        for _ in range(number):
+            fn()
+        return clock() - start
+
+    monkeypatch.setattr(workloads, "build", logged_build)
+    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+    ticks = itertools.count()
+    names = ["numpy", "cython", "numba", "floor"]
+    bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=4, clock=lambda: 0.001 * next(ticks),
+                       sleep=lambda s: log.append(("pause", s)))
+    # the log: every implementation's checked first call and sizing call, then the rounds (blas's first
+    # half, the team's two halves, blas's second half) with a pause at each change of pool and at the end
+    setup = 2 * len(names)
+    assert [e[1] for e in log[:setup]] == [n for n in names for _ in range(2)]
+    pieces = [[]]
+    for entry in log[setup:]:
+        if entry[0] == "pause":
+            pieces.append([])
+        else:
+            pieces[-1].append(entry)
+    assert pieces[-1] == [] and len(pieces) == 4
+    pools = [{"numpy", "floor"}, {"cython", "numba"}, {"numpy", "floor"}]
+    for piece, members in zip(pieces, pools):
+        warm = [name for kind, name in itertools.takewhile(lambda e: e[0] == "run", piece)]
+        assert set(warm) == members  # every member of the pool, and only those, before any sample
+        assert len(warm) >= bench.WARM_S / 0.001 * len(members) / 2  # calls until WARM_S has passed
+        assert {name for kind, name in piece if kind == "sample"} == members
+
+
+def test_warm_up_calls_each_function_until_the_time_is_up():
+    calls = []
+    ticks = itertools.count()
+    n = bench.timing.warm_up([lambda: calls.append("a"), lambda: calls.append("b")], 0.01,
+                             clock=lambda: 0.001 * next(ticks))
+    assert n == len(calls) and calls[:2] == ["a", "b"] and calls.count("a") == calls.count("b")
+    assert calls.count("a") == 10  # one clock read per pass of 0.001 after the first: 10 passes reach 0.01
+    calls.clear()
+    assert bench.timing.warm_up([lambda: calls.append("a")], 0.0, clock=lambda: 0.0) == 1  # at least once
+
+
 @pytest.mark.parametrize("rounds", [1, 2, 5, 9])
 def test_pool_schedule_puts_every_pool_at_the_middle(rounds):
     pools = [["numpy", "floor"], ["cython", "numba"], ["torch"]]

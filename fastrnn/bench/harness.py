@@ -15,10 +15,13 @@ How a case is measured (all implementations in one process):
    fastrnn._native), torch's -- and each group takes its rounds on its own, after a pause of
    ``SETTLE_S``: the first half of the rounds group by group, the second half with the groups in
    reverse order (``pool_schedule``), so that a machine drifting over the seconds a case takes
-   biases no group against another. In each round every implementation of the group takes one
-   sample, in turn (round-robin, starting one further along each round), so slow drifts of the
-   machine hit all alike; the garbage collector is off during a sample. The reason for the groups is
-   that a thread pool keeps its idle threads spinning after a call: measured here,
+   biases no group against another. Before its rounds (after each pause) the group's members run
+   untimed, in turn, for ``WARM_S``: on the project's VM the first call after 0.15 s idle ran
+   1.4-1.8x slow and the next two 1.05-1.1x, so without it the first sample of every group's
+   share was slow. In each round every implementation of the group takes one sample, in turn
+   (round-robin, starting one further along each round), so slow drifts of the machine hit all
+   alike; the garbage collector is off during a sample. The reason for the groups is that a
+   thread pool keeps its idle threads spinning after a call: measured here,
    OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 1 ms. With 2 threads
    on 2 cores, the spinning threads of one pool take a core from whatever runs next on
    another pool: interleaved, torch ran up to 2x slow after a NumPy GEMM, the BLAS floor
@@ -59,6 +62,7 @@ DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = timing.MIN_SAMPLE_S
 SETTLE_S = timing.SETTLE_S  # seconds between implementations on different thread pools (see 4. above)
+WARM_S = timing.WARM_S  # seconds of untimed calls of a pool's members before its samples (see 4. above)
 
 
 def auto_rounds(round_s):
@@ -95,6 +99,14 @@ def thread_settings(threads, with_torch):
         finally:
             if previous is not None:
                 torch.set_num_threads(previous)
+
+
+def _in_context(w):
+    """One call of workload ``w``, in its context (backend, threads)."""
+    def call():
+        with w.context():
+            w.run()
+    return call
 
 
 def _timed_call(w, clock):
@@ -185,8 +197,10 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
         pools.setdefault(_thread_pool(item[0]), []).append(item)
     previous = None
     for members, rounds_of_pool in pool_schedule(list(pools.values()), rounds):
-        if previous is not None and members is not previous:
-            sleep(settle)  # let the previous pool's threads stop spinning
+        if members is not previous:
+            if previous is not None:
+                sleep(settle)  # let the previous pool's threads stop spinning
+            timing.warm_up([_in_context(w) for _, w, _, _ in members], WARM_S, clock)  # and this one's cores wake
         previous = members
         for r in rounds_of_pool:
             k = r % len(members)
