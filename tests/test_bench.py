@@ -2,12 +2,15 @@
 
 import itertools
 import math
+import os
+from collections import namedtuple
 
 import numpy as np
 import pytest
 
 import fastrnn
 from fastrnn.bench import harness as bench
+from fastrnn.bench import machine
 from fastrnn.bench import peak
 from fastrnn.bench import report as bench_report
 from fastrnn.bench import workloads
@@ -563,3 +566,35 @@ def test_table_notes_shares_above_the_peak():
     report = _synthetic_report(3)
     text = bench_report.table(report, markdown=True)
     assert f"1 result(s) above 100 % of the peak ({report['cases'][0]['label']}: numba)" in text
+
+
+def test_other_cpu_counts_the_machines_busy_ticks_less_our_own():
+    hz = os.sysconf("SC_CLK_TCK")
+    Times = namedtuple("Times", "user system")
+    ticks = iter([(1000, 50), (1000 + hz, 50 + hz // 4)])  # one core's second busy, a quarter stolen
+    own = iter([Times(1.0, 0.5), Times(1.25, 0.5)])  # of which 0.25 s were ours
+    clock = iter([10.0, 11.0])
+    other = machine.other_cpu(seconds=1.0, sleep=lambda s: None, ticks=lambda: next(ticks),
+                              own=lambda: next(own), clock=lambda: next(clock))
+    assert other["seconds"] == 1.0
+    assert other["cores"] == pytest.approx(0.75)
+    assert other["steal_cores"] == pytest.approx((hz // 4) / hz)
+
+    def no_proc():
+        raise OSError("no /proc/stat")
+
+    assert machine.other_cpu(sleep=lambda s: None, ticks=no_proc) is None
+
+
+def test_summary_says_whether_other_processes_are_busy():
+    info = machine.describe(include_backends=False)
+    info["load_average"] = [1.9, 1.0, 0.5]  # a run that just ended: the load average still says busy
+    info["other_cpu"] = {"seconds": 0.5, "cores": 0.01, "steal_cores": 0.0}
+    line = next(x for x in machine.summary_lines(info) if x.startswith("other processes"))
+    assert "0.01 of" in line and "load average 1.90" in line and "expect noisy" not in line
+    info["other_cpu"]["cores"] = machine.BUSY_CORES
+    line = next(x for x in machine.summary_lines(info) if x.startswith("other processes"))
+    assert "expect noisy timings" in line
+    info["other_cpu"] = None  # not measured (no /proc/stat): the load average decides
+    line = next(x for x in machine.summary_lines(info) if x.startswith("load average"))
+    assert "expect noisy timings" in line

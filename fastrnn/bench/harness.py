@@ -40,7 +40,8 @@ How a case is measured (all implementations in one process):
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
 and the model) a run takes about a minute on 2 idle cores, the peak measurement a few seconds of
-it; a busy machine makes it longer and noisier, which the load average printed above the table tells.
+it; a busy machine makes it longer and noisier, which the line on other processes above the table tells
+(``machine.other_cpu``: their CPU use while the run sleeps half a second at its start).
 """
 
 import contextlib
@@ -316,10 +317,10 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
     with thread_settings(threads, "torch" in names or "torch" in peak_libraries) as thread_counts:
         report = {
             "schema": SCHEMA,
-            "machine": machine.describe(),
+            "machine": {**machine.describe(), "other_cpu": machine.other_cpu(sleep=sleep)},
             "settings": {
                 "implementations": list(names), "rounds": rounds if rounds is not None else "auto",
-                "threads": thread_counts, "seed": seed, "min_sample_s": min_sample,
+                "threads": thread_counts, "seed": seed, "min_sample_s": min_sample, "warm_up_s": WARM_S,
             },
             "peak": None,
             "cases": [],

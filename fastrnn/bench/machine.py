@@ -10,10 +10,13 @@ import Numba, Cython or PyTorch.
 
 import os
 import platform
+import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe"]
+__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe", "other_cpu"]
+
+BUSY_CORES = 0.2  # other processes using this many cores or more at the start of a run: expect noisy timings
 
 # distribution name -> label
 _PACKAGES = {
@@ -155,6 +158,38 @@ def load_average():
         return None
 
 
+def _cpu_ticks(path="/proc/stat"):
+    """(busy, steal) clock ticks of all CPUs since boot, from Linux's /proc/stat: busy = user, nice,
+    system, irq and softirq time; steal = time the hypervisor gave to others."""
+    with open(path) as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    fields += [0] * (8 - len(fields))
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return user + nice + system + irq + softirq, steal
+
+
+def other_cpu(seconds=0.5, sleep=time.sleep, ticks=_cpu_ticks, own=os.times, clock=time.monotonic):
+    """How busy the machine is right now, without us: the cores' worth of CPU time that other processes
+    used, and that the hypervisor stole, while this process slept ``seconds``.  None where the system does
+    not tell (no /proc/stat).  Unlike the load average, which decays over a minute, it is not raised by
+    a run that has just ended."""
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+        busy0, steal0 = ticks()
+        t0, c0 = clock(), own()
+        sleep(seconds)
+        busy1, steal1 = ticks()
+        t1, c1 = clock(), own()
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
+    elapsed = t1 - t0
+    if elapsed <= 0:
+        return None
+    mine = (c1.user - c0.user) + (c1.system - c0.system)
+    return {"seconds": elapsed, "cores": max(0.0, ((busy1 - busy0) / hz - mine) / elapsed),
+            "steal_cores": max(0.0, (steal1 - steal0) / hz / elapsed)}
+
+
 def native():
     """The shared C kernels: the micro-kernel ISA chosen for this CPU, its panel widths, and whether the
     compiled backends use the team (FASTRNN_NATIVE=0 turns it off); None when the library did not build."""
@@ -200,8 +235,14 @@ def summary_lines(info):
         f"BLAS: {blas_text}",
         "versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val),
     ]
-    load = info.get("load_average")
-    if load:
+    load, other = info.get("load_average"), info.get("other_cpu")
+    if other:
+        busy = other["cores"] >= BUSY_CORES
+        lines.append(f"other processes at start: {other['cores']:.2f} of {c['usable_cores']} usable cores busy, "
+                     f"{other['steal_cores']:.2f} taken by the hypervisor (over {other['seconds']:.1f} s)"
+                     + (f"; load average {load[0]:.2f} (1 min)" if load else "")
+                     + ("; the machine is busy, so expect noisy timings" if busy else ""))
+    elif load:
         busy = load[0] > 0.5 * (c["usable_cores"] or 1)
         lines.append(f"load average at start: {load[0]:.2f} (1 min) on {c['usable_cores']} usable cores"
                      + ("; other processes are busy, so expect noisy timings" if busy else ""))

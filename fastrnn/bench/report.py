@@ -104,12 +104,17 @@ def table(report, markdown=False):
     lines = machine.summary_lines(report["machine"])
     lines += peak_lines(report)
     rounds = s["rounds"]
+    how = []  # how the rounds were taken (see fastrnn.bench.harness)
+    if threads.get("torch"):
+        how.append("each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's for half of the "
+                   "rounds, then in reverse order")
+    if s.get("warm_up_s"):
+        how.append(f"each pool's rounds after {1000 * s['warm_up_s']:.0f} ms of untimed calls")
     lines.append(
         f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
         + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds"
-        + (" (each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's for half of"
-           " the rounds, then in reverse order), " if threads.get("torch") else ", ")
-        + f"each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
+        + (f" ({'; '.join(how)})" if how else "")
+        + f", each sample a batch of calls lasting >= {1000 * s['min_sample_s']:.0f} ms; "
         f"run took {report.get('elapsed_s', 0):.0f} s"
     )
     out = [f"- {line}" for line in lines] if markdown else list(lines)
@@ -162,7 +167,7 @@ def table(report, markdown=False):
     if above:
         out += ["", wrap(f"note: {len(above)} result(s) above 100 % of the peak ({'; '.join(above[:3])}"
                          f"{'; ...' if len(above) > 3 else ''}): either the peak measurement was disturbed (see the "
-                         "load average above) or these GEMM shapes run faster than large square ones.")]
+                         "other processes above) or these GEMM shapes run faster than large square ones.")]
     fc = report.get("first_calls", {})
     if fc:
         out += ["", wrap("one-time cost, not in the timings: first call minus median, summed over the cases "
