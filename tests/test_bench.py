@@ -584,6 +584,7 @@ def test_other_cpu_counts_the_machines_busy_ticks_less_our_own():
         raise OSError("no /proc/stat")
 
     assert machine.other_cpu(sleep=lambda s: None, ticks=no_proc) is None
+    assert machine.other_cpu(seconds=0.5, sleep=lambda s: None) is None  # no time passed: nothing measured
 
 
 def test_summary_says_whether_other_processes_are_busy():

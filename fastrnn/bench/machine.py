@@ -183,7 +183,7 @@ def other_cpu(seconds=0.5, sleep=time.sleep, ticks=_cpu_ticks, own=os.times, clo
     except (OSError, ValueError, AttributeError, IndexError):
         return None
     elapsed = t1 - t0
-    if elapsed <= 0:
+    if elapsed < seconds / 2:  # the sleep was cut short (or faked): too short a window to tell
         return None
     mine = (c1.user - c0.user) + (c1.system - c0.system)
     return {"seconds": elapsed, "cores": max(0.0, ((busy1 - busy0) / hz - mine) / elapsed),
