@@ -599,3 +599,14 @@ def test_summary_says_whether_other_processes_are_busy():
     info["other_cpu"] = None  # not measured (no /proc/stat): the load average decides
     line = next(x for x in machine.summary_lines(info) if x.startswith("load average"))
     assert "expect noisy timings" in line
+
+
+def test_cpu_ticks_count_only_the_cpus_this_process_may_use(tmp_path, monkeypatch):
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 0 100 900 0 0 0 9 0 0\n"
+                    "cpu0 10 1 20 500 5 2 3 4 0 0\n"
+                    "cpu1 40 0 60 400 0 0 0 5 0 0\n"
+                    "cpu2 1000 0 0 0 0 0 0 0 0 0\n"
+                    "intr 12345\n")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert machine._cpu_ticks(str(stat)) == (10 + 1 + 20 + 2 + 3 + 40 + 60, 4 + 5)  # not cpu2, not the total

@@ -159,13 +159,26 @@ def load_average():
 
 
 def _cpu_ticks(path="/proc/stat"):
-    """(busy, steal) clock ticks of all CPUs since boot, from Linux's /proc/stat: busy = user, nice,
-    system, irq and softirq time; steal = time the hypervisor gave to others."""
+    """(busy, steal) clock ticks since boot of the CPUs this process may run on (its affinity; all CPUs
+    where the system does not tell), from Linux's /proc/stat: busy = user, nice, system, irq and softirq
+    time; steal = time the hypervisor gave to others."""
+    try:
+        mine = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        mine = None
+    busy = steal = 0
     with open(path) as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    fields += [0] * (8 - len(fields))
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    return user + nice + system + irq + softirq, steal
+        for line in f:
+            name, *values = line.split()
+            if not (name.startswith("cpu") and name[3:].isdigit()):
+                continue
+            if mine is not None and int(name[3:]) not in mine:
+                continue
+            fields = [int(v) for v in values[:8]] + [0] * (8 - len(values[:8]))
+            user, nice, system, _idle, _iowait, irq, softirq, st = fields
+            busy += user + nice + system + irq + softirq
+            steal += st
+    return busy, steal
 
 
 def other_cpu(seconds=0.5, sleep=time.sleep, ticks=_cpu_ticks, own=os.times, clock=time.monotonic):
