@@ -40,9 +40,10 @@ How a case is measured (all implementations in one process):
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
 and the model and sampling at both batches) a run took 98 s on the project's 2 idle cores
-(2026-12-02; the first run of an install adds about 12 s of Numba compiling), the peak measurement
-5 s of it; a busy machine makes it longer and noisier, which the line on other processes above the table tells
-(``machine.other_cpu``: their CPU use while the run sleeps half a second at its start).
+(2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took 138 s), the
+peak measurement 5 s of it. A busy machine makes it longer and noisier, which the line on other
+processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
+second at its start).
 """
 
 import contextlib
