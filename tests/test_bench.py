@@ -39,12 +39,9 @@ def test_cases_cover_the_grid():
     assert len({c.label for c in cs}) == len(cs)
 
 
-def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
-    """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
-    fastrnn's team: the compiled backends; torch's): the first half of the rounds in one pool order,
-    the rest in the reverse order, with a pause at every change of pool and after the last; within a
-    pool every round samples every member once, in turn, each round starting one further."""
-    log = []
+def _name_runs(monkeypatch, on_run=None):
+    """Makes every workload's ``run`` carry its implementation's name (``run.implementation``), and
+    call ``on_run(name)`` first when given."""
     build = workloads.build
 
     def named_build(case, name, *args, **kwargs):
@@ -52,19 +49,30 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
         run = w.run
 
         def run_of_this_implementation():
+            if on_run is not None:
+                on_run(name)
             return run()
 
         run_of_this_implementation.implementation = name
         w.run = run_of_this_implementation
         return w
 
+    monkeypatch.setattr(workloads, "build", named_build)
+
+
+def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
+    """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
+    fastrnn's team: the compiled backends; torch's): the first half of the rounds in one pool order,
+    the rest in the reverse order, with a pause at every change of pool and after the last; within a
+    pool every round samples every member once, in turn, each round starting one further."""
+    log = []
+    _name_runs(monkeypatch)
     sample = bench.timing.sample
 
     def logged_sample(fn, number, clock):
         log.append(fn.implementation)
         return sample(fn, number, clock)
 
-    monkeypatch.setattr(workloads, "build", named_build)
     monkeypatch.setattr(bench.timing, "sample", logged_sample)
     names = bench.implementations()
     rounds = 5
@@ -105,28 +113,13 @@ def test_every_pool_is_warmed_up_untimed_before_its_samples(monkeypatch):
     """Before a pool's first sample, and after every pause, each member of the pool runs untimed
     (the first calls after a pause run slow), for at least WARM_S of the clock."""
     log = []
-    build = workloads.build
-
-    def logged_build(case, name, *args, **kwargs):
-        w = build(case, name, *args, **kwargs)
-        run = w.run
-
-        def logged_run():
-            log.append(("run", name))
-            return run()
-
-        logged_run.implementation = name
-        w.run = logged_run
-        return w
+    _name_runs(monkeypatch, on_run=lambda name: log.append(("run", name)))
+    sample = bench.timing.sample
 
     def logged_sample(fn, number, clock):
         log.append(("sample", fn.implementation))
-        start = clock()
-        for _ in range(number):
-            fn()
-        return clock() - start
+        return sample(fn, number, clock)
 
-    monkeypatch.setattr(workloads, "build", logged_build)
     monkeypatch.setattr(bench.timing, "sample", logged_sample)
     ticks = itertools.count()
     team = [b for b in ("cython", "numba") if b in fastrnn.available_backends()]
