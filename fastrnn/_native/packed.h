@@ -7,10 +7,12 @@
  * (mm) streams them through a register-tiled micro-kernel: an MR x NR tile of C in registers (AVX-512:
  * 6 x 4 vectors, 24 of the 32 registers), per k one vector load of the panel per column block and one
  * broadcast per row, all fused multiply-adds.  The panel is walked in blocks of FR_KC_BYTES so it stays
- * in L1 while every row block of A passes over it.  The products used once per call (input projection,
- * dX, dWx, dWh) run through the same micro-kernel blocked like a BLAS (gemm: GotoBLAS's packing of both
- * operands), so a layer never calls BLAS and never wakes BLAS's threads.  Both take their columns as a
- * slab of units of every gate block, the share of one thread of the team (team.h).
+ * in L1 while every row block of A passes over it, and meanwhile the block after it is prefetched into
+ * L2 (the first row block would otherwise wait for it from L2 or L3).  The products used once per call
+ * (input projection, dX, dWx, dWh) run through the same micro-kernel blocked like a BLAS (gemm:
+ * GotoBLAS's packing of both operands), so a layer never calls BLAS and never wakes BLAS's threads.
+ * Both take their columns as a slab of units of every gate block, the share of one thread of the team
+ * (team.h).
  *
  * The same source is compiled for AVX-512, AVX2+FMA and a portable 16-byte-vector version; fr_init()
  * picks the best the CPU (and OS) support, or the one FASTRNN_ISA names ("avx512", "avx2", "generic"),
@@ -27,6 +29,7 @@
 
 #define FR_KC_BYTES (32 * 1024) /* bytes of a panel block kept in L1 (48 KiB on current x86 cores) */
 #define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
+#define FR_PREFETCH_MIN_BYTES (2 * 1024 * 1024) /* mm prefetches the panels of larger packed weights */
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
