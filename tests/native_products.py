@@ -145,6 +145,12 @@ def check_all(seed=0):
         for ub0, ub1 in [(0, 1), (1, nb), (nb - 1, nb)]:
             n += check_mm(rng, dtype, 9, 2 * nr + 3, 4, False, ub0, ub1)
             n += check_mm(rng, dtype, 9, 2 * nr + 3, 3, True, ub0, ub1)
+        # slabs of packed weights above FR_PREFETCH_MIN_BYTES (2 MiB in both dtypes here), where mm also
+        # prefetches the panel block it reads next: the same results on that path
+        H = 8 * nr + 3
+        for ub0, ub1 in [(0, 2), (3, 9), (8, 9)]:
+            n += check_mm(rng, dtype, 9, H, 4, False, ub0, ub1)
+            n += check_mm(rng, dtype, 9, H, 4, True, ub0, ub1)
         for M, K, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (7, 3, 5, 1, 0, 5), (25, 300, 100, 1, 0, 100),
                                        (13, 129, 64, 1, 0, 64), (400, 256, 70, 1, 0, 70), (6, 600, 128, 1, 0, 128),
                                        (9, 17, 40, 4, 0, 40), (33, 70, 100, 4, 37, 90), (20, 300, 130, 3, 65, 130),

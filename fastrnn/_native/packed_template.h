@@ -78,7 +78,8 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
             }
 }
 
-#define FR_TILE_CASE(M_, AT_) case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
+#define FR_TILE_CASE(M_, AT_) \
+    case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
 #if MR >= 8
 #define FR_TILE_CASES(AT_) FR_TILE_CASE(8, AT_) FR_TILE_CASE(7, AT_) FR_TILE_CASE(6, AT_) FR_TILE_CASE(5, AT_) \
     FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
