@@ -211,9 +211,10 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each gate
  * block are written.  beta: 0 overwrites C, 1 accumulates into it.  Loops: panel, then blocks of
  * KC rows of the panel (KC x NR REALs stay in L1 while every row block of A passes over them), then
- * row blocks of A.  The first row block reads a panel block from L2 or L3 (an LSTM's panels are larger
- * than L2 at H = 512 and above) faster than those deliver it, and the others find it in L1; so the
- * block read next is prefetched into L2 while the row blocks pass over the current one.  Measured
+ * row blocks of A.  The first row block must read a panel block from L2 or L3 (an LSTM's panels are
+ * larger than L2 at H = 512 and above), which deliver it more slowly than the tile consumes it, and the
+ * others find it in L1; so the block read next is prefetched into L2 while the row blocks pass over the
+ * current one.  Measured
  * (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time at the small and large
  * sizes in both dtypes, backward 0.90-0.98x; the medium size within noise (0.98-0.99). */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
