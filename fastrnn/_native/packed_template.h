@@ -214,9 +214,8 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * row blocks of A.  The first row block must read a panel block from L2 or L3 (an LSTM's panels are
  * larger than L2 at H = 512 and above), which deliver it more slowly than the tile consumes it, and the
  * others find it in L1; so the block read next is prefetched into L2 while the row blocks pass over the
- * current one.  Measured
- * (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time at the small and large
- * sizes in both dtypes, backward 0.90-0.98x; the medium size within noise (0.98-0.99). */
+ * current one.  Measured (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time
+ * at the small and large sizes in both dtypes, backward 0.90-0.98x; the medium size within noise. */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
                         ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C, ptrdiff_t ldc,
                         int beta)
@@ -231,12 +230,12 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, 
             const REAL *panel = P + (ub * gates + g) * K * FR_NR;
             REAL *Cp = C + g * H + ub * FR_NR;
             for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
-                /* the block read after this one, which follows it in memory: the panel's next KC rows, or
-                 * the first of the next panel of this call (none after the last) */
+                /* the block read after this one follows it in memory: the panel's next KC rows (kn) or,
+                 * after its last, the first KC rows of the next panel of this call (none after the last) */
                 const ptrdiff_t kn = k0 + KC < K ? k0 + KC : 0;
-                const int more = fetch && (k0 + KC < K || g + 1 < gates || ub + 1 < ub1);
+                const int more = fetch && (kn > 0 || g + 1 < gates || ub + 1 < ub1);
                 FR_NAME(rows)(M, K - k0 < KC ? K - k0 : KC, A + k0, lda, 0, panel + k0 * FR_NR, width, Cp, ldc,
-                              beta || k0 > 0, more ? panel + (k0 + KC < K ? k0 + KC : K) * FR_NR : NULL,
+                              beta || k0 > 0, more ? panel + (kn > 0 ? kn : K) * FR_NR : NULL,
                               (K - kn < KC ? K - kn : KC) * FR_NR);
             }
         }
