@@ -5,6 +5,7 @@ Parity with the oracle is tests/test_parity.py's job; these tests check the mach
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,8 @@ if "numba" in fastrnn.available_backends():
     from numba.core.runtime import _nrt_python, rtsys
 
     from fastrnn._numba import _gru, _lstm, _math, _rnn, _steps, backend
-    from fastrnn._numba._jit import OPTIONS
+    from fastrnn._numba._jit import OPTIONS, PIPELINE
+    from fastrnn._numba._wide import PREFER_WIDE
 
     _STEPS = (_steps.rnn_step_forward, _steps.rnn_step_backward, _steps.lstm_step_forward, _steps.lstm_step_backward)
 
@@ -91,10 +93,46 @@ def test_float32_kernels_compute_in_float32():
     for kernel in (_rnn.rnn_forward, _rnn.rnn_backward, _lstm.lstm_forward, _lstm.lstm_backward, *_STEPS,
                    _gru.gru_forward, _gru.gru_backward):
         (sig,) = kernel[np.float32].signatures
-        fresh = njit(**{**OPTIONS, "cache": False})(kernel.py_func)
+        fresh = njit(**{**OPTIONS, "cache": False}, pipeline_class=PIPELINE)(kernel.py_func)
         fresh.compile(sig)
         ir = "\n".join(fresh.inspect_llvm().values())
         assert "fpext float" not in ir and "fpext <" not in ir, kernel
+
+
+def _has_avx512():
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f"))
+
+
+def _function_attributes(dispatcher):
+    """{mangled name after "fastrnn6_numba": its attribute group's text} of fastrnn's functions in the
+    dispatcher's optimized module."""
+    ir = "\n".join(dispatcher.inspect_llvm().values())
+    groups = dict(re.findall(r"^attributes (#\d+) = \{(.*)\}$", ir, re.M))
+    ours = re.findall(r"^define .*@_ZN7fastrnn6_numba(\w+)\(.*\)[^#]*(#\d+)", ir, re.M)
+    return {name: groups[group] for name, group in ours}
+
+
+def test_kernels_prefer_the_widest_vectors():
+    """Every function compiled for fastrnn carries LLVM's "prefer-vector-width"="512" (``_wide``), so
+    on an AVX-512 CPU the pointwise loops use 512-bit registers even where LLVM's tuning for the CPU
+    prefers 256 bits; the same function compiled by a plain njit (a user's function) does not."""
+    backend.compile_all()
+    kernel = _lstm.lstm_forward
+    (sig,) = kernel[np.float32].signatures
+    fresh = njit(**{**OPTIONS, "cache": False}, pipeline_class=PIPELINE)(kernel.py_func)
+    fresh.compile(sig)
+    attributes = _function_attributes(fresh)
+    assert any("lstm_forward" in n for n in attributes) and any("forward_units" in n for n in attributes)
+    for name, group in attributes.items():  # the kernel and the helpers it calls
+        assert PREFER_WIDE in group, (name, group)
+    plain = njit(**{**OPTIONS, "cache": False})(kernel.py_func)
+    plain.compile(sig)
+    (own,) = [group for name, group in _function_attributes(plain).items() if "lstm_forward" in name]
+    assert PREFER_WIDE not in own
+    if _has_avx512():
+        assert "zmm" in fresh.inspect_asm(sig)
 
 
 def test_cache_is_used_with_a_readonly_package_dir(tmp_path):

@@ -21,7 +21,8 @@ Options: ``error_model="numpy"`` so that a float division is a plain division
 (Python's model adds a zero check that stops LLVM from vectorizing loops);
 ``fastmath={"contract"}`` lets LLVM fuse ``a * b + c`` into an FMA, and nothing
 else: no ``nnan``/``ninf``, so NaN and inf propagate as in NumPy; ``nogil`` so
-other Python threads run meanwhile.
+other Python threads run meanwhile.  Every function is compiled by ``PIPELINE``, which lets
+LLVM use the CPU's widest vectors in it (``_wide``).
 """
 
 import hashlib
@@ -35,10 +36,12 @@ from numba.core import event
 from numba.core.caching import FunctionCache
 
 from ._blas import BLAS_INT
+from ._wide import WideVectorsCompiler
 
-__all__ = ["OPTIONS", "kernel", "helper"]
+__all__ = ["OPTIONS", "PIPELINE", "kernel", "helper"]
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+PIPELINE = WideVectorsCompiler
 
 _FLOATS = {np.dtype(np.float32): types.float32, np.dtype(np.float64): types.float64}
 
@@ -96,7 +99,7 @@ _COMPILING = threading.RLock()  # one first compilation at a time (Numba compile
 
 
 def _jit(func, **options):
-    dispatcher = njit(**OPTIONS, **options)(func)
+    dispatcher = njit(**OPTIONS, **options, pipeline_class=PIPELINE)(func)
     dispatcher._cache = _Cache(func)
     return dispatcher
 

@@ -52,12 +52,18 @@ def forward_units(gates, b, c, tanh_c, h, t, u0, u1):
     zero = gates.dtype.type(0)
     for n in range(N):
         a = gates[n, t]
-        for q in range(4):  # sigmoid(a) = tanh(a/2)/2 + 1/2; the g block is a plain tanh
-            s = half if q < 3 else one
-            k = half if q < 3 else zero
-            aq, bq = a[q * H + u0 : q * H + u1], b[q * H + u0 : q * H + u1]
-            for j in range(u1 - u0):
-                aq[j] = vtanh((aq[j] + bq[j]) * s) * s + k
+        if u1 - u0 == H:  # every unit: the four gate blocks are one run of 4H
+            for j in range(G):  # sigmoid(a) = tanh(a/2)/2 + 1/2; the g block is a plain tanh
+                s = half if j < 3 * H else one
+                k = half if j < 3 * H else zero
+                a[j] = vtanh((a[j] + b[j]) * s) * s + k
+        else:
+            for q in range(4):
+                s = half if q < 3 else one
+                k = half if q < 3 else zero
+                aq, bq = a[q * H + u0 : q * H + u1], b[q * H + u0 : q * H + u1]
+                for j in range(u1 - u0):
+                    aq[j] = vtanh((aq[j] + bq[j]) * s) * s + k
         i, f, o, g = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1]
         c_prev, c_next, tc, ht = c[n, t, u0:u1], c[n, t + 1, u0:u1], tanh_c[n, t, u0:u1], h[n, t, u0:u1]
         for j in range(u1 - u0):

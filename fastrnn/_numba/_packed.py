@@ -28,7 +28,7 @@ from numba.core import cgutils
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
-from ._jit import OPTIONS, _Cache
+from ._jit import OPTIONS, PIPELINE, _Cache
 
 __all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
 
@@ -233,7 +233,7 @@ class Task:
                 if self._cfunc is None:
                     options = {k: v for k, v in OPTIONS.items() if k not in ("cache", "nogil")}
                     signature = ((types.voidptr, types.voidptr, types.int64, types.int64), types.void)
-                    cf = CFunc(self.func, signature, {}, {**options, "nopython": True})
+                    cf = CFunc(self.func, signature, {}, {**options, "nopython": True}, pipeline_class=PIPELINE)
                     cf._cache = _Cache(self.func)
                     cf.compile()
                     self._cfunc = cf

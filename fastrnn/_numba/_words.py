@@ -17,7 +17,7 @@ import math
 
 from numba import njit
 
-from ._jit import OPTIONS, helper, kernel
+from ._jit import OPTIONS, PIPELINE, helper, kernel
 from ._math import vexp, vmax
 
 
@@ -35,7 +35,7 @@ def embedding_backward(x, dout, dW):
             row[j] += d[j]
 
 
-@njit(**{**OPTIONS, "fastmath": {"contract", "reassoc"}})
+@njit(**{**OPTIONS, "fastmath": {"contract", "reassoc"}}, pipeline_class=PIPELINE)
 def _sum(a):
     """Sum of a 1-D array; ``reassoc`` (here only) lets LLVM vectorize it with several partial sums."""
     s = a.dtype.type(0)
