@@ -7,8 +7,9 @@ arrays through) reuses the same machine code instead of compiling a variant per
 combination of flags.  Compilation happens on the first call in that dtype, and
 first calls from several threads at once are safe (see ``_PerDtype``).  The first
 time a process really compiles one of these kernels (an empty or stale cache, not
-a load from it), one line on stderr says so (``_CompileNotice``): compiling them
-all takes ~12 s (2 cores), once; loading them from the cache ~0.4 s.
+a load from it), one line on stderr says so (``_CompileNotice``): a layer's kernels take
+a few seconds, once (the LSTM's forward and backward in one dtype 8 s, every kernel in both
+dtypes 45 s, on 2 cores); loading them from the cache ~0.4 s.
 
 It is cached on disk (``cache=True``): in ``NUMBA_CACHE_DIR`` when that is set,
 else in ``__pycache__`` next to the source, else (a read-only install) in the
@@ -84,7 +85,7 @@ class _CompileNotice(event.Listener):
         except Exception:  # only for the message
             where = "Numba's cache"
         print(
-            f"fastrnn: compiling the Numba kernels for this machine (once: about 12 s for all of them; "
+            f"fastrnn: compiling the Numba kernels for this machine (once: a few seconds per layer and dtype; "
             f"later runs load them from {where})",
             file=sys.stderr,
             flush=True,
