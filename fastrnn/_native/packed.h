@@ -29,7 +29,11 @@
 
 #define FR_KC_BYTES (32 * 1024) /* bytes of a panel block kept in L1 (48 KiB on current x86 cores) */
 #define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
-#define FR_PREFETCH_MIN_BYTES (2 * 1024 * 1024) /* mm prefetches the panels of larger packed weights */
+/* mm prefetches the panels of packed weights above this: half of L2 on this project's Xeon (the rest holds
+ * h, the gates and the tiles of a step), all of it on Zen 4.  Above 2 MiB only, the float32 GRU's r/z
+ * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.03-1.06x the forward time; prefetching
+ * weights of 256-768 KiB, which stay in L2, measured about 1 % slower. */
+#define FR_PREFETCH_MIN_BYTES (1024 * 1024)
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
