@@ -31,7 +31,7 @@
 #define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
 /* mm prefetches the panels of packed weights above this: half of L2 on this project's Xeon (the rest holds
  * h, the gates and the tiles of a step), all of it on Zen 4.  Above 2 MiB only, the float32 GRU's r/z
- * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.03-1.06x the forward time; prefetching
+ * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.02-1.06x the forward time; prefetching
  * weights of 256-768 KiB, which stay in L2, measured about 1 % slower. */
 #define FR_PREFETCH_MIN_BYTES (1024 * 1024)
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */

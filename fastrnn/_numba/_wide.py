@@ -5,7 +5,7 @@ How it wins its speed: LLVM tunes some AVX-512 CPUs (Intel's server cores among 
 fastrnn's fused pointwise passes (gates, cell state, their gradients) are loops of arithmetic
 over whole rows; at 512 bits each instruction does twice the work, as in the Cython backend's
 C passes, which have an AVX-512 branch.  Measured on an Intel Xeon (AVX-512), alternating
-processes against 256-bit code: numba's LSTM forward took 0.94-0.97 of its time at the small and
+processes against 256-bit code: numba's LSTM forward took 0.94-0.99 of its time at the small and
 medium sizes, float64 tiny layers 0.88-0.91; a loop of tanh alone runs 1.33x faster on long rows.
 The price is the loops' scalar remainders, up to 15 float32 elements: a loop over H = 40 units
 runs slower than at 256 bits, which is why the LSTM activates its four gate blocks as one loop of
