@@ -30,6 +30,8 @@ GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I
 GEMM_WORK = {dt: _fn(f"fr_gemm_work_{c}", ctypes.c_size_t, _I, _I, _I, _I) for dt, c in _SFX.items()}
 PRODUCT = {dt: _fn(f"fr_product_{c}", _INT, _I, _I, _I, _P, _I, _INT, _P, _I, _INT, _P, _I, _INT)
            for dt, c in _SFX.items()}
+RESIDENT = {dt: _fn(f"fr_resident_product_{c}", _INT, _I, _I, _I, _P, _I, _INT, _P, _I, _INT, _P, _I, _INT, _P)
+            for dt, c in _SFX.items()}
 
 
 def _ptr(a):
@@ -132,6 +134,56 @@ def check_product(rng, dtype, M, N, K, at, bt):
     return n
 
 
+def check_resident(rng, dtype, M, N, K):
+    """Products by a resident B (fastrnn._native.resident: packed once), B a view with a row stride wider than
+    N: fr_resident_product with beta 0, 1 and a bias, on one and two threads, and fr_product (which tries
+    it first: on one thread too, whatever M); outside the block, or transposed, it says "not resident" and
+    leaves C untouched."""
+    dtype = np.dtype(dtype)
+    B = rng.standard_normal((K, N + 3)).astype(dtype)[:, 1 : N + 1]
+    A = rng.standard_normal((M, K + 2)).astype(dtype)[:, :K]
+    bias = rng.standard_normal(N).astype(dtype)
+    ldb, lda = B.strides[0] // dtype.itemsize, K + 2
+    exact = A.astype(np.float64) @ B.astype(np.float64)
+    n = 0
+
+    def call(fn, C, beta, *extra, at=0, bt=0):
+        return fn(M, N, K, _ptr(A), lda, at, _ptr(B), ldb, bt, _ptr(C), N + 5, beta, *extra)
+
+    def check(C, before, expected, what):
+        worst = excess(C[:, :N], expected.astype(dtype), dtype)
+        if worst > 1 or not np.array_equal(C[:, N:], before[:, N:]):
+            raise AssertionError(f"resident {what} {dtype} M={M} N={N} K={K}: {worst:.3g} x the tolerance, "
+                                 f"or columns outside written")
+
+    with _native.resident(B):
+        assert _native.resident_stats()["held_here"] == 1
+        for threads in (1, 2):
+            with threadpool_limits(threads):
+                for beta, with_bias in ((0, False), (1, False), (0, True), (1, True)):
+                    C = rng.standard_normal((M, N + 5)).astype(dtype)
+                    before = C.copy()
+                    assert call(RESIDENT[dtype], C, beta, _ptr(bias) if with_bias else None) == 0
+                    added = bias if with_bias else (before[:, :N] if beta else 0)  # a bias replaces beta
+                    check(C, before, exact + added, f"beta={beta} bias={with_bias} threads={threads}")
+                    n += 1
+                for beta in (0, 1):
+                    C = rng.standard_normal((M, N + 5)).astype(dtype)
+                    before = C.copy()
+                    assert call(PRODUCT[dtype], C, beta) == 0
+                    check(C, before, exact + (before[:, :N] if beta else 0), f"fr_product beta={beta} threads={threads}")
+                    n += 1
+        C = rng.standard_normal((M, N + 5)).astype(dtype)
+        before = C.copy()
+        assert call(RESIDENT[dtype], C, 0, None, bt=1) == -1 and call(RESIDENT[dtype], C, 0, None, at=1) == -1
+        assert np.array_equal(C, before), "a transposed product by a resident B wrote C"
+    assert _native.resident_stats()["held_here"] == 0
+    C = rng.standard_normal((M, N + 5)).astype(dtype)
+    before = C.copy()
+    assert call(RESIDENT[dtype], C, 0, None) == -1 and np.array_equal(C, before), "B still resident after the block"
+    return n
+
+
 def check_all(seed=0):
     rng = np.random.default_rng(seed)
     n = 0
@@ -167,6 +219,10 @@ def check_all(seed=0):
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_product(rng, dtype, M, N, K, at, bt)
+        # one row, one column, partial panels, the sampling loop's shapes (x Wx, h Wh, h W_vocab at N = 100)
+        for M, N, K in [(1, 1, 1), (1, 7, 3), (5, 2 * nr + 3, 40), (40, 30, 50), (100, 2048, 256), (100, 1004, 512),
+                        (3, 3 * nr, 600)]:
+            n += check_resident(rng, dtype, M, N, K)
     return n
 
 

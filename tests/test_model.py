@@ -115,3 +115,43 @@ def test_sample_needs_start_word():
     model = CaptioningRNN({"<NULL>": 0, "cat": 1}, input_dim=3, wordvec_dim=2, hidden_dim=2)
     with pytest.raises(ValueError, match="<START>"):
         model.sample(np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
+def test_sampling_with_weights_packed_once_gives_the_oracles_captions(cell_type, dtype, monkeypatch):
+    """On the compiled backends sample and beam_search keep Wx, Wh and W_vocab packed for their loop
+    (fastrnn._native.resident, from 2 rows a step): the captions are the oracle's, and the same as with
+    the weights packed at every product."""
+    from fastrnn import _native
+    from fastrnn.models import _recurrent
+
+    words = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i for i in range(3, 300)}}
+    np.random.seed(5)
+    model = CaptioningRNN(words, input_dim=40, wordvec_dim=64, hidden_dim=128, cell_type=cell_type, dtype=dtype)
+    for name, value in model.params.items():  # weights large enough that the words vary from step to step
+        model.params[name] = (value + np.random.randn(*value.shape) * 0.2).astype(dtype)
+    features = np.random.randn(40, 40)
+
+    def both():
+        return model.sample(features, max_length=9), model.beam_search(features[:10], beam_size=4, max_length=6)
+
+    with fastrnn.use_backend("numpy"):
+        expected = both()
+    assert len(np.unique(expected[0])) > 20
+    for backend in fastrnn.available_backends():
+        if backend == "numpy":
+            continue
+        with fastrnn.use_backend(backend):
+            before = _native.resident_stats()["products"]
+            packed_once = both()
+            assert _native.resident_stats()["products"] > before
+            with monkeypatch.context() as m:
+                m.setattr(_recurrent, "RESIDENT_MIN_ROWS", 10**9)
+                before = _native.resident_stats()["products"]
+                packed_each_time = both()
+                assert _native.resident_stats()["products"] == before
+        for got, again, want in zip(packed_once, packed_each_time, expected):
+            np.testing.assert_array_equal(got, want, err_msg=backend)
+            np.testing.assert_array_equal(again, want, err_msg=backend)
+        assert _native.resident_stats()["held_here"] == 0

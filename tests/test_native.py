@@ -9,8 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from fastrnn import _native
+from fastrnn import _native, layers
+from fastrnn._backend import use_backend
 from fastrnn._tolerances import excess
+from helpers import COMPILED_BACKENDS, assert_all_close
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # NumPy's name of the memory handler of an array (NEP 49); numpy.core is numpy._core since NumPy 2
@@ -291,3 +293,71 @@ def test_pool_from_many_threads(pool):
         t.join()
     assert not errors
     assert _native.pool_stats()["held_bytes"] <= _native.pool_stats()["cap_bytes"]
+
+
+# ------------------------------------------------------------------ resident weights
+
+
+def _held():
+    return _native.resident_stats()["held_here"]
+
+
+def test_resident_weights_are_held_in_the_block_only_and_for_this_thread_only():
+    W = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+    seen = []
+    with _native.resident(W, W):  # the same matrix twice: held once, released once the block ends
+        assert _held() == 1
+        thread = threading.Thread(target=lambda: seen.append(_held()))
+        thread.start()
+        thread.join()
+    assert seen == [0] and _held() == 0
+
+
+def test_resident_weights_are_released_when_the_block_raises():
+    W = np.ones((8, 8))
+    with pytest.raises(KeyError):
+        with _native.resident(W):
+            assert _held() == 1
+            raise KeyError("x")
+    assert _held() == 0
+
+
+def test_resident_leaves_alone_the_arrays_it_cannot_keep():
+    rng = np.random.default_rng(1)
+    wide = rng.standard_normal((6, 10))
+    others = [wide[:, ::2], wide.T, np.ones(5), np.ones((3, 4), np.float16), np.ones((3, 4), np.int64),
+              np.ones((0, 4)), np.ones((2, 3, 4))]
+    with _native.resident(*others):
+        assert _held() == 0
+    with pytest.raises(TypeError, match="NumPy arrays"):
+        with _native.resident([[1.0, 2.0]]):
+            pass
+    assert _held() == 0
+
+
+def test_resident_keeps_at_most_eight_matrices_and_releases_every_one():
+    weights = [np.full((4, 4), i, np.float32) for i in range(10)]
+    with _native.resident(*weights) as held:
+        assert _held() == 8
+        assert len(held._held) == 8
+    assert _held() == 0
+
+
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_resident_products_come_out_of_the_block_unchanged_and_inputs_untouched(backend):
+    """A product by a resident matrix, through a public layer, equals the one outside the block, and neither
+    the weights nor the layer's inputs change."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 700)).astype(np.float32)
+    b = rng.standard_normal(700).astype(np.float32)
+    copies = [a.copy() for a in (x, w, b)]
+    with use_backend(backend):
+        expected, _ = layers.affine_forward(x, w, b)
+        before = _native.resident_stats()["products"]
+        with _native.resident(w):
+            got, _ = layers.affine_forward(x, w, b)
+        assert _native.resident_stats()["products"] == before + 1
+    assert_all_close(got, expected)
+    for a, c in zip((x, w, b), copies):
+        np.testing.assert_array_equal(a, c)

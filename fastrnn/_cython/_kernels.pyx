@@ -173,16 +173,39 @@ ctypedef int (*product_s_t)(intp M, intp N, intp K, const float *A, intp lda, in
                             int bt, float *C, intp ldc, int beta) noexcept nogil
 cdef product_s_t fr_product_s = NULL
 
+# A product by weights packed once for a loop (resident.h: fastrnn._native.resident, CaptioningRNN.sample):
+# fr_product_s tries it first; the float64 products and the affine layer's job ask it themselves.
+ctypedef int (*resident_s_t)(intp M, intp N, intp K, const float *A, intp lda, int at, const float *B, intp ldb,
+                             int bt, float *C, intp ldc, int beta, const float *bias) noexcept nogil
+ctypedef int (*resident_d_t)(intp M, intp N, intp K, const double *A, intp lda, int at, const double *B, intp ldb,
+                             int bt, double *C, intp ldc, int beta, const double *bias) noexcept nogil
+cdef resident_s_t fr_resident_s = NULL
+cdef resident_d_t fr_resident_d = NULL
+
+
+cdef inline int resident(intp m, intp n, intp k, const floating *A, intp lda, const floating *B, intp ldb,
+                         floating *C, intp ldc, int beta, const floating *bias) noexcept nogil:
+    """C (=, +=, = bias +) A B by B's resident panels: 0, or -1 (C untouched) when B is not resident."""
+    if floating is float:
+        if fr_resident_s != NULL:
+            return fr_resident_s(m, n, k, A, lda, 0, B, ldb, 0, C, ldc, beta, bias)
+    else:
+        if fr_resident_d != NULL:
+            return fr_resident_d(m, n, k, A, lda, 0, B, ldb, 0, C, ldc, beta, bias)
+    return -1
+
 
 cdef inline void big(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                      const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
     """A product above the serial line: in float32 on the team when there is one (and beta is 0 or 1), else
-    BLAS.  (In float64 OpenBLAS's dgemm is up to a fifth faster than the packed product at the steps'
+    BLAS; in float64 by resident weights when B is resident, else BLAS.  (In float64 OpenBLAS's dgemm is up to a fifth faster than the packed product at the steps'
     shapes -- measured, lstm_step (64, 512, 1024) forward 6.3 against 7.2-7.8 ms -- so float64 stays there.)"""
     cdef int failed = 1
     if floating is float:
         if fr_product_s != NULL and (beta == 0 or beta == 1):
             failed = fr_product_s(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
+    elif not ta and not tb and (beta == 0 or beta == 1):
+        failed = resident(m, n, k, A, lda, B, ldb, C, ldc, <int>beta, NULL)
     if failed:  # C is untouched then
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
 
@@ -449,13 +472,17 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     """Runs the sequence and affine layers on fastrnn._native (symbols: name -> address; the panel width
     NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
     global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
-    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s
+    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_resident_s, fr_resident_d
     if not symbols:
         fr_team_run = NULL
         fr_product_s = NULL
+        fr_resident_s = NULL
+        fr_resident_d = NULL
         NR_F = NR_D = 0
         return
     fr_product_s = <product_s_t><size_t>symbols["fr_product_s"]
+    fr_resident_s = <resident_s_t><size_t>symbols["fr_resident_product_s"]
+    fr_resident_d = <resident_d_t><size_t>symbols["fr_resident_product_d"]
     fr_sync = <sync_t><size_t>symbols["fr_sync"]
     fr_mm_s = <mm_s_t><size_t>symbols["fr_mm_s"]
     fr_mm_d = <mm_d_t><size_t>symbols["fr_mm_d"]
@@ -1873,6 +1900,8 @@ cdef void dense_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noex
 
 cdef void affine_fwd_k(intp R, intp D, intp M, const floating *x, const floating *w, const floating *b,
                        floating *out, Dense *d) noexcept nogil:
+    if resident(R, M, D, x, D, w, M, out, M, 0, b) == 0:  # w packed once for this loop
+        return
     if d != NULL:
         d.x, d.w, d.b, d.out = x, w, b, out
         fr_team_run(dense_fwd_task_f if floating is float else dense_fwd_task_d, d, d.threads)

@@ -11,6 +11,11 @@ after a call and would take the team's second core.  The affine layers use the s
 the single steps' float32 products (``fr_product_s``, product.h) while BLAS may use more than one thread,
 so a loop of steps and affine layers (``CaptioningRNN.sample``) runs on one pool of threads.
 
+A loop of single steps and affine layers by the same weights (``CaptioningRNN.sample``) can keep them
+packed for the whole loop: inside ``with resident(Wx, Wh, W_vocab):`` the products by those matrices
+stream panels packed on entry (resident.h) instead of packing them at every call; ``resident_stats()``
+counts them.
+
 Arrays the backends allocate come from a pool that keeps freed large blocks mapped for the next call
 (pool.h): ``pooled()`` makes it NumPy's allocator for a block of code; ``pool_stats()``,
 ``pool_release()`` and ``pool_set_cap()`` manage it.
@@ -27,11 +32,11 @@ kernels ask at every call.
 
 import functools
 
-from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, set_blas_threads, set_handler,
-                      symbols, team_stats)
+from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add, resident_remove,
+                      resident_stats, set_blas_threads, set_handler, symbols, team_stats)
 
 __all__ = ["layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
-           "pool_set_cap", "set_handler", "pooled", "team_stats"]
+           "pool_set_cap", "set_handler", "pooled", "resident", "resident_stats", "team_stats"]
 
 # get_num_threads in the OpenBLAS builds NumPy's wheels bundle (scipy-openblas, ILP64 or not)
 _THREADS_SYMBOLS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
@@ -62,4 +67,35 @@ class pooled:
 
     def __exit__(self, *exc):
         set_handler(self._previous)
+        return False
+
+
+class resident:
+    """Context manager: ``weights`` packed once on entry and kept, for this thread, until exit.
+
+    Inside the block, a product by one of them in a compiled layer (single steps, affine layers: a matrix
+    of 2-D float32/float64, rows contiguous) streams the packed panels instead of packing it again
+    (resident.h); other threads are not affected.  The weights must not change inside the block: their
+    packed copy would not follow.  Other kinds of arrays are left alone.
+    """
+
+    __slots__ = ("_weights", "_held")
+
+    def __init__(self, *weights):
+        self._weights = weights
+        self._held = []
+
+    def __enter__(self):
+        try:
+            for w in self._weights:
+                if resident_add(w):
+                    self._held.append(w)  # keeps the array (and the memory its panels were packed from) alive
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        while self._held:
+            resident_remove(self._held.pop())
         return False

@@ -3,7 +3,8 @@
  * compiled backends.  Python sees the
  * kernels' addresses only (symbols()), which the Cython kernels call through function pointers and
  * the Numba kernels bind by name, the way both already call BLAS; the pool is a NumPy memory handler
- * (pool_handler) that the backends make current while they allocate their arrays. */
+ * (pool_handler) that the backends make current while they allocate their arrays; resident_add and
+ * resident_remove keep weights packed for a loop (resident.h). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <numpy/arrayobject.h>
@@ -11,6 +12,7 @@
 #include "packed.h"
 #include "pool.h"
 #include "product.h"
+#include "resident.h"
 #include "team.h"
 
 static PyDataMem_Handler fr_pool_handler = {
@@ -32,6 +34,8 @@ static PyObject *symbols(PyObject *self, PyObject *unused)
         {"fr_pack_d", (void *)fr_pack_d},
         {"fr_product_s", (void *)fr_product_s},
         {"fr_product_d", (void *)fr_product_d},
+        {"fr_resident_product_s", (void *)fr_resident_product_s},
+        {"fr_resident_product_d", (void *)fr_resident_product_d},
         {"fr_team_run", (void *)fr_team_run},
         {"fr_sync", (void *)fr_sync},
     };
@@ -109,6 +113,66 @@ static PyObject *set_blas_threads(PyObject *self, PyObject *address)
     Py_RETURN_NONE;
 }
 
+/* The matrix `obj` as resident.h takes it: a 2-D float32/float64 ndarray, rows contiguous and aligned.
+ * Returns 1 (filled in), 0 (another kind of array: not one to keep resident) or -1 (not an array). */
+static int resident_matrix(PyObject *obj, int *dbl, const void **B, ptrdiff_t *ldb, ptrdiff_t *K, ptrdiff_t *N)
+{
+    if (!PyArray_Check(obj)) {
+        PyErr_Format(PyExc_TypeError, "resident weights must be NumPy arrays, got %s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    const int type = PyArray_TYPE(a);
+    if (PyArray_NDIM(a) != 2 || (type != NPY_FLOAT32 && type != NPY_FLOAT64) || !PyArray_ISALIGNED(a)
+        || PyArray_SIZE(a) == 0)
+        return 0;
+    const npy_intp item = PyArray_ITEMSIZE(a), *dims = PyArray_DIMS(a), *strides = PyArray_STRIDES(a);
+    if ((strides[1] != item && dims[1] > 1) || strides[0] % item != 0 || (dims[0] > 1 && strides[0] / item < dims[1]))
+        return 0;
+    *dbl = type == NPY_FLOAT64, *B = PyArray_DATA(a), *K = dims[0], *N = dims[1];
+    *ldb = dims[0] > 1 ? strides[0] / item : dims[1];
+    return 1;
+}
+
+static PyObject *resident_add(PyObject *self, PyObject *obj)
+{
+    int dbl, status;
+    const void *B;
+    ptrdiff_t ldb, K, N;
+    const int ok = resident_matrix(obj, &dbl, &B, &ldb, &K, &N);
+    if (ok < 0)
+        return NULL;
+    if (ok == 0)
+        Py_RETURN_FALSE;
+    Py_BEGIN_ALLOW_THREADS
+    status = fr_resident_add(dbl, B, ldb, K, N);
+    Py_END_ALLOW_THREADS
+    if (status != 0)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *resident_remove(PyObject *self, PyObject *obj)
+{
+    int dbl;
+    const void *B;
+    ptrdiff_t ldb, K, N;
+    const int ok = resident_matrix(obj, &dbl, &B, &ldb, &K, &N);
+    if (ok < 0)
+        return NULL;
+    if (ok == 0)
+        Py_RETURN_FALSE;
+    if (fr_resident_remove(dbl, B, ldb, K, N) != 0)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *resident_stats(PyObject *self, PyObject *unused)
+{
+    return Py_BuildValue("{s:i,s:K}", "held_here", fr_resident_n, "products",
+                         (unsigned long long)atomic_load(&fr_resident_hits));
+}
+
 static PyMethodDef methods[] = {
     {"symbols", symbols, METH_NOARGS, "name -> address of every exported C function"},
     {"layout", layout, METH_NOARGS, "the selected ISA and the panel width NR per dtype"},
@@ -118,6 +182,11 @@ static PyMethodDef methods[] = {
     {"team_stats", team_stats, METH_NOARGS,
      "worker threads started, team jobs, calls run alone, workers moved off the caller's CPU, last job's threads"},
     {"set_handler", set_handler, METH_O, "makes a memory handler NumPy's current one here; returns the previous"},
+    {"resident_add", resident_add, METH_O,
+     "packs a 2-D float matrix once and keeps it for this thread's products by it; False: not kept"},
+    {"resident_remove", resident_remove, METH_O, "drops a matrix resident_add kept; False: it was not kept"},
+    {"resident_stats", resident_stats, METH_NOARGS,
+     "matrices kept resident on this thread, and products served from resident panels on every thread"},
     {"set_blas_threads", set_blas_threads, METH_O, "the address of BLAS's get_num_threads, fr_product's thread limit"},
     {NULL, NULL, 0, NULL},
 };

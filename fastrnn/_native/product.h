@@ -20,6 +20,9 @@
  * rows is bound by reading op(B): two cores read it faster), at most BLAS's limit (threadpoolctl's) when
  * fr_product_set_threads() has been given OpenBLAS's get_num_threads, else one.
  *
+ * A product by weights packed once for a loop (resident.h) streams those panels instead, whatever the
+ * thread count.
+ *
  * With BLAS limited to one thread nothing spins, and only the products where OpenBLAS is slowest run
  * here, on the caller: op(A) of at most FR_DIRECT_M rows, or the transposed ones above (measured, one
  * thread, float32, against OpenBLAS: lstm_step (25, 256, 512) forward+backward 0.86, gru_step 0.81,
@@ -40,6 +43,30 @@ static int (*fr_product_blas_threads)(void) = NULL;
 
 /* Sets the function that says how many threads BLAS may use (NULL: one). */
 static void fr_product_set_threads(int (*get_num_threads)(void)) { fr_product_blas_threads = get_num_threads; }
+
+/* The threads BLAS may use (1 when nobody said). */
+static int64_t fr_product_limit(void) { return fr_product_blas_threads ? fr_product_blas_threads() : 1; }
+
+/* The threads a product of M x N x K gets: one per FR_PRODUCT_MIN_FLOPS, or per FR_PRODUCT_MIN_BYTES of
+ * op(B) when that gives more, within BLAS's limit and the team's size, at least one. */
+static int64_t fr_product_threads(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K)
+{
+    const double flops = 2.0 * (double)M * (double)N * (double)K;
+    const double bytes = (double)K * (double)N * (dbl ? 8.0 : 4.0);
+    const double shares = flops / FR_PRODUCT_MIN_FLOPS > bytes / FR_PRODUCT_MIN_BYTES
+                              ? flops / FR_PRODUCT_MIN_FLOPS : bytes / FR_PRODUCT_MIN_BYTES;
+    int64_t nth = fr_product_limit();
+    if (nth > (int64_t)shares)
+        nth = (int64_t)shares;
+    if (nth > FR_TEAM_MAX)
+        nth = FR_TEAM_MAX;
+    return nth < 1 ? 1 : nth;
+}
+
+/* resident.h (included after this file): the product by weights packed once, which fr_product tries first */
+static int fr_resident_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void *A, ptrdiff_t lda,
+                               int at, const void *B, ptrdiff_t ldb, int bt, void *C, ptrdiff_t ldc, int beta,
+                               const void *bias);
 
 typedef struct {
     ptrdiff_t M, N, K, lda, ldb, ldc;
@@ -113,22 +140,15 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
                       const void *B, ptrdiff_t ldb, int bt, void *C, ptrdiff_t ldc, int beta)
 {
     fr_product_job p;
-    const double flops = 2.0 * (double)M * (double)N * (double)K;
-    const double bytes = (double)K * (double)N * (dbl ? 8.0 : 4.0);
-    const double shares = flops / FR_PRODUCT_MIN_FLOPS > bytes / FR_PRODUCT_MIN_BYTES
-                              ? flops / FR_PRODUCT_MIN_FLOPS : bytes / FR_PRODUCT_MIN_BYTES;
     const int swap = bt && M <= FR_PRODUCT_SWAP_M && M < N;
-    int64_t nth = fr_product_blas_threads ? fr_product_blas_threads() : 1, i;
+    int64_t nth, i;
+    if (fr_resident_product(dbl, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta, NULL) == 0)
+        return 0;  /* B's panels were packed once for this loop (resident.h) */
     /* BLAS on one thread: nothing spins then, so only the few-row products, where OpenBLAS is slowest,
      * run here (on the caller) */
-    if (nth <= 1 && !(M <= FR_DIRECT_M || swap))
+    if (fr_product_limit() <= 1 && !(M <= FR_DIRECT_M || swap))
         return -1;
-    if (nth > (int64_t)shares)
-        nth = (int64_t)shares;
-    if (nth > FR_TEAM_MAX)
-        nth = FR_TEAM_MAX;
-    if (nth < 1)
-        nth = 1;
+    nth = fr_product_threads(dbl, M, N, K);
     memset(&p, 0, sizeof p);
     p.M = M, p.N = N, p.K = K, p.lda = lda, p.ldb = ldb, p.ldc = ldc, p.at = at, p.bt = bt, p.beta = beta != 0;
     p.dbl = dbl, p.by_rows = M > N, p.A = A, p.B = B, p.C = C;

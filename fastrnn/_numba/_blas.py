@@ -30,6 +30,7 @@ Above OpenBLAS's one-thread line (m*n*k > SERIAL_GEMM) a float32 product goes to
 which spin ~0.1 s after a call and would take the team's core from the next layer; BLAS runs it when the
 team cannot or should not (no extension, ``FASTRNN_NATIVE=0``, BLAS limited to one thread and more than a
 few rows, alpha not 1 or beta not 0/1, float64: there OpenBLAS's dgemm is faster at the steps' shapes).
+Either dtype streams B's panels instead when B is resident (packed once for a loop: ``resident.h``).
 
 Row-major: ``gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
 computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
@@ -181,13 +182,11 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
                     builder, ValueError, ("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend",)
                 )
 
-        if dtype != types.float32:  # float64: OpenBLAS's dgemm is faster at the steps' shapes (as Cython)
-            _call_blas(context, builder, sig, bi, key, dtype, n, arrays, alpha_, beta_)
-            return context.get_dummy_value()
-        # Above the serial line (as the Cython backend's mm): on the team (fastrnn._native's product.h)
-        # first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool of threads;
-        # it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread and many rows, no work
-        # buffer) and BLAS runs it.
+        # Above the serial line (as the Cython backend's mm): in float32 on the team (fastrnn._native's
+        # product.h) first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool
+        # of threads; it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread and many rows,
+        # no work buffer) and BLAS runs it.  In float64 OpenBLAS's dgemm is faster at the steps' shapes (as
+        # Cython), unless B's panels are resident (resident.h: packed once for the loop).
         from ._packed import _NAMES as native_names  # registers the product's symbols before any linking
 
         f64, i32 = ir.DoubleType(), ir.IntType(32)
@@ -202,14 +201,20 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
         done = cgutils.alloca_once_value(builder, ir.Constant(ir.IntType(1), 0))
         pfp = context.get_value_type(dtype).as_pointer()
         with builder.if_then(big):
-            pty = ir.FunctionType(i32, [intp, intp, intp, pfp, intp, i32, pfp, intp, i32, pfp, intp, i32])
-            pfn = cgutils.get_or_insert_function(builder.module, pty, native_names["fr_product_s"])
-            status = builder.call(pfn, [
-                n["M"], n["N"], n["K"], builder.gep(arrays["A"].data, [n["a0"]]), n["lda"],
-                builder.zext(builder.icmp_signed("==", n["ta"], const(TRANS)), i32),
-                builder.gep(arrays["B"].data, [n["b0"]]), n["ldb"],
-                builder.zext(builder.icmp_signed("==", n["tb"], const(TRANS)), i32),
-                builder.gep(arrays["C"].data, [n["c0"]]), n["ldc"], builder.zext(beta_one, i32)])
+            args = [n["M"], n["N"], n["K"], builder.gep(arrays["A"].data, [n["a0"]]), n["lda"],
+                    builder.zext(builder.icmp_signed("==", n["ta"], const(TRANS)), i32),
+                    builder.gep(arrays["B"].data, [n["b0"]]), n["ldb"],
+                    builder.zext(builder.icmp_signed("==", n["tb"], const(TRANS)), i32),
+                    builder.gep(arrays["C"].data, [n["c0"]]), n["ldc"], builder.zext(beta_one, i32)]
+            types_ = [intp, intp, intp, pfp, intp, i32, pfp, intp, i32, pfp, intp, i32]
+            if dtype == types.float32:
+                name = "fr_product_s"
+            else:  # C (+)= A B, no bias
+                name = "fr_resident_product_d"
+                args.append(ir.Constant(pfp, None))
+                types_.append(pfp)
+            pfn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, types_), native_names[name])
+            status = builder.call(pfn, args)
             builder.store(builder.icmp_signed("==", status, ir.Constant(i32, 0)), done)
         with builder.if_then(builder.not_(builder.load(done))):
             _call_blas(context, builder, sig, bi, key, dtype, n, arrays, alpha_, beta_)

@@ -33,8 +33,8 @@ from ._jit import OPTIONS, PIPELINE, _Cache
 __all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
-                                                     "fr_pack_d", "fr_product_s", "fr_team_run",
-                                                     "fr_sync")}
+                                                     "fr_pack_d", "fr_product_s", "fr_resident_product_s",
+                                                     "fr_resident_product_d", "fr_team_run", "fr_sync")}
 try:  # the C extension is built with the package; without it the kernels call BLAS at every step
     from .. import _native
 
@@ -42,12 +42,14 @@ try:  # the C extension is built with the package; without it the kernels call B
     _SYMBOLS = _native.symbols()
 except ImportError as exc:
     LAYOUT, UNAVAILABLE, _SYMBOLS = None, f"fastrnn._native is not importable ({exc})", {}
-# fr_product_s (_blas's gemm calls it first for a large float32 product) is linked into kernels that run
-# without the team too (without the extension, or with FASTRNN_NATIVE=0: BLAS only); its name then gets a
-# stand-in that returns -1 ("not done": gemm calls BLAS).  Cached code names it only, so it stays valid.
+# fr_product_s and fr_resident_product_s/d (_blas's gemm and the affine layer call them first) are linked into
+# kernels that run without the team too (without the extension, or with FASTRNN_NATIVE=0: BLAS only); their
+# names then get a stand-in that returns -1 ("not done": the caller goes on to BLAS or its job).  Cached
+# code names them only, so it stays valid.
 _NO_PRODUCT = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: -1)
 if LAYOUT is None or os.environ.get("FASTRNN_NATIVE", "").strip() == "0":
-    _SYMBOLS = {**_SYMBOLS, "fr_product_s": ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value}
+    _SYMBOLS = {**_SYMBOLS, **{name: ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value
+                               for name in ("fr_product_s", "fr_resident_product_s", "fr_resident_product_d")}}
 for _name, _bound in _NAMES.items():
     if _name in _SYMBOLS:
         llvm.add_symbol(_bound, _SYMBOLS[_name])
@@ -126,6 +128,31 @@ def pgemm(typingctx, M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, 
                                  builder.trunc(n(9, bt_), _I32), n(10, H_), n(11, g_), n(12, u0_), n(13, u1_),
                                  _data(context, builder, C, C_, n(15, c0_)), n(16, ldc_),
                                  builder.trunc(n(17, beta_), _I32), wptr, n(20, wb_)])
+
+    return sig, codegen
+
+
+@intrinsic
+def resident_product(typingctx, M, N, K, A, B, C, bias):
+    """C (M, N) = A (M, K) B (K, N) + bias, all C-contiguous, by B's resident panels (resident.h): returns 0,
+    or -1 (C untouched) when B is not resident on this thread."""
+    if not all(isinstance(a, types.Array) for a in (A, B, C, bias)) or not (A.dtype == B.dtype == C.dtype == bias.dtype):
+        return None
+    if C.dtype not in (types.float32, types.float64):
+        return None
+    name = "fr_resident_product_s" if C.dtype == types.float32 else "fr_resident_product_d"
+    sig = types.int32(M, N, K, A, B, C, bias)
+
+    def codegen(context, builder, signature, args):
+        M_, N_, K_, A_, B_, C_, b_ = args
+        t = signature.args
+        m, n, k = (_intp(context, builder, v, t[i]) for i, v in enumerate((M_, N_, K_)))
+        fp = context.get_value_type(C.dtype).as_pointer()
+        zero, zero32 = ir.Constant(_I64, 0), ir.Constant(_I32, 0)
+        fn = _declare(builder, name, _I32, [_I64, _I64, _I64, fp, _I64, _I32, fp, _I64, _I32, fp, _I64, _I32, fp])
+        return builder.call(fn, [m, n, k, _data(context, builder, A, A_, zero), k, zero32,
+                                 _data(context, builder, B, B_, zero), n, zero32, _data(context, builder, C, C_, zero),
+                                 n, zero32, _data(context, builder, bias, b_, zero)])
 
     return sig, codegen
 

@@ -36,7 +36,7 @@ from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
 from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
-from ._packed import carray, pgemm, pmm, pointer, ppack, sync, task, team_run, words
+from ._packed import carray, pgemm, pmm, pointer, ppack, resident_product, sync, task, team_run, words
 from ._rnn import backward_units as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
@@ -710,6 +710,8 @@ def affine_forward_team(x, W, b, out, wbuf, work, task_address, threads):
     M = W.shape[1]
     if W.shape[0] != D or b.size != M or out.shape != (R, M) or wbuf.size < threads * work:
         raise ValueError("affine_forward_team: sizes do not agree")
+    if resident_product(R, M, D, x, W, out, b) == 0:  # W packed once for this loop (fastrnn._native.resident)
+        return
     w = np.zeros(_WORDS, np.int64)
     w[_W_N], w[_W_D], w[_W_H], w[_W_WORK], w[_W_WBUF] = R, D, M, work, wbuf.ctypes.data
     w[_W_X], w[_W_WX], w[_W_B], w[_W_OUT] = x.ctypes.data, W.ctypes.data, b.ctypes.data, out.ctypes.data

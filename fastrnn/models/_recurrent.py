@@ -11,13 +11,16 @@ Parameters are the model's dict entries named ``prefix + "Wx"`` etc., so a model
 cells. The gate counts come from ``fastrnn._cells``, where the cells are defined once.
 """
 
+import contextlib
+
 import numpy as np
 
 from .. import layers
+from .._backend import backend_module
 from .._cells import CELLS, gates
 
 __all__ = ["available_cells", "check_cell", "init_params", "param_names", "forward", "backward",
-           "forward_state", "backward_state", "step", "carries_cell_state"]
+           "forward_state", "backward_state", "step", "carries_cell_state", "resident"]
 
 def available_cells():
     """The cells the models can use: rnn, lstm, gru."""
@@ -106,3 +109,22 @@ def step(cell_type, x, h, c, params, prefix=""):
     fn = layers.rnn_step_forward if cell_type == "rnn" else layers.gru_step_forward
     next_h, _ = fn(x, h, *w)
     return next_h, None
+
+
+# With one row a step, sampling would pack the weights for nothing: a product of so few rows reads them in
+# place about as fast (packed.h's FR_DIRECT_M).  Measured, CaptioningRNN.sample with an LSTM, packed once /
+# as before (one thread; two): float32 1.02-1.05 at N = 1, 1.00 (0.95) at N = 2, 0.97 at N = 4, 0.67 at
+# N = 8; float64 1.02 (1.05) at N = 1, 0.82 (0.18: OpenBLAS's spinning dgemm threads, see product.h) at N = 2.
+RESIDENT_MIN_ROWS = 2
+
+
+def resident(rows, *weights):
+    """Context manager for a loop of steps and affine layers of ``rows`` rows by the same weights (sampling):
+    the weights packed once for the whole loop (``fastrnn._native.resident``) when the active backend's layers
+    run on fastrnn._native and the rows make it pay, else nothing.  The loop must not change the weights."""
+    module = backend_module()
+    if rows >= RESIDENT_MIN_ROWS and getattr(module, "native_in_use", lambda: False)():
+        from .._native import resident as packed_once
+
+        return packed_once(*weights)
+    return contextlib.nullcontext()

@@ -105,20 +105,21 @@ class CaptioningRNN:
         c = np.zeros_like(h)
         words = np.full(N, self._start, dtype=np.int64)
         finished = np.zeros(N, dtype=bool)
-        for t in range(max_length):
-            x, _ = layers.word_embedding_forward(words, p["W_embed"])
-            if self.cell_type == "rnn":
-                h, _ = layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
-            elif self.cell_type == "gru":
-                h, _ = layers.gru_step_forward(x, h, p["Wx"], p["Wh"], p["b"], p["bhn"])
-            else:
-                h, c, _ = layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
-            scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
-            words = scores.argmax(axis=1)
-            captions[~finished, t] = words[~finished]
-            finished |= words == self._end
-            if finished.all():
-                break
+        with _recurrent.resident(N, p["Wx"], p["Wh"], p["W_vocab"]):
+            for t in range(max_length):
+                x, _ = layers.word_embedding_forward(words, p["W_embed"])
+                if self.cell_type == "rnn":
+                    h, _ = layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
+                elif self.cell_type == "gru":
+                    h, _ = layers.gru_step_forward(x, h, p["Wx"], p["Wh"], p["b"], p["bhn"])
+                else:
+                    h, c, _ = layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
+                scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
+                words = scores.argmax(axis=1)
+                captions[~finished, t] = words[~finished]
+                finished |= words == self._end
+                if finished.all():
+                    break
         return captions
 
     def beam_search(self, features, beam_size=3, max_length=30, length_penalty=1.0):
@@ -151,47 +152,48 @@ class CaptioningRNN:
         prefixes = np.full((N, B, max_length), self._null, dtype=np.int64)
         best = [(-np.inf, None)] * N  # per image: (score, caption) of the best finished caption
         done = np.zeros(N, dtype=bool)
-        for t in range(max_length):
-            x, _ = layers.word_embedding_forward(words, p["W_embed"])
-            h, c = _recurrent.step(self.cell_type, x, h, c, p)
-            scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
-            scores = np.asarray(scores, dtype=np.float64)
-            shifted = scores - scores.max(axis=1, keepdims=True)
-            log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            total = (logp[:, :, None] + log_probs.reshape(N, B, V)).reshape(N, B * V)
-            # B live captions need at most 2B candidates: at most B of them (one per beam) are <END>
-            order = np.argsort(-total, axis=1, kind="stable")[:, :2 * B]
-            keep_rows = np.zeros((N, B), dtype=np.int64)
-            next_logp = np.full((N, B), -np.inf)
-            next_words = np.full((N, B), self._null, dtype=np.int64)
-            for n in np.flatnonzero(~done):
-                filled = 0
-                for flat in order[n]:
-                    score = total[n, flat]
-                    if not np.isfinite(score):
-                        break
-                    beam, word = divmod(int(flat), V)
-                    if word == self._end or t == max_length - 1:
-                        normalised = score / (t + 1) ** length_penalty
-                        if normalised > best[n][0]:
-                            best[n] = (normalised, np.append(prefixes[n, beam, :t], word))
-                    else:
-                        keep_rows[n, filled], next_logp[n, filled], next_words[n, filled] = beam, score, word
-                        filled += 1
-                        if filled == B:
-                            break  # what ranks below the B-th live caption cannot matter
-                # Log-probabilities only fall as a caption grows, so a live caption can at best end with
-                # its current log-probability, divided by at most max_length ** length_penalty.
-                bound = next_logp[n, 0] / (max_length ** length_penalty if next_logp[n, 0] < 0 else 1)
-                done[n] = filled == 0 or best[n][0] >= bound
-            if done.all():
-                break
-            rows = (np.arange(N)[:, None] * B + keep_rows).ravel()
-            h = h[rows]
-            c = None if c is None else c[rows]
-            prefixes = prefixes[np.arange(N)[:, None], keep_rows]
-            prefixes[:, :, t] = next_words
-            logp, words = next_logp, next_words.ravel()
+        with _recurrent.resident(N * B, p["Wx"], p["Wh"], p["W_vocab"]):
+            for t in range(max_length):
+                x, _ = layers.word_embedding_forward(words, p["W_embed"])
+                h, c = _recurrent.step(self.cell_type, x, h, c, p)
+                scores, _ = layers.affine_forward(h, p["W_vocab"], p["b_vocab"])
+                scores = np.asarray(scores, dtype=np.float64)
+                shifted = scores - scores.max(axis=1, keepdims=True)
+                log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+                total = (logp[:, :, None] + log_probs.reshape(N, B, V)).reshape(N, B * V)
+                # B live captions need at most 2B candidates: at most B of them (one per beam) are <END>
+                order = np.argsort(-total, axis=1, kind="stable")[:, :2 * B]
+                keep_rows = np.zeros((N, B), dtype=np.int64)
+                next_logp = np.full((N, B), -np.inf)
+                next_words = np.full((N, B), self._null, dtype=np.int64)
+                for n in np.flatnonzero(~done):
+                    filled = 0
+                    for flat in order[n]:
+                        score = total[n, flat]
+                        if not np.isfinite(score):
+                            break
+                        beam, word = divmod(int(flat), V)
+                        if word == self._end or t == max_length - 1:
+                            normalised = score / (t + 1) ** length_penalty
+                            if normalised > best[n][0]:
+                                best[n] = (normalised, np.append(prefixes[n, beam, :t], word))
+                        else:
+                            keep_rows[n, filled], next_logp[n, filled], next_words[n, filled] = beam, score, word
+                            filled += 1
+                            if filled == B:
+                                break  # what ranks below the B-th live caption cannot matter
+                    # Log-probabilities only fall as a caption grows, so a live caption can at best end with
+                    # its current log-probability, divided by at most max_length ** length_penalty.
+                    bound = next_logp[n, 0] / (max_length ** length_penalty if next_logp[n, 0] < 0 else 1)
+                    done[n] = filled == 0 or best[n][0] >= bound
+                if done.all():
+                    break
+                rows = (np.arange(N)[:, None] * B + keep_rows).ravel()
+                h = h[rows]
+                c = None if c is None else c[rows]
+                prefixes = prefixes[np.arange(N)[:, None], keep_rows]
+                prefixes[:, :, t] = next_words
+                logp, words = next_logp, next_words.ravel()
         captions = np.full((N, max_length), self._null, dtype=np.int64)
         for n, (_, caption) in enumerate(best):
             captions[n, :len(caption)] = caption
