@@ -4,6 +4,8 @@
     fastrnn.set_backend("numba")               # or "cython", or "numpy" (the oracle)
     fastrnn.set_workspace_limit(64)            # MiB of scratch each thread may keep (default 256)
     fastrnn.release_workspace()                # free every thread's kept scratch now
+    with fastrnn.packed_weights(Wx, Wh, W_vocab):  # a sampling loop of steps: weights packed once
+        ...
 
 See README.md for a tour and the measured speed.
 """
@@ -12,6 +14,7 @@ import sys as _sys
 
 from . import gradcheck, layers, reference
 from ._backend import available_backends, get_backend, register_backend, set_backend, use_backend
+from ._packing import packed_weights
 from ._version import __version__
 from ._workspace import get_workspace_limit, release_workspace, set_workspace_limit, workspace_info
 from .data import coco
@@ -36,6 +39,7 @@ __all__ = [
     "get_workspace_limit",
     "release_workspace",
     "workspace_info",
+    "packed_weights",
     "layers",
     "reference",
     "CaptioningRNN",

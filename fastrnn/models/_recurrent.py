@@ -16,8 +16,8 @@ import contextlib
 import numpy as np
 
 from .. import layers
-from .._backend import backend_module
 from .._cells import CELLS, gates
+from .._packing import packed_weights
 
 __all__ = ["available_cells", "check_cell", "init_params", "param_names", "forward", "backward",
            "forward_state", "backward_state", "step", "carries_cell_state", "resident"]
@@ -120,11 +120,7 @@ RESIDENT_MIN_ROWS = 2
 
 def resident(rows, *weights):
     """Context manager for a loop of steps and affine layers of ``rows`` rows by the same weights (sampling):
-    the weights packed once for the whole loop (``fastrnn._native.resident``) when the active backend's layers
-    run on fastrnn._native and the rows make it pay, else nothing.  The loop must not change the weights."""
-    module = backend_module()
-    if rows >= RESIDENT_MIN_ROWS and getattr(module, "native_in_use", lambda: False)():
-        from .._native import resident as packed_once
-
-        return packed_once(*weights)
+    ``fastrnn.packed_weights(*weights)`` when the rows make it pay, else nothing."""
+    if rows >= RESIDENT_MIN_ROWS:
+        return packed_weights(*weights)
     return contextlib.nullcontext()
