@@ -71,7 +71,9 @@ def rnn_step_backward(bi, dnext_h, x, prev_h, Wx, Wh, next_h, dx, dprev_h, dWx, 
 def lstm_step_forward(bi, x, prev_h, prev_c, Wx, Wh, b, next_h, next_c, gates, tanh_c):
     """Fills next_h, next_c (N, H), the activated gates (N, 4H: i, f, o, g) and tanh_c = tanh(next_c).
 
-    sigmoid(a) = tanh(a / 2) / 2 + 1/2, as in ``_lstm``: one vectorized tanh for all four gates."""
+    sigmoid(a) = tanh(a / 2) / 2 + 1/2, as in ``_lstm``: one vectorized tanh for all four gates.  The g
+    block is a slice walked from 0: as ``for j in range(3 * H, 4 * H)`` LLVM did not vectorize it, and the
+    pointwise pass took 2.7x its time (N = 100, H = 512: 306 us against 113)."""
     _input_and_recurrent(bi, x, prev_h, Wx, Wh, gates)
     N, H = next_h.shape
     half = gates.dtype.type(0.5)
@@ -79,9 +81,10 @@ def lstm_step_forward(bi, x, prev_h, prev_c, Wx, Wh, b, next_h, next_c, gates, t
         a = gates[n]
         for j in range(3 * H):  # i, f, o
             a[j] = vtanh((a[j] + b[j]) * half) * half + half
-        for j in range(3 * H, 4 * H):  # g
-            a[j] = vtanh(a[j] + b[j])
-        i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
+        g, bg = a[3 * H :], b[3 * H :]
+        for j in range(H):
+            g[j] = vtanh(g[j] + bg[j])
+        i, f, o = a[:H], a[H : 2 * H], a[2 * H : 3 * H]
         c_prev, c, tc, h = prev_c[n], next_c[n], tanh_c[n], next_h[n]
         for j in range(H):
             c[j] = f[j] * c_prev[j] + i[j] * g[j]
