@@ -198,8 +198,9 @@ cdef inline int resident(intp m, intp n, intp k, const floating *A, intp lda, co
 cdef inline void big(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                      const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
     """A product above the serial line: in float32 on the team when there is one (and beta is 0 or 1), else
-    BLAS; in float64 by resident weights when B is resident, else BLAS.  (In float64 OpenBLAS's dgemm is up to a fifth faster than the packed product at the steps'
-    shapes -- measured, lstm_step (64, 512, 1024) forward 6.3 against 7.2-7.8 ms -- so float64 stays there.)"""
+    BLAS; in float64 by resident weights when B is resident, else BLAS.  (In float64 OpenBLAS's dgemm is
+    up to a fifth faster than the packed product at the steps' shapes -- measured, lstm_step (64, 512,
+    1024) forward 6.3 against 7.2-7.8 ms -- so float64 stays there.)"""
     cdef int failed = 1
     if floating is float:
         if fr_product_s != NULL and (beta == 0 or beta == 1):
