@@ -313,6 +313,27 @@ def test_resident_weights_are_held_in_the_block_only_and_for_this_thread_only():
     assert seen == [0] and _held() == 0
 
 
+def test_resident_weights_must_be_released_by_the_thread_that_holds_them():
+    W = np.ones((8, 8))
+    block = _native.resident(W)
+    block.__enter__()
+    errors = []
+
+    def leave():
+        try:
+            block.__exit__(None, None, None)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=leave)
+    thread.start()
+    thread.join()
+    assert errors and "thread that entered it" in str(errors[0])
+    assert _held() == 1  # still held here, its array still referenced
+    block.__exit__(None, None, None)
+    assert _held() == 0
+
+
 def test_resident_weights_are_released_when_the_block_raises():
     W = np.ones((8, 8))
     with pytest.raises(KeyError):

@@ -31,6 +31,7 @@ kernels ask at every call.
 """
 
 import functools
+import threading
 
 from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add, resident_remove,
                       resident_stats, set_blas_threads, set_handler, symbols, team_stats)
@@ -79,13 +80,15 @@ class resident:
     packed copy would not follow.  Other kinds of arrays are left alone.
     """
 
-    __slots__ = ("_weights", "_held")
+    __slots__ = ("_weights", "_held", "_thread")
 
     def __init__(self, *weights):
         self._weights = weights
         self._held = []
+        self._thread = None
 
     def __enter__(self):
+        self._thread = threading.get_ident()
         try:
             for w in self._weights:
                 if resident_add(w):
@@ -96,6 +99,10 @@ class resident:
         return self
 
     def __exit__(self, *exc):
+        if self._held and threading.get_ident() != self._thread:
+            # the record is the entering thread's: dropping the arrays here would let a new array at the
+            # same address match their panels there; they stay referenced instead
+            raise RuntimeError("fastrnn: a packed_weights block must end in the thread that entered it")
         while self._held:
             resident_remove(self._held.pop())
         return False
