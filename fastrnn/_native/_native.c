@@ -134,7 +134,9 @@ static int resident_matrix(PyObject *obj, int *dbl, const void **B, ptrdiff_t *l
     return 1;
 }
 
-static PyObject *resident_add(PyObject *self, PyObject *obj)
+/* resident_add (add = 1: packs obj and records it for this thread) and resident_remove (add = 0): True when
+ * done, False for an array that is not kept (or, adding, when the record is full or memory short). */
+static PyObject *resident_change(PyObject *obj, int add)
 {
     int dbl, status;
     const void *B;
@@ -144,28 +146,21 @@ static PyObject *resident_add(PyObject *self, PyObject *obj)
         return NULL;
     if (ok == 0)
         Py_RETURN_FALSE;
-    Py_BEGIN_ALLOW_THREADS
-    status = fr_resident_add(dbl, B, ldb, K, N);
-    Py_END_ALLOW_THREADS
+    if (add) {
+        Py_BEGIN_ALLOW_THREADS
+        status = fr_resident_add(dbl, B, ldb, K, N);
+        Py_END_ALLOW_THREADS
+    } else {
+        status = fr_resident_remove(dbl, B, ldb, K, N);
+    }
     if (status != 0)
         Py_RETURN_FALSE;
     Py_RETURN_TRUE;
 }
 
-static PyObject *resident_remove(PyObject *self, PyObject *obj)
-{
-    int dbl;
-    const void *B;
-    ptrdiff_t ldb, K, N;
-    const int ok = resident_matrix(obj, &dbl, &B, &ldb, &K, &N);
-    if (ok < 0)
-        return NULL;
-    if (ok == 0)
-        Py_RETURN_FALSE;
-    if (fr_resident_remove(dbl, B, ldb, K, N) != 0)
-        Py_RETURN_FALSE;
-    Py_RETURN_TRUE;
-}
+static PyObject *resident_add(PyObject *self, PyObject *obj) { return resident_change(obj, 1); }
+
+static PyObject *resident_remove(PyObject *self, PyObject *obj) { return resident_change(obj, 0); }
 
 static PyObject *resident_stats(PyObject *self, PyObject *unused)
 {
