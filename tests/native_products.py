@@ -23,7 +23,7 @@ def _fn(name, restype, *argtypes):
 
 
 _SFX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
-MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT) for dt, c in _SFX.items()}
+MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT) for dt, c in _SFX.items()}
 PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
 GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P,
                 ctypes.c_size_t) for dt, c in _SFX.items()}
@@ -64,19 +64,22 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
     PACK[dtype](K, H, g, _ptr(B), B.shape[1], int(trans), _ptr(packed), ub0, ub1)
     A = rng.standard_normal((M, K + 3)).astype(dtype)[:, 2 : 2 + K]  # a row stride that is not K
     cols = _gate_columns(H, g, ub0 * nr, min(H, ub1 * nr))
-    for beta in (0, 1):
+    # both walks of the blocks (reverse: last to first); with trans, K = gates*H is wider than the
+    # call's columns, which mm walks by block rows, else panel by panel
+    for beta, reverse in [(0, 0), (1, 0), (0, 1), (1, 1)]:
         C = rng.standard_normal((M, g * H + 5)).astype(dtype)
         before = C.copy()
         MM[dtype](M, K, _ptr(A), A.strides[0] // dtype.itemsize, _ptr(packed), H, g, ub0, ub1, _ptr(C),
-                  C.shape[1], beta)
+                  C.shape[1], beta, reverse)
         expected = A.astype(np.float64) @ dense.astype(np.float64) + (before[:, : g * H] if beta else 0)
         got = C[:, : g * H]
         worst = excess(got[:, cols], expected[:, cols].astype(dtype), dtype)
         if worst > 1 or not np.array_equal(C[:, : g * H][:, ~cols], before[:, : g * H][:, ~cols]) \
                 or not np.array_equal(C[:, g * H :], before[:, g * H :]):
             raise AssertionError(f"mm {dtype} M={M} H={H} gates={gates} trans={trans} blocks [{ub0},{ub1}) "
-                                 f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
-    return 2
+                                 f"beta={beta} reverse={reverse}: {worst:.3g} x the tolerance, or columns "
+                                 f"outside written")
+    return 4
 
 
 def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
@@ -100,8 +103,9 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
         untouched = np.concatenate([~cols, np.ones(3, bool)])
         if worst > 1 or not np.array_equal(C[:, untouched], before[:, untouched]):
             raise AssertionError(f"gemm {dtype} M={M} K={K} H={H} gates={gates} cols [{u0},{u1}) at={at} bt={bt} "
-                                 f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
-    return 2
+                                 f"beta={beta} reverse={reverse}: {worst:.3g} x the tolerance, or columns "
+                                 f"outside written")
+    return 4
 
 
 def check_product(rng, dtype, M, N, K, at, bt):

@@ -439,9 +439,9 @@ ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcep
 ctypedef int64_t (*team_run_t)(task_t fn, void *arg, int64_t nth) noexcept nogil
 ctypedef void (*sync_t)(void *sync) noexcept nogil
 ctypedef void (*mm_s_t)(intp M, intp K, const float *A, intp lda, const float *P, intp H, intp gates,
-                        intp ub0, intp ub1, float *C, intp ldc, int beta) noexcept nogil
+                        intp ub0, intp ub1, float *C, intp ldc, int beta, int reverse) noexcept nogil
 ctypedef void (*mm_d_t)(intp M, intp K, const double *A, intp lda, const double *P, intp H, intp gates,
-                        intp ub0, intp ub1, double *C, intp ldc, int beta) noexcept nogil
+                        intp ub0, intp ub1, double *C, intp ldc, int beta, int reverse) noexcept nogil
 ctypedef int (*gemm_s_t)(intp M, intp K, const float *A, intp lda, int at, const float *B, intp ldb, int bt,
                          intp H, intp gates, intp u0, intp u1, float *C, intp ldc, int beta, void *work,
                          size_t work_bytes) noexcept nogil
@@ -574,9 +574,20 @@ cdef inline void pmm(intp M, intp K, const floating *A, intp lda, const floating
                      intp ub, floating *C, intp ldc, int beta) noexcept nogil:
     """C[0:M, unit block ub of every gate] (+)= A (M, K) @ packed panels (ub, *)."""
     if floating is float:
-        fr_mm_s(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta)
+        fr_mm_s(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0)
     else:
-        fr_mm_d(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta)
+        fr_mm_d(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0)
+
+
+cdef inline void pmm_slab(intp M, intp K, const floating *A, intp lda, const floating *P, intp H, intp ub0,
+                          intp ub1, intp t, floating *C, intp ldc, int beta) noexcept nogil:
+    """C[0:M, unit blocks ub0..ub1-1] (+)= A (M, K) @ packed panels (ub, 0) of one gate block, in one
+    call: the backward's dA_t Wh^T, whose A is wider than the slab's columns, so mm walks it by block
+    rows (see packed_template.h); in reverse at odd steps t, as unit_block orders the forward's blocks."""
+    if floating is float:
+        fr_mm_s(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
+    else:
+        fr_mm_d(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
 
 
 cdef struct Work:
@@ -783,7 +794,7 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of RNN BPTT and the weight gradients."""
-    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
     cdef const floating *hh = <const floating *>L.A
     cdef const floating *dht
     cdef const floating *dhp
@@ -803,9 +814,7 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
                          db + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):
-            ub = unit_block(iu, ub0, ub1, t)
-            pmm(N, H, dA + t * NH, H, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
+        pmm_slab(N, H, dA + t * NH, H, P, H, ub0, ub1, t, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
     gradients(kind, L, tid, nth, u0, u1, hh, &w)
 
 
@@ -843,7 +852,7 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
 
 cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of LSTM BPTT and the weight gradients."""
-    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef const floating *A = <const floating *>L.A
     cdef const floating *tc = <const floating *>L.tc
@@ -868,9 +877,7 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
                           tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):
-            ub = unit_block(iu, ub0, ub1, t)
-            pmm(N, G, dA + t * NG, G, P, H, 1, ub, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
+        pmm_slab(N, G, dA + t * NG, G, P, H, ub0, ub1, t, <floating *>L.dh0 if t == 0 else <floating *>L.dprev, H, 0)
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
 
@@ -952,7 +959,7 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of GRU BPTT and the weight gradients.  L.dh0 carries the gradient of h between
     steps (the final state's on entry, h0's on return)."""
-    cdef intp ub0, ub1, iu, u0, u1, t, ub, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
+    cdef intp ub0, ub1, u0, u1, t, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G, F = 4 * L.H, NF = L.N * 4 * L.H, TN = L.T * L.N
     cdef const floating *A = <const floating *>L.A
     cdef const floating *hs = <const floating *>L.hs
@@ -980,9 +987,8 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
                          hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
         fr_sync(sync)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):  # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
-            ub = unit_block(iu, ub0, ub1, t)
-            pmm(N, G, dA + t * NF, F, P, H, 1, ub, dh0, H, 1)
+        # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+        pmm_slab(N, G, dA + t * NF, F, P, H, ub0, ub1, t, dh0, H, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
     share(TN, tid, nth, &r0, &r1)

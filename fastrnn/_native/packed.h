@@ -34,6 +34,9 @@
  * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.02-1.06x the forward time; prefetching
  * weights of 256-768 KiB, which stay in L2, measured about 1 % slower. */
 #define FR_PREFETCH_MIN_BYTES (1024 * 1024)
+#ifndef FR_BY_ROWS_MIN_BYTES
+#define FR_BY_ROWS_MIN_BYTES (512 * 1024) /* mm walks by block rows only an A of this many bytes or more */
+#endif
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
@@ -200,9 +203,9 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 
 /* ------------------------------------------------------------------------------------ dispatch */
 typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t,
-                          ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int);
+                          ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int);
 typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,
-                          ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int);
+                          ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int);
 typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *, size_t);
 typedef int (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
@@ -264,15 +267,17 @@ static const char *fr_init(void)
 
 /* The exported entry points (the backends call these through their addresses). */
 static void fr_mm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *P, ptrdiff_t H,
-                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C, ptrdiff_t ldc, int beta)
+                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C, ptrdiff_t ldc, int beta,
+                    int reverse)
 {
-    fr_impl.mm_s(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta);
+    fr_impl.mm_s(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
 }
 
 static void fr_mm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, const double *P, ptrdiff_t H,
-                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C, ptrdiff_t ldc, int beta)
+                    ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C, ptrdiff_t ldc, int beta,
+                    int reverse)
 {
-    fr_impl.mm_d(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta);
+    fr_impl.mm_d(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
 }
 
 static int fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,

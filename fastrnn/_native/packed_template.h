@@ -209,36 +209,55 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
 
 /* C[0:M, cols of panels (ub, g) for ub in [ub0, ub1), every gate] (+)= A[0:M, 0:K] @ those panels.
  * Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each gate
- * block are written.  beta: 0 overwrites C, 1 accumulates into it.  Loops: panel, then blocks of
- * KC rows of the panel (KC x NR REALs stay in L1 while every row block of A passes over them), then
- * row blocks of A.  The first row block must read a panel block from L2 or L3 (an LSTM's panels are
- * larger than L2 at H = 512 and above), which deliver it more slowly than the tile consumes it, and the
- * others find it in L1; so the block read next is prefetched into L2 while the row blocks pass over the
- * current one.  Measured (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time
- * at the small and large sizes in both dtypes, backward 0.90-0.98x; the medium size within noise. */
+ * block are written.  beta: 0 overwrites C, 1 accumulates into it.  The panels are walked in blocks of
+ * KC rows (KC x NR REALs stay in L1 while every row block of A passes over them).  The first row block
+ * must read a panel block from L2 or L3 (an LSTM's panels are larger than L2 at H = 512 and above),
+ * which deliver it more slowly than the tile consumes it, and the others find it in L1; so the block
+ * read next is prefetched into L2 while the row blocks pass over the current one.  Measured
+ * (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time at the small and large
+ * sizes in both dtypes, backward 0.90-0.98x; the medium size within noise.
+ * Order of the blocks: panel by panel (each panel's blocks in turn), except for an A wider (K) than the
+ * call's columns of C and of at least FR_BY_ROWS_MIN_BYTES: block row by block row (the KC-row block of
+ * every panel, then the next KC rows of every panel), so that only KC columns of A are live at a time.
+ * Panel by panel, such an A (dA_t (N, 4H) in the LSTM's backward: 1.6 MiB at N = 100, H = 512 in
+ * float64) is read whole once per panel and, with the panels streaming through L2, from L3.  The
+ * backward's step product, one thread, GFLOP/s panel by panel / by block rows: (100, 2048) x
+ * (2048, 512) float64 73-78 / 80-85, (64, 4096) x (4096, 512) 81-83 / 89-92, float32 (100, 2048) x
+ * (2048, 512) 169-179 / 177-183; at N = 25 (A of 200-400 KiB, which stays in L2) both the same.  A
+ * narrower A stays in L2 either way, and C (in the forward the gate buffer, cold from the input
+ * projection) is then the larger to re-read.
+ * reverse != 0 walks the same blocks last to first (the layers alternate it between time steps: the
+ * blocks read last at one step, still in cache, are read first at the next). */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
                         ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C, ptrdiff_t ldc,
-                        int beta)
+                        int beta, int reverse)
 {
     const ptrdiff_t KC = FR_KC_BYTES / (FR_NR * (ptrdiff_t)sizeof(REAL));
+    const ptrdiff_t npanels = (ub1 - ub0) * gates, nk = (K + KC - 1) / KC, nblocks = npanels * nk;
+    const int by_rows = K > npanels * FR_NR && M * K * (ptrdiff_t)sizeof(REAL) >= FR_BY_ROWS_MIN_BYTES;
     /* prefetch only panels that cannot stay in L2 from one step to the next: smaller ones are there */
     const ptrdiff_t packed_bytes = (H + FR_NR - 1) / FR_NR * gates * K * FR_NR * (ptrdiff_t)sizeof(REAL);
     const int fetch = packed_bytes > FR_PREFETCH_MIN_BYTES;
-    for (ptrdiff_t ub = ub0; ub < ub1; ub++) {
+    if (M <= 0 || npanels <= 0 || K <= 0)
+        return;
+    for (ptrdiff_t i = 0; i < nblocks; i++) {
+        /* block j: panel q (ub0's first gate first), rows kb*KC of it; the next one read, jn */
+        const ptrdiff_t j = reverse ? nblocks - 1 - i : i, jn = reverse ? j - 1 : j + 1;
+        const ptrdiff_t q = by_rows ? j % npanels : j / nk, kb = by_rows ? j / npanels : j % nk;
+        const ptrdiff_t ub = ub0 + q / gates, g = q % gates, k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
         const ptrdiff_t width = H - ub * FR_NR < FR_NR ? H - ub * FR_NR : FR_NR;
-        for (ptrdiff_t g = 0; g < gates; g++) {
-            const REAL *panel = P + (ub * gates + g) * K * FR_NR;
-            REAL *Cp = C + g * H + ub * FR_NR;
-            for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
-                /* the block read after this one follows it in memory: the panel's next KC rows (kn) or,
-                 * after its last, the first KC rows of the next panel of this call (none after the last) */
-                const ptrdiff_t kn = k0 + KC < K ? k0 + KC : 0;
-                const int more = fetch && (kn > 0 || g + 1 < gates || ub + 1 < ub1);
-                FR_NAME(rows)(M, K - k0 < KC ? K - k0 : KC, A + k0, lda, 0, panel + k0 * FR_NR, width, Cp, ldc,
-                              beta || k0 > 0, more ? panel + (kn > 0 ? kn : K) * FR_NR : NULL,
-                              (K - kn < KC ? K - kn : KC) * FR_NR);
-            }
+        const REAL *panel = P + (ub0 * gates + q) * K * FR_NR;
+        const REAL *next = NULL;
+        ptrdiff_t next_n = 0;
+        if (fetch && i + 1 < nblocks) {
+            const ptrdiff_t qn = by_rows ? jn % npanels : jn / nk, kn = (by_rows ? jn / npanels : jn % nk) * KC;
+            next = P + (ub0 * gates + qn) * K * FR_NR + kn * FR_NR;
+            next_n = (K - kn < KC ? K - kn : KC) * FR_NR;
         }
+        /* C is overwritten by the first block of each panel read (beta 0), accumulated by the others */
+        const int first = reverse ? kb == nk - 1 : kb == 0;
+        FR_NAME(rows)(M, kc, A + k0, lda, 0, panel + k0 * FR_NR, width, C + g * H + ub * FR_NR, ldc,
+                      beta || !first, next, next_n);
     }
 }
 

@@ -30,7 +30,7 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, PIPELINE, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
                                                      "fr_pack_d", "fr_product_s", "fr_resident_product_s",
@@ -72,30 +72,62 @@ def _intp(context, builder, value, ty):
     return context.cast(builder, value, ty, types.intp)
 
 
+def _mm_call(context, builder, dtype, args, tys, ub0, ub1, reverse):
+    """Emits the call of fr_mm_s/d for ``args`` = (M, K, A, a0, lda, P, H, gates, <slab>, C, c0, ldc, beta)
+    of types ``tys`` (the slab's own values in ub0, ub1 and reverse, as i64, i64, i32)."""
+    M_, K_, A_, a0_, lda_, P_, H_, g_ = args[:8]
+    C_, c0_, ldc_, beta_ = args[-4:]
+    n = [_intp(context, builder, v, t) for v, t in
+         ((M_, tys[0]), (K_, tys[1]), (lda_, tys[4]), (H_, tys[6]), (g_, tys[7]), (ldc_, tys[-2]))]
+    fp = context.get_value_type(dtype).as_pointer()
+    name = "fr_mm_s" if dtype == types.float32 else "fr_mm_d"
+    fn = _declare(builder, name, ir.VoidType(), [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32])
+    builder.call(fn, [n[0], n[1], _data(context, builder, tys[2], A_, _intp(context, builder, a0_, tys[3])), n[2],
+                      _data(context, builder, tys[5], P_, ir.Constant(_I64, 0)), n[3], n[4], ub0, ub1,
+                      _data(context, builder, tys[-4], C_, _intp(context, builder, c0_, tys[-3])), n[5],
+                      builder.trunc(_intp(context, builder, beta_, tys[-1]), _I32), reverse])
+    return context.get_dummy_value()
+
+
+def _mm_types_ok(A, P, C):
+    return (all(isinstance(a, types.Array) for a in (A, P, C)) and A.dtype == P.dtype == C.dtype
+            and C.dtype in (types.float32, types.float64))
+
+
 @intrinsic
 def pmm(typingctx, M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta):
     """C[c0 + (0:M) * ldc, columns of unit block ub of every gate] (+)= A[a0 + ...] (M, K) @ panels
     (ub, *) of the packed P; beta 0 overwrites, 1 accumulates.  Unchecked: see the module docstring."""
-    if not all(isinstance(a, types.Array) for a in (A, P, C)) or not (A.dtype == P.dtype == C.dtype):
+    if not _mm_types_ok(A, P, C):
         return None
-    if C.dtype not in (types.float32, types.float64):
-        return None
-    name = "fr_mm_s" if C.dtype == types.float32 else "fr_mm_d"
     sig = types.void(M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta)
 
     def codegen(context, builder, signature, args):
-        M_, K_, A_, a0_, lda_, P_, H_, g_, ub_, C_, c0_, ldc_, beta_ = args
+        ub0 = _intp(context, builder, args[8], signature.args[8])
+        return _mm_call(context, builder, C.dtype, args, signature.args, ub0,
+                        builder.add(ub0, ir.Constant(_I64, 1)), ir.Constant(_I32, 0))
+
+    return sig, codegen
+
+
+@intrinsic
+def pmm_slab(typingctx, M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta):
+    """C[c0 + (0:M) * ldc, unit blocks ub0..ub1-1 of one gate block] (+)= A[a0 + ...] (M, K) @ panels
+    (ub, 0) of the packed P, in one call: the backward's dA_t Wh^T, whose A is wider than the slab's
+    columns, so fr_mm walks it by block rows (packed_template.h); in reverse at odd steps t, as
+    ``_unit_block`` orders the forward's blocks.  Unchecked: see the module docstring."""
+    if not _mm_types_ok(A, P, C):
+        return None
+    sig = types.void(M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta)
+
+    def codegen(context, builder, signature, args):
         tys = signature.args
-        n = [_intp(context, builder, v, t) for v, t in
-             ((M_, tys[0]), (K_, tys[1]), (lda_, tys[4]), (H_, tys[6]), (g_, tys[7]), (ub_, tys[8]), (ldc_, tys[11]))]
-        fp = context.get_value_type(C.dtype).as_pointer()
-        fn = _declare(builder, name, ir.VoidType(), [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32])
-        ub1 = builder.add(n[5], ir.Constant(_I64, 1))
-        builder.call(fn, [n[0], n[1], _data(context, builder, A, A_, _intp(context, builder, a0_, tys[3])), n[2],
-                          _data(context, builder, P, P_, ir.Constant(_I64, 0)), n[3], n[4], n[5], ub1,
-                          _data(context, builder, C, C_, _intp(context, builder, c0_, tys[10])), n[6],
-                          builder.trunc(_intp(context, builder, beta_, tys[12]), _I32)])
-        return context.get_dummy_value()
+        one = context.get_constant(tys[9], 1)
+        odd = builder.trunc(_intp(context, builder, builder.and_(args[9], one), tys[9]), _I32)
+        # the arguments as pmm's, with gates = 1 in the place of ub0
+        return _mm_call(context, builder, C.dtype, list(args[:7]) + [ir.Constant(_I64, 1)] + list(args[10:]),
+                        list(tys[:7]) + [types.int64] + list(tys[10:]), _intp(context, builder, args[7], tys[7]),
+                        _intp(context, builder, args[8], tys[8]), odd)
 
     return sig, codegen
 

@@ -36,7 +36,7 @@ from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
 from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
-from ._packed import carray, pgemm, pmm, pointer, ppack, resident_product, sync, task, team_run, words
+from ._packed import carray, pgemm, pmm, pmm_slab, pointer, ppack, resident_product, sync, task, team_run, words
 from ._rnn import backward_units as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
@@ -177,12 +177,10 @@ def _rnn_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         rnn_backward_units(h, dht, dA, t, u0, u1)  # the whole slab: nothing to fuse with, the barrier is next
         sync(sy)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):
-            ub = _unit_block(iu, ub0, ub1, t)
-            if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
-                pmm(N, H, dA, t * H, T * H, P, H, 1, ub, dht, (t - 1) * H, T * H, 1)
-            else:
-                pmm(N, H, dA, 0, T * H, P, H, 1, ub, dh0, 0, H, 0)
+        if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
+            pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, dht, (t - 1) * H, T * H, 1)
+        else:
+            pmm_slab(N, H, dA, 0, T * H, P, H, ub0, ub1, t, dh0, 0, H, 0)
     _column_sums(dA, u0, u1, 1, H, db)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, 1, u0, u1)
 
@@ -250,9 +248,8 @@ def _lstm_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
         sync(sy)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):  # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-            ub = _unit_block(iu, ub0, ub1, t)
-            pmm(N, G, dA, t * G, T * G, P, H, 1, ub, carry, 0, H, 0)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
+        pmm_slab(N, G, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0, H, 0)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 4, u0, u1)
 
 
@@ -329,9 +326,8 @@ def _gru_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
         sync(sy)  # every unit of dA_t is written
-        for iu in range(ub1 - ub0):  # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
-            ub = _unit_block(iu, ub0, ub1, t)
-            pmm(N, G, dA, t * F, T * F, P, H, 1, ub, carry, 0, H, 1)
+        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
+        pmm_slab(N, G, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 0, H, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
     W = _work(w)
