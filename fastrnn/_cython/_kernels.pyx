@@ -582,8 +582,9 @@ cdef inline void pmm(intp M, intp K, const floating *A, intp lda, const floating
 cdef inline void pmm_slab(intp M, intp K, const floating *A, intp lda, const floating *P, intp H, intp ub0,
                           intp ub1, intp t, floating *C, intp ldc, int beta) noexcept nogil:
     """C[0:M, unit blocks ub0..ub1-1] (+)= A (M, K) @ packed panels (ub, 0) of one gate block, in one
-    call: the backward's dA_t Wh^T, whose A is wider than the slab's columns, so mm walks it by block
-    rows (see packed_template.h); in reverse at odd steps t, as unit_block orders the forward's blocks."""
+    call: the backward's dA_t Wh^T, whose A is wider than the slab's columns, so that mm can walk a
+    large one by block rows (see packed_template.h); in reverse at odd steps t, as unit_block orders
+    the forward's blocks."""
     if floating is float:
         fr_mm_s(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
     else:

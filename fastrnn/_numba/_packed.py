@@ -30,7 +30,8 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, PIPELINE, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task", "task"]
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task",
+           "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
                                                      "fr_pack_d", "fr_product_s", "fr_resident_product_s",
@@ -81,7 +82,8 @@ def _mm_call(context, builder, dtype, args, tys, ub0, ub1, reverse):
          ((M_, tys[0]), (K_, tys[1]), (lda_, tys[4]), (H_, tys[6]), (g_, tys[7]), (ldc_, tys[-2]))]
     fp = context.get_value_type(dtype).as_pointer()
     name = "fr_mm_s" if dtype == types.float32 else "fr_mm_d"
-    fn = _declare(builder, name, ir.VoidType(), [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32])
+    fn = _declare(builder, name, ir.VoidType(),
+                  [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32])
     builder.call(fn, [n[0], n[1], _data(context, builder, tys[2], A_, _intp(context, builder, a0_, tys[3])), n[2],
                       _data(context, builder, tys[5], P_, ir.Constant(_I64, 0)), n[3], n[4], ub0, ub1,
                       _data(context, builder, tys[-4], C_, _intp(context, builder, c0_, tys[-3])), n[5],
@@ -114,8 +116,8 @@ def pmm(typingctx, M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta):
 def pmm_slab(typingctx, M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta):
     """C[c0 + (0:M) * ldc, unit blocks ub0..ub1-1 of one gate block] (+)= A[a0 + ...] (M, K) @ panels
     (ub, 0) of the packed P, in one call: the backward's dA_t Wh^T, whose A is wider than the slab's
-    columns, so fr_mm walks it by block rows (packed_template.h); in reverse at odd steps t, as
-    ``_unit_block`` orders the forward's blocks.  Unchecked: see the module docstring."""
+    columns, so that fr_mm can walk a large one by block rows (packed_template.h); in reverse at odd
+    steps t, as ``_unit_block`` orders the forward's blocks.  Unchecked: see the module docstring."""
     if not _mm_types_ok(A, P, C):
         return None
     sig = types.void(M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta)
