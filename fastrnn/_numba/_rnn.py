@@ -90,6 +90,27 @@ def backward_units(h, dht, dA, t, u0, u1):
             da[j] = g[j] * (one - ht[j] * ht[j])
 
 
+@helper
+def backward_units_carried(h, dh, carry, dA, db, t, u0, u1):
+    """The team's pass of BPTT step t for hidden units [u0, u1), every row: as ``backward_units``, with
+    the gradient into h_t = carry (step t+1's product, or dhT) plus dh[:, t] (when dh is not of size 0),
+    summed in place into carry, which the step's product then overwrites; adds dA_t's column sums to db
+    while its rows are in cache."""
+    N = h.shape[0]
+    one = h.dtype.type(1)
+    dbu = db[u0:u1]
+    for n in range(N):
+        g, ht, da = carry[n, u0:u1], h[n, t, u0:u1], dA[n, t, u0:u1]
+        if dh.shape[2]:
+            d = dh[n, t, u0:u1]
+            for j in range(u1 - u0):
+                g[j] += d[j]
+        for j in range(u1 - u0):
+            a = g[j] * (one - ht[j] * ht[j])
+            da[j] = a
+            dbu[j] += a
+
+
 @kernel("b", "f3", "f2", "f2", "f2", "f1", "o3")
 def rnn_forward(bi, x, h0, Wx, Wh, b, h):
     """x (N, T, D), h0 (N, H): fills h (N, T, H)."""

@@ -9,13 +9,13 @@ gates of those units:
   loops; ``_gru``'s own, see the GRU section), and meets the others at one barrier per step;
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
   its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
-  loop it computes a share of the rows of dX and its own columns of dWx, dWh and db (Hprev, the state
-  each step started from, is built into a scratch array, a share of rows per thread).  The LSTM and the
-  GRU read dh where it lies and carry the gradient into h_{t-1} in one (N, H) array, which the step's
-  product writes and the next step's pointwise pass reads, each thread only its own units; they sum db
-  in the pointwise pass, while dA_t is in cache.  (The LSTM used to copy dh before the team started,
-  add each product into the copy and sum db in one more pass over dA: its backward alone took 2-3 %
-  longer with 2 threads, the same with one.)
+  loop it computes a share of the rows of dX and its own columns of dWx and dWh (Hprev, the state
+  each step started from, is built into a scratch array, a share of rows per thread).  Every cell
+  reads dh where it lies and carries the gradient into h_{t-1} in one (N, H) array, which the step's
+  product writes and the next step's pointwise pass reads, each thread only its own units; db is
+  summed in the pointwise pass, while dA_t is in cache.  (The LSTM, and until later the RNN, copied dh
+  before the team started, added each product into the copy and summed db in one more pass over dA:
+  the LSTM's backward alone took 2-3 % longer with 2 threads, the same with one; the RNN's 0-2 %.)
 
 Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
@@ -37,7 +37,7 @@ from ._jit import helper, kernel
 from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
 from ._packed import carray, pgemm, pmm, pmm_slab, pointer, ppack, resident_product, sync, task, team_run, words
-from ._rnn import backward_units as rnn_backward_units
+from ._rnn import backward_units_carried as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
 
@@ -88,25 +88,10 @@ def _work(w):
 
 
 @helper
-def _column_sums(dA, u0, u1, gates, H, db):
-    """db[columns g*H + [u0, u1) of every gate] = the sums over every row of those columns of dA."""
-    N, T, G = dA.shape
-    for g in range(gates):
-        out = db[g * H + u0 : g * H + u1]
-        for j in range(u1 - u0):
-            out[j] = 0
-        for n in range(N):
-            for t in range(T):
-                row = dA[n, t, g * H + u0 : g * H + u1]
-                for j in range(u1 - u0):
-                    out[j] += row[j]
-
-
-@helper
 def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, gates, u0, u1):
     """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA and of
     dWh = Hprev^T dA (Hprev built into hprev, a share of rows per thread).  Every dA_t is complete: the
-    last step's barrier.  (db is the caller's: summed per step, or by ``_column_sums``.)"""
+    last step's barrier.  (db is the caller's: summed per step, in the pointwise passes.)"""
     N, T, D, H = w[_W_N], w[_W_T], w[_W_D], w[_W_H]
     G = gates * H
     W, wb = _work(w), w[_W_WORK]
@@ -164,25 +149,24 @@ def _rnn_backward(arg, sy, tid, nth, z):
     Wx = carray(pointer(w[_W_WX], z), (D, H))
     Wh = carray(pointer(w[_W_WH], z), (H, H))
     h = carray(pointer(w[_W_OUT], z), (N, T, H))
-    dht = carray(pointer(w[_W_DHT], z), (N, T, H))
+    dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
+    carry = carray(pointer(w[_W_DH0], z), (N, H))
+    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
     dA = carray(pointer(w[_W_DA], z), (N, T, H))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     dx = carray(pointer(w[_W_DX], z), (N, T, D))
     dWx = carray(pointer(w[_W_DWX], z), (D, H))
     dWh = carray(pointer(w[_W_DWH], z), (H, H))
-    dh0 = carray(pointer(w[_W_DH0], z), (N, H))
     db = carray(pointer(w[_W_DB], z), (H,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    db[u0:u1] = 0
     ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
-        rnn_backward_units(h, dht, dA, t, u0, u1)  # the whole slab: nothing to fuse with, the barrier is next
+        rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
         sync(sy)  # every unit of dA_t is written
-        if t > 0:  # dh_{t-1} += dA_t Wh^T, into the copy of dh
-            pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, dht, (t - 1) * H, T * H, 1)
-        else:
-            pmm_slab(N, H, dA, 0, T * H, P, H, ub0, ub1, t, dh0, 0, H, 0)
-    _column_sums(dA, u0, u1, 1, H, db)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, dht, dx, dWx, dWh, 1, u0, u1)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
+        pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0, H, 0)
+    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 1, u0, u1)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -590,22 +574,26 @@ def rnn_forward_team(x, h0, Wx, Wh, b, h, P, wbuf, nr, work, task_address, threa
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o2", "o1", "n", "n", "n", "n")
-def rnn_backward_team(x, h0, Wx, Wh, h, dht, dA, P, wbuf, dx, dWx, dWh, dh0, db, nr, work, task_address, threads):
-    """BPTT as a team job.  dht (N, T, H) holds the upstream gradient of every step's h (the final state's
-    added to the last step) and is used as scratch; fills dA (scratch), dx, dWx, dWh, dh0 and db."""
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "o2", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "n", "n", "n", "n")
+def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, hprev, dA, P, wbuf, dx, dWx, dWh, db, nr, work, task_address,
+                      threads):
+    """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
+    carry (N, H) holds the final hidden state's gradient on entry and dh0 on return.  Fills dA and hprev
+    (scratch), dx, dWx, dWh and db."""
     N, T, D = x.shape
     H = h0.shape[1]
-    if Wx.shape != (D, H) or Wh.shape != (H, H) or h.shape != (N, T, H) or dht.shape != (N, T, H) \
+    if Wx.shape != (D, H) or Wh.shape != (H, H) or h.shape != (N, T, H) \
+            or not (dh.shape == (N, T, H) or dh.size == 0) or carry.shape != (N, H) or hprev.shape != (N, T, H) \
             or dA.shape != (N, T, H) or dx.shape != (N, T, D) or dWx.shape != (D, H) or dWh.shape != (H, H) \
-            or dh0.shape != (N, H) or db.size != H or h0.shape != (N, H) or P.size < _packed_size(H, H, 1, nr):
+            or db.size != H or h0.shape != (N, H) or P.size < _packed_size(H, H, 1, nr):
         raise ValueError("rnn_backward_team: sizes do not agree")
     w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
     w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
         h.ctypes.data
-    w[_W_DHT], w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = dht.ctypes.data, dA.ctypes.data, dx.ctypes.data, \
+    w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
+    w[_W_HPREV], w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = hprev.ctypes.data, dA.ctypes.data, dx.ctypes.data, \
         dWx.ctypes.data, dWh.ctypes.data
-    w[_W_DH0], w[_W_DB] = dh0.ctypes.data, db.ctypes.data
+    w[_W_DH0], w[_W_DB] = carry.ctypes.data, db.ctypes.data
     _launch(w, task_address, threads)
 
 

@@ -279,13 +279,13 @@ def rnn_backward_state(dh, dhT, cache):
     dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 1, dtype)
-    if plan:
-        (dht, dA), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape, h.shape)
-        _upstream(dht, dh, dhT)
-        dh0, db = _empty((N, H), dtype), _empty((H,), dtype)
+    if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
+        (hprev, dA), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape, h.shape)
+        dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
+        db = _empty((H,), dtype)
         task = _team.TASKS["rnn_backward"][dtype].address
-        _team.rnn_backward_team[dtype](x, h0, Wx, Wh, h, dht, dA, P, wbuf, dx, dWx, dWh, dh0, db, plan[0], plan[2],
-                                       task, plan[1])
+        _team.rnn_backward_team[dtype](x, h0, Wx, Wh, h, np.empty((N, T, 0), dtype) if dh is None else dh, dh0,
+                                       hprev, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2], task, plan[1])
         return dx, dh0, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, h.shape, Wh)
     dh0, db = _rnn.rnn_backward[dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
