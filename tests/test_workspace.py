@@ -266,3 +266,28 @@ def test_release_workspace_also_empties_the_native_array_pool_once_loaded():
     assert info["pool"]["held_bytes"] == held
     assert fastrnn.release_workspace() >= held
     assert native.pool_stats()["held_bytes"] == 0
+
+
+def test_the_native_array_pool_is_capped_by_the_same_setting():
+    from fastrnn import _native as native
+
+    assert native.pool_stats()["cap_bytes"] == _workspace.POOL_FACTOR * _workspace.DEFAULT_LIMIT_MB * MiB
+    with native.pooled():
+        blocks = [np.ones(3 * MiB, np.uint8) for _ in range(3)]  # kept mapped when freed: 9 MiB and headers
+    del blocks
+    assert native.pool_stats()["held_bytes"] >= 9 * MiB
+    fastrnn.set_workspace_limit(2)  # the pool may keep 4 MiB now: one of the blocks
+    stats = native.pool_stats()
+    assert stats["cap_bytes"] == 4 * MiB and 3 * MiB <= stats["held_bytes"] <= 4 * MiB
+    fastrnn.set_workspace_limit(0)  # keeps nothing at all
+    assert native.pool_stats()["cap_bytes"] == native.pool_stats()["held_bytes"] == 0
+    fastrnn.set_workspace_limit(_workspace.DEFAULT_LIMIT_MB)
+    assert native.pool_stats()["cap_bytes"] == 512 * MiB
+
+
+def test_the_environment_variable_caps_the_native_array_pool_too():
+    code = "import fastrnn.layers\nfrom fastrnn import _native\nprint(_native.pool_stats()['cap_bytes'])"
+    env = {**os.environ, _workspace.ENV_VAR: "48"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == 96 * MiB

@@ -18,7 +18,8 @@ counts them.
 
 Arrays the backends allocate come from a pool that keeps freed large blocks mapped for the next call
 (pool.h): ``pooled()`` makes it NumPy's allocator for a block of code; ``pool_stats()``,
-``pool_release()`` and ``pool_set_cap()`` manage it.
+``pool_release()`` and ``pool_set_cap()`` manage it.  Its cap follows the workspace setting
+(``fastrnn.set_workspace_limit``, ``FASTRNN_WORKSPACE_MB``): twice the per-thread scratch limit.
 
 Python sees the kernels' addresses only: ``symbols()`` maps each exported C function to its address,
 which the Cython kernels call through function pointers and the Numba kernels bind by name, as both do
@@ -32,6 +33,8 @@ kernels ask at every call.
 
 import functools
 import threading
+
+from .._workspace import pool_cap_bytes
 
 from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add, resident_remove,
                       resident_stats, set_blas_threads, set_handler, symbols, team_stats)
@@ -55,6 +58,7 @@ def blas_threads_address():
 
 
 set_blas_threads(blas_threads_address())  # fr_product's thread limit, as the layers' kernels ask it
+pool_set_cap(pool_cap_bytes())  # bounded by the workspace setting, which set_workspace_limit keeps in step
 
 
 class pooled:

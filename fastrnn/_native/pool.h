@@ -53,7 +53,7 @@ static struct {
     size_t reused, mapped;  /* allocations served from the kept blocks / by new mappings */
     int n;
     fr_kept slot[FR_POOL_SLOTS]; /* the oldest first */
-} fr_pool = {PTHREAD_MUTEX_INITIALIZER, (size_t)256 << 20};
+} fr_pool = {PTHREAD_MUTEX_INITIALIZER, (size_t)512 << 20}; /* fastrnn._native sets it from the workspace setting */
 
 static size_t fr_pool_round(size_t n) { return (n + 65535) & ~(size_t)65535; }
 
