@@ -15,6 +15,8 @@ FR_CLONES static void FR_FN(rnn_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         REAL *restrict a = A + n * lda;
+        if (hs && n + FR_PF_ROWS < N)  /* A was just written by the product; hs is far */
+            fr_prefetch_span(hs + (n + FR_PF_ROWS) * lds, (size_t)H * sizeof(REAL), 1);
         for (ptrdiff_t j = 0; j < H; j++)
             a[j] = FR_TANH(a[j] + b[j]);
         if (hs)
@@ -53,6 +55,16 @@ FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, R
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         REAL *a = A + n * lda;
+        if (n + FR_PF_ROWS < N) {  /* the gates were just written by the product; the rest is far */
+            const ptrdiff_t m = n + FR_PF_ROWS;
+            const size_t bytes = (size_t)nu * sizeof(REAL);
+            fr_prefetch_span(cprev + m * ldcp, bytes, 0);
+            fr_prefetch_span(c + m * ldc, bytes, 1);
+            fr_prefetch_span(tc + m * ldtc, bytes, 1);
+            fr_prefetch_span(h + m * ldh, bytes, 1);
+            if (hs)
+                fr_prefetch_span(hs + m * lds, bytes, 1);
+        }
         FR_FN(lstm_fwd_row)(nu, a, a + gs, a + 2 * gs, a + 3 * gs, b, b + gs, b + 2 * gs, b + 3 * gs,
                             cprev + n * ldcp, c + n * ldc, tc + n * ldtc, h + n * ldh);
         if (hs)
@@ -75,8 +87,15 @@ FR_CLONES static void FR_FN(rnn_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, p
                                      const REAL *dhp, ptrdiff_t lddhp, const REAL *h, ptrdiff_t ldh,
                                      REAL *dA, ptrdiff_t ldda, REAL *db)
 {
-    for (ptrdiff_t n = 0; n < N; n++)
+    for (ptrdiff_t n = 0; n < N; n++) {
+        if (n + FR_PF_ROWS < N) {  /* dhp is the step's own; the rest is far */
+            const ptrdiff_t m = n + FR_PF_ROWS;
+            fr_prefetch_span(dh + m * lddh, (size_t)H * sizeof(REAL), 0);
+            fr_prefetch_span(h + m * ldh, (size_t)H * sizeof(REAL), 0);
+            fr_prefetch_span(dA + m * ldda, (size_t)H * sizeof(REAL), 1);
+        }
         FR_FN(rnn_bwd_row)(H, dh + n * lddh, dhp + n * lddhp, h + n * ldh, dA + n * ldda, db);
+    }
 }
 
 /* One row of lstm_bwd.  Restrict parameters, one per gate block: what lets gcc vectorize it without
@@ -120,6 +139,17 @@ FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, c
     for (ptrdiff_t n = 0; n < N; n++) {
         const REAL *g = gates + n * ldg;
         REAL *da = dA + n * ldda;
+        if (n + FR_PF_ROWS < N) {  /* what the forward left, long evicted; dhp and dc are the step's own */
+            const ptrdiff_t m = n + FR_PF_ROWS;
+            const size_t bytes = (size_t)nu * sizeof(REAL);
+            for (int q = 0; q < 4; q++) {
+                fr_prefetch_span(gates + m * ldg + q * gs, bytes, 0);
+                fr_prefetch_span(dA + m * ldda + q * gs, bytes, 1);
+            }
+            fr_prefetch_span(tc + m * ldtc, bytes, 0);
+            fr_prefetch_span(cprev + m * ldcp, bytes, 0);
+            fr_prefetch_span(dh + m * lddh, bytes, 0);
+        }
         FR_FN(lstm_bwd_row)(nu, dh + n * lddh, dhp + n * lddhp, dc + n * lddc, g, g + gs, g + 2 * gs, g + 3 * gs,
                             tc + n * ldtc, cprev + n * ldcp, da, da + gs, da + 2 * gs, da + 3 * gs,
                             db, db + gs, db + 2 * gs, db + 3 * gs);
@@ -191,6 +221,14 @@ FR_CLONES static void FR_FN(gru_fwd_units)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t 
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         REAL *a = A + n * lda;
+        if (n + FR_PF_ROWS < N) {  /* A and hn were just written by the products; the rest is far */
+            const ptrdiff_t m = n + FR_PF_ROWS;
+            const size_t bytes = (size_t)nu * sizeof(REAL);
+            fr_prefetch_span(hp + m * ldhp, bytes, 0);
+            fr_prefetch_span(h + m * ldh, bytes, 1);
+            if (hs)
+                fr_prefetch_span(hs + m * lds, bytes, 1);
+        }
         FR_FN(gru_fwd_units_row)(nu, a, a + gs, a + 2 * gs, b, b + gs, b + 2 * gs, hn + n * ldhn, bhn,
                                  hp + n * ldhp, h + n * ldh);
         if (hs)
@@ -240,6 +278,17 @@ FR_CLONES static void FR_FN(gru_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, co
     for (ptrdiff_t n = 0; n < N; n++) {
         const REAL *g = gates + n * ldg;
         REAL *da = dA + n * ldda;
+        if (n + FR_PF_ROWS < N) {  /* what the forward left, long evicted; dhc is the step's own */
+            const ptrdiff_t m = n + FR_PF_ROWS;
+            const size_t bytes = (size_t)nu * sizeof(REAL);
+            for (int q = 0; q < 3; q++)
+                fr_prefetch_span(gates + m * ldg + q * gs, bytes, 0);
+            for (int q = 0; q < 4; q++)
+                fr_prefetch_span(dA + m * ldda + q * gs, bytes, 1);
+            fr_prefetch_span(dh + m * lddh, bytes, 0);
+            fr_prefetch_span(hn + m * ldhn, bytes, 0);
+            fr_prefetch_span(hp + m * ldhp, bytes, 0);
+        }
         FR_FN(gru_bwd_row)(nu, dh + n * lddh, dhc + n * lddhc, g, g + gs, g + 2 * gs, hn + n * ldhn, hp + n * ldhp,
                            da, da + gs, da + 2 * gs, da + 3 * gs, db, db + gs, dbhn, db + 2 * gs);
     }

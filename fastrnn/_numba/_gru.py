@@ -44,6 +44,7 @@ from ._blas import NOTRANS, TRANS, gemm
 from ._dense import transpose_into
 from ._jit import helper, kernel
 from ._math import vsigmoid, vtanh
+from ._prefetch import AHEAD, fetch, fetch_for_write
 from ._rnn import previous_states
 
 
@@ -55,6 +56,13 @@ def forward_units(gates, b, bhn, hn, h0, h, t, u0, u1):
     N, T, G = gates.shape
     H = G // 3
     for n in range(N):
+        if n + AHEAD < N:  # the gates and hn were just written by the products; h is far
+            m = n + AHEAD
+            if t == 0:
+                fetch(h0, m * H + u0, u1 - u0)
+            else:
+                fetch(h, (m * T + t - 1) * H + u0, u1 - u0)
+            fetch_for_write(h, (m * T + t) * H + u0, u1 - u0)
         a = gates[n, t]
         ar, az, an = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1]
         br, bz, bn = b[u0:u1], b[H + u0 : H + u1], b[2 * H + u0 : 2 * H + u1]
@@ -82,7 +90,21 @@ def backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1):
     one = gates.dtype.type(1)  # a typed constant: a bare 1 would promote float32 to float64
     k = u1 - u0
     dbr, dbz, dbn, dbq = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], dbhn[u0:u1]
+    F = dA.shape[2]
     for n in range(N):
+        if n + AHEAD < N:  # what the forward left, and dA's rows: far; carry is the step's own
+            m = n + AHEAD
+            for q in range(3):
+                fetch(gates, (m * T + t) * G + q * H + u0, k)
+            for q in range(4):
+                fetch_for_write(dA, (m * T + t) * F + q * H + u0, k)
+            fetch(hn, (m * T + t) * H + u0, k)
+            if t == 0:
+                fetch(h0, m * H + u0, k)
+            else:
+                fetch(h, (m * T + t - 1) * H + u0, k)
+            if dh.shape[2]:
+                fetch(dh, (m * T + t) * H + u0, k)
         a, da = gates[n, t], dA[n, t]
         r, z, nn = a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1]
         dr, dz = da[u0:u1], da[H + u0 : H + u1]

@@ -38,6 +38,7 @@ from ._blas import NOTRANS, gemm
 from ._dense import copy_rows, transpose_into
 from ._jit import helper, inline_helper, kernel
 from ._math import vtanh
+from ._prefetch import AHEAD, fetch, fetch_for_write
 from ._rnn import backprop_into_previous, sequence_grads
 
 
@@ -51,6 +52,12 @@ def forward_units(gates, b, c, tanh_c, h, t, u0, u1):
     half = gates.dtype.type(0.5)
     zero = gates.dtype.type(0)
     for n in range(N):
+        if n + AHEAD < N:  # the gates were just written by the product; c, tanh(c), h are far
+            m = n + AHEAD
+            fetch(c, (m * (T + 1) + t) * H + u0, u1 - u0)
+            fetch_for_write(c, (m * (T + 1) + t + 1) * H + u0, u1 - u0)
+            fetch_for_write(tanh_c, (m * T + t) * H + u0, u1 - u0)
+            fetch_for_write(h, (m * T + t) * H + u0, u1 - u0)
         a = gates[n, t]
         if u1 - u0 == H:  # every unit: the four gate blocks are one run of 4H
             for j in range(G):  # sigmoid(a) = tanh(a/2)/2 + 1/2; the g block is a plain tanh
@@ -117,6 +124,15 @@ def backward_units_carried(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1):
     k = u1 - u0
     dbi, dbf, dbo, dbg = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], db[3 * H + u0 : 3 * H + u1]
     for n in range(N):
+        if n + AHEAD < N:  # what the forward left, and dA's rows: far; carry and dc are the step's own
+            m = n + AHEAD
+            for q in range(4):
+                fetch(gates, (m * T + t) * G + q * H + u0, k)
+                fetch_for_write(dA, (m * T + t) * G + q * H + u0, k)
+            fetch(c, (m * (T + 1) + t) * H + u0, k)
+            fetch(tanh_c, (m * T + t) * H + u0, k)
+            if dh.shape[2]:
+                fetch(dh, (m * T + t) * H + u0, k)
         a, da = gates[n, t], dA[n, t]
         di, df = da[u0:u1], da[H + u0 : H + u1]
         do, dg = da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1]

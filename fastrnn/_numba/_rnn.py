@@ -30,6 +30,7 @@ from ._blas import NOTRANS, TRANS, gemm
 from ._dense import affine_grads, copy_row, transpose_into
 from ._jit import helper, kernel
 from ._math import vtanh
+from ._prefetch import AHEAD, fetch, fetch_for_write
 
 
 @helper
@@ -96,10 +97,16 @@ def backward_units_carried(h, dh, carry, dA, db, t, u0, u1):
     the gradient into h_t = carry (step t+1's product, or dhT) plus dh[:, t] (when dh is not of size 0),
     summed in place into carry, which the step's product then overwrites; adds dA_t's column sums to db
     while its rows are in cache."""
-    N = h.shape[0]
+    N, T, H = h.shape
     one = h.dtype.type(1)
     dbu = db[u0:u1]
     for n in range(N):
+        if n + AHEAD < N:  # what the forward left, and dA's rows: far (see _prefetch)
+            row = ((n + AHEAD) * T + t) * H + u0
+            fetch(h, row, u1 - u0)
+            fetch_for_write(dA, row, u1 - u0)
+            if dh.shape[2]:
+                fetch(dh, row, u1 - u0)
         g, ht, da = carry[n, u0:u1], h[n, t, u0:u1], dA[n, t, u0:u1]
         if dh.shape[2]:
             d = dh[n, t, u0:u1]
