@@ -37,7 +37,7 @@ ends.  The same setting caps the native array pool (``fastrnn._native``, pool.h)
 backends' freed outputs and caches mapped for their next call, process-wide: at twice the
 per-thread limit (512 MiB by default).  A large float64 LSTM's forward and backward (64, 64, 512,
 1024) free about 340 MiB of blocks a call; with the pool at 256 MiB, part of that was mapped afresh
-at every call (800-1,400 page faults), and the pair took 1-3 % longer, as did the GRU's.
+at every call (800-1,400 page faults), and the pair took 0-6 % longer, as did the GRU's.
 
 For kernels: ``scratch(nbytes)`` is n bytes of this thread's kept buffer, 64-byte aligned,
 counted against the cap; ``scratch_arrays(dtype, *shapes)`` carves several arrays from one such
