@@ -53,18 +53,26 @@ _write = _prefetch_intrinsic(True)
 
 
 @inline_helper
+def _lines(a, start, count, write):
+    """Prefetches every line of elements [start, start + count) (flat indices) of the C-contiguous
+    array a: for writing when write is true (a constant at every call: LLVM drops the other branch)."""
+    if count > 0:
+        last = start + count - 1
+        for k in range(start, last + _LINE // a.itemsize, _LINE // a.itemsize):
+            i = min(k, last)  # the last step lands on the run's last element, whatever its alignment
+            if write:
+                _write(a, i)
+            else:
+                _read(a, i)
+
+
+@inline_helper
 def fetch(a, start, count):
     """Prefetches elements [start, start + count) (flat indices) of the C-contiguous array a, to read."""
-    if count > 0:
-        for k in range(start, start + count, _LINE // a.itemsize):
-            _read(a, k)
-        _read(a, start + count - 1)
+    _lines(a, start, count, False)
 
 
 @inline_helper
 def fetch_for_write(a, start, count):
     """Prefetches elements [start, start + count) of a for writing (the lines fetched for ownership)."""
-    if count > 0:
-        for k in range(start, start + count, _LINE // a.itemsize):
-            _write(a, k)
-        _write(a, start + count - 1)
+    _lines(a, start, count, True)
