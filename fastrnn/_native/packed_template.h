@@ -226,15 +226,23 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * (2048, 512) 169-179 / 177-183; at N = 25 (A of 200-400 KiB, which stays in L2) both the same.  A
  * narrower A stays in L2 either way, and C (in the forward the gate buffer, cold from the input
  * projection) is then the larger to re-read.
+ * By block rows, every block is one more pass over all of the call's C (M x its columns: from L2, not
+ * L1 as one panel's), so the blocks are larger there, FR_KC_ROWS_BYTES, and stream from L2 (the tile
+ * reads a panel from L2 nearly as fast as from L1).  Since 2026-12-02; the step product alone, one
+ * core, C harness, GFLOP/s with 32 / 128 KiB blocks: float32 (100, 2048) x (2048, 512) 130-136 /
+ * 148-151, (64, 4096) x (4096, 512) 149-156 / 158-162; float64 65-70 / 71-75 and 71-73 / 74-77.  Panel
+ * by panel, 128 KiB blocks lost where A has few rows (the small LSTM float32 forward with one thread,
+ * N = 25: 1.07x the time), so those stay in L1.
  * reverse != 0 walks the same blocks last to first (the layers alternate it between time steps: the
  * blocks read last at one step, still in cache, are read first at the next). */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
                         ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C, ptrdiff_t ldc,
                         int beta, int reverse)
 {
-    const ptrdiff_t KC = FR_KC_BYTES / (FR_NR * (ptrdiff_t)sizeof(REAL));
-    const ptrdiff_t npanels = (ub1 - ub0) * gates, nk = (K + KC - 1) / KC, nblocks = npanels * nk;
+    const ptrdiff_t npanels = (ub1 - ub0) * gates;
     const int by_rows = K > npanels * FR_NR && M * K * (ptrdiff_t)sizeof(REAL) >= FR_BY_ROWS_MIN_BYTES;
+    const ptrdiff_t KC = (by_rows ? FR_KC_ROWS_BYTES : FR_KC_BYTES) / (FR_NR * (ptrdiff_t)sizeof(REAL));
+    const ptrdiff_t nk = (K + KC - 1) / KC, nblocks = npanels * nk;
     /* prefetch only panels that cannot stay in L2 from one step to the next: smaller ones are there */
     const ptrdiff_t packed_bytes = (H + FR_NR - 1) / FR_NR * gates * K * FR_NR * (ptrdiff_t)sizeof(REAL);
     const int fetch = packed_bytes > FR_PREFETCH_MIN_BYTES;
