@@ -65,7 +65,7 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
     A = rng.standard_normal((M, K + 3)).astype(dtype)[:, 2 : 2 + K]  # a row stride that is not K
     cols = _gate_columns(H, g, ub0 * nr, min(H, ub1 * nr))
     # both walks of the blocks (reverse: last to first); with trans, K = gates*H is wider than the
-    # call's columns, which mm walks by block rows, else panel by panel
+    # call's columns, which mm walks by block rows when A is also large enough, else panel by panel
     for beta, reverse in [(0, 0), (1, 0), (0, 1), (1, 1)]:
         C = rng.standard_normal((M, g * H + 5)).astype(dtype)
         before = C.copy()
@@ -206,6 +206,11 @@ def check_all(seed=0):
         for ub0, ub1 in [(0, 2), (3, 9), (8, 9)]:
             n += check_mm(rng, dtype, 9, H, 4, False, ub0, ub1)
             n += check_mm(rng, dtype, 9, H, 4, True, ub0, ub1)
+        # the backward's step product at its larger sizes: dA_t wider (K) than the columns and of 512 KiB or
+        # more (FR_BY_ROWS_MIN_BYTES), which mm walks by block rows in blocks of FR_KC_ROWS_BYTES (128 KiB:
+        # K = 4120 is several blocks and a short last one with every ISA's panel width)
+        for ub0, ub1 in [(None, None), (1, 3)]:
+            n += check_mm(rng, dtype, 40, 1030, 4, True, ub0, ub1)
         for M, K, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (7, 3, 5, 1, 0, 5), (25, 300, 100, 1, 0, 100),
                                        (13, 129, 64, 1, 0, 64), (400, 256, 70, 1, 0, 70), (6, 600, 128, 1, 0, 128),
                                        (9, 17, 40, 4, 0, 40), (33, 70, 100, 4, 37, 90), (20, 300, 130, 3, 65, 130),
