@@ -25,7 +25,7 @@ FR_CLONES static void FR_FN(rnn_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_
 }
 
 /* One row of lstm_fwd: nu hidden units, one restrict pointer per gate block (see lstm_bwd_row). */
-static inline void FR_FN(lstm_fwd_row)(ptrdiff_t nu, REAL *restrict ai, REAL *restrict af,
+FR_INLINE void FR_FN(lstm_fwd_row)(ptrdiff_t nu, REAL *restrict ai, REAL *restrict af,
                                        REAL *restrict ao, REAL *restrict ag, const REAL *restrict bi,
                                        const REAL *restrict bf, const REAL *restrict bo, const REAL *restrict bg,
                                        const REAL *restrict cprev, REAL *restrict c, REAL *restrict tc,
@@ -73,7 +73,7 @@ FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, R
 }
 
 /* RNN backward step: dA = (dh + dhp) (1 - h^2); db += dA (summed over the N rows). */
-static inline void FR_FN(rnn_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
+FR_INLINE void FR_FN(rnn_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
                                       const REAL *restrict h, REAL *restrict da, REAL *restrict db)
 {
     for (ptrdiff_t j = 0; j < H; j++) {
@@ -100,7 +100,7 @@ FR_CLONES static void FR_FN(rnn_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, p
 
 /* One row of lstm_bwd.  Restrict parameters, one per gate block: what lets gcc vectorize it without
  * alias checks (with one pointer per 4H row it gives up on the accesses H apart). */
-static inline void FR_FN(lstm_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
+FR_INLINE void FR_FN(lstm_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const REAL *restrict dhp,
                                        REAL *restrict dc, const REAL *restrict gi, const REAL *restrict gf,
                                        const REAL *restrict go, const REAL *restrict gg, const REAL *restrict tc,
                                        const REAL *restrict cprev, REAL *restrict dai, REAL *restrict daf,
@@ -157,7 +157,7 @@ FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, c
 }
 
 /* One row of gru_fwd.  One restrict pointer per gate block (see lstm_bwd_row). */
-static inline void FR_FN(gru_fwd_row)(ptrdiff_t H, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
+FR_INLINE void FR_FN(gru_fwd_row)(ptrdiff_t H, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
                                       const REAL *restrict rr, const REAL *restrict rz, const REAL *restrict rn,
                                       const REAL *restrict bhn, const REAL *restrict hp, REAL *restrict hn,
                                       REAL *restrict h)
@@ -192,7 +192,7 @@ FR_CLONES static void FR_FN(gru_fwd)(ptrdiff_t N, ptrdiff_t H, REAL *A, ptrdiff_
 }
 
 /* One row of gru_fwd_units: nu hidden units, one restrict pointer per gate block (see lstm_bwd_row). */
-static inline void FR_FN(gru_fwd_units_row)(ptrdiff_t nu, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
+FR_INLINE void FR_FN(gru_fwd_units_row)(ptrdiff_t nu, REAL *restrict ar, REAL *restrict az, REAL *restrict an,
                                             const REAL *restrict br, const REAL *restrict bz,
                                             const REAL *restrict bn, REAL *restrict hn, const REAL *restrict bhn,
                                             const REAL *restrict hp, REAL *restrict h)
@@ -237,7 +237,7 @@ FR_CLONES static void FR_FN(gru_fwd_units)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t 
 }
 
 /* One row of gru_bwd. */
-static inline void FR_FN(gru_bwd_row)(ptrdiff_t H, const REAL *restrict dh, REAL *restrict dhc,
+FR_INLINE void FR_FN(gru_bwd_row)(ptrdiff_t H, const REAL *restrict dh, REAL *restrict dhc,
                                       const REAL *restrict gr, const REAL *restrict gz, const REAL *restrict gn,
                                       const REAL *restrict hn, const REAL *restrict hp, REAL *restrict dar,
                                       REAL *restrict daz, REAL *restrict dahn, REAL *restrict dan,
