@@ -24,6 +24,8 @@ def _fn(name, restype, *argtypes):
 
 _SFX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
 MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT) for dt, c in _SFX.items()}
+MM_PART = {dt: _fn(f"fr_mm_part_{c}", None, _I, _I, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT)
+           for dt, c in _SFX.items()}
 PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
 GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P,
                 ctypes.c_size_t) for dt, c in _SFX.items()}
@@ -65,21 +67,34 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
     A = rng.standard_normal((M, K + 3)).astype(dtype)[:, 2 : 2 + K]  # a row stride that is not K
     cols = _gate_columns(H, g, ub0 * nr, min(H, ub1 * nr))
     # both walks of the blocks (reverse: last to first); with trans, K = gates*H is wider than the
-    # call's columns, which mm walks by block rows when A is also large enough, else panel by panel
-    for beta, reverse in [(0, 0), (1, 0), (0, 1), (1, 1)]:
-        C = rng.standard_normal((M, g * H + 5)).astype(dtype)
-        before = C.copy()
-        MM[dtype](M, K, _ptr(A), A.strides[0] // dtype.itemsize, _ptr(packed), H, g, ub0, ub1, _ptr(C),
-                  C.shape[1], beta, reverse)
-        expected = A.astype(np.float64) @ dense.astype(np.float64) + (before[:, : g * H] if beta else 0)
-        got = C[:, : g * H]
-        worst = excess(got[:, cols], expected[:, cols].astype(dtype), dtype)
-        if worst > 1 or not np.array_equal(C[:, : g * H][:, ~cols], before[:, : g * H][:, ~cols]) \
-                or not np.array_equal(C[:, g * H :], before[:, g * H :]):
-            raise AssertionError(f"mm {dtype} M={M} H={H} gates={gates} trans={trans} blocks [{ub0},{ub1}) "
-                                 f"beta={beta} reverse={reverse}: {worst:.3g} x the tolerance, or columns "
-                                 f"outside written")
-    return 4
+    # call's columns, which mm walks by block rows when A is also large enough, else panel by panel;
+    # then the part of the product over rows [k_lo, k_hi) of the panels (mm_part: a step's product split
+    # around the barrier), a range inside the first KC block, one across several, one that ends at K
+    parts = [(None, None)] + [(lo, hi) for lo, hi in [(1, 2), (K // 3, K - 1), (K - K // 4 - 1, K)] if 0 <= lo < hi <= K]
+    n = 0
+    for k_lo, k_hi in parts:
+        for beta, reverse in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+            C = rng.standard_normal((M, g * H + 5)).astype(dtype)
+            before = C.copy()
+            lda = A.strides[0] // dtype.itemsize
+            if k_lo is None:
+                MM[dtype](M, K, _ptr(A), lda, _ptr(packed), H, g, ub0, ub1, _ptr(C), C.shape[1], beta, reverse)
+                lo, hi = 0, K
+            else:
+                MM_PART[dtype](M, K, k_lo, k_hi, _ptr(A), lda, _ptr(packed), H, g, ub0, ub1, _ptr(C), C.shape[1],
+                               beta, reverse)
+                lo, hi = k_lo, k_hi
+            expected = (A[:, lo:hi].astype(np.float64) @ dense[lo:hi].astype(np.float64)
+                        + (before[:, : g * H] if beta else 0))
+            got = C[:, : g * H]
+            worst = excess(got[:, cols], expected[:, cols].astype(dtype), dtype)
+            if worst > 1 or not np.array_equal(C[:, : g * H][:, ~cols], before[:, : g * H][:, ~cols]) \
+                    or not np.array_equal(C[:, g * H :], before[:, g * H :]):
+                raise AssertionError(f"mm {dtype} M={M} H={H} gates={gates} trans={trans} blocks [{ub0},{ub1}) "
+                                     f"rows [{lo},{hi}) beta={beta} reverse={reverse}: {worst:.3g} x the "
+                                     f"tolerance, or columns outside written")
+            n += 1
+    return n
 
 
 def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):

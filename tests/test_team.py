@@ -61,13 +61,15 @@ def _state_run(module, cell, args, seed, dtype, given):
     return outs, getattr(module, f"{cell}_backward_state")(*douts, cache)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("threads", [1, 2, 3])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", TEAM_SHAPES)
 @pytest.mark.parametrize("cell", CELLS)
 def test_team_parity(backend, cell, shape, dtype, threads):
     """Outputs, final states and every gradient against the oracle, with every combination of upstream
-    gradients, on 1 and 2 threads; inputs F-ordered on the way (the team gets C-contiguous copies)."""
+    gradients, on 1, 2 and 3 threads (the middle one of 3 owns units with others' on both sides: its
+    step products are split in three parts around the barrier); inputs F-ordered on the way (the team
+    gets C-contiguous copies)."""
     args = state_inputs(np.random.default_rng(1), dtype, shape, cell)
     with threadpool_limits(threads):
         if _module(backend).native_in_use():  # (not under FASTRNN_NATIVE=0)

@@ -26,6 +26,8 @@ static PyObject *symbols(PyObject *self, PyObject *unused)
     struct { const char *name; void *address; } table[] = {
         {"fr_mm_s", (void *)fr_mm_s},
         {"fr_mm_d", (void *)fr_mm_d},
+        {"fr_mm_part_s", (void *)fr_mm_part_s},
+        {"fr_mm_part_d", (void *)fr_mm_part_d},
         {"fr_gemm_s", (void *)fr_gemm_s},
         {"fr_gemm_d", (void *)fr_gemm_d},
         {"fr_gemm_work_s", (void *)fr_gemm_work_s},
@@ -38,6 +40,8 @@ static PyObject *symbols(PyObject *self, PyObject *unused)
         {"fr_resident_product_d", (void *)fr_resident_product_d},
         {"fr_team_run", (void *)fr_team_run},
         {"fr_sync", (void *)fr_sync},
+        {"fr_sync_arrive", (void *)fr_sync_arrive},
+        {"fr_sync_wait", (void *)fr_sync_wait},
     };
     PyObject *out = PyDict_New();
     if (!out)

@@ -204,10 +204,10 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 #endif
 
 /* ------------------------------------------------------------------------------------ dispatch */
-typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *, ptrdiff_t, ptrdiff_t,
-                          ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int);
-typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *, ptrdiff_t, ptrdiff_t,
-                          ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int);
+typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *,
+                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int);
+typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *,
+                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int);
 typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
                            ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *, size_t);
 typedef int (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
@@ -272,14 +272,31 @@ static void fr_mm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, con
                     ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C, ptrdiff_t ldc, int beta,
                     int reverse)
 {
-    fr_impl.mm_s(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_s(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
 }
 
 static void fr_mm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, const double *P, ptrdiff_t H,
                     ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C, ptrdiff_t ldc, int beta,
                     int reverse)
 {
-    fr_impl.mm_d(M, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_d(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+}
+
+/* The part of fr_mm_s/d's product over rows k_lo:k_hi of the panels (K rows each) and columns k_lo:k_hi of
+ * A (A still points at column 0): a step's product split around the barrier, the rows of h_t (or dA_t)
+ * this thread wrote itself first, the others' after the wait (see fr_sync_arrive in team.h). */
+static void fr_mm_part_s(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const float *A, ptrdiff_t lda,
+                         const float *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C,
+                         ptrdiff_t ldc, int beta, int reverse)
+{
+    fr_impl.mm_s(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+}
+
+static void fr_mm_part_d(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const double *A, ptrdiff_t lda,
+                         const double *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C,
+                         ptrdiff_t ldc, int beta, int reverse)
+{
+    fr_impl.mm_d(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
 }
 
 static int fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,

@@ -207,9 +207,10 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
     }
 }
 
-/* C[0:M, cols of panels (ub, g) for ub in [ub0, ub1), every gate] (+)= A[0:M, 0:K] @ those panels.
- * Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each gate
- * block are written.  beta: 0 overwrites C, 1 accumulates into it.  The panels are walked in blocks of
+/* C[0:M, cols of panels (ub, g) for ub in [ub0, ub1), every gate] (+)= A[0:M, k_lo:k_hi] @ rows
+ * k_lo:k_hi of those panels (of K rows each; A points at column 0, k_lo = 0, k_hi = K: the whole
+ * product).  Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each
+ * gate block are written.  beta: 0 overwrites C, 1 accumulates into it.  The panels are walked in blocks of
  * KC rows (KC x NR REALs stay in L1 while every row block of A passes over them).  The first row block
  * must read a panel block from L2 or L3 (an LSTM's panels are larger than L2 at H = 512 and above),
  * which deliver it more slowly than the tile consumes it, and the others find it in L1; so the block
@@ -235,32 +236,32 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * N = 25: 1.07x the time), so those stay in L1.
  * reverse != 0 walks the same blocks last to first (the layers alternate it between time steps: the
  * blocks read last at one step, still in cache, are read first at the next). */
-static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, const REAL *P,
-                        ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C, ptrdiff_t ldc,
-                        int beta, int reverse)
+static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const REAL *A, ptrdiff_t lda,
+                        const REAL *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C,
+                        ptrdiff_t ldc, int beta, int reverse)
 {
-    const ptrdiff_t npanels = (ub1 - ub0) * gates;
+    const ptrdiff_t npanels = (ub1 - ub0) * gates, KR = k_hi - k_lo;
     const int by_rows = K > npanels * FR_NR && M * K * (ptrdiff_t)sizeof(REAL) >= FR_BY_ROWS_MIN_BYTES;
     const ptrdiff_t KC = (by_rows ? FR_KC_ROWS_BYTES : FR_KC_BYTES) / (FR_NR * (ptrdiff_t)sizeof(REAL));
-    const ptrdiff_t nk = (K + KC - 1) / KC, nblocks = npanels * nk;
+    const ptrdiff_t nk = (KR + KC - 1) / KC, nblocks = npanels * nk;
     /* prefetch only panels that cannot stay in L2 from one step to the next: smaller ones are there */
     const ptrdiff_t packed_bytes = (H + FR_NR - 1) / FR_NR * gates * K * FR_NR * (ptrdiff_t)sizeof(REAL);
     const int fetch = packed_bytes > FR_PREFETCH_MIN_BYTES;
-    if (M <= 0 || npanels <= 0 || K <= 0)
+    if (M <= 0 || npanels <= 0 || KR <= 0)
         return;
     for (ptrdiff_t i = 0; i < nblocks; i++) {
         /* block j: panel q (ub0's first gate first), rows kb*KC of it; the next one read, jn */
         const ptrdiff_t j = reverse ? nblocks - 1 - i : i, jn = reverse ? j - 1 : j + 1;
         const ptrdiff_t q = by_rows ? j % npanels : j / nk, kb = by_rows ? j / npanels : j % nk;
-        const ptrdiff_t ub = ub0 + q / gates, g = q % gates, k0 = kb * KC, kc = K - k0 < KC ? K - k0 : KC;
+        const ptrdiff_t ub = ub0 + q / gates, g = q % gates, k0 = k_lo + kb * KC, kc = k_hi - k0 < KC ? k_hi - k0 : KC;
         const ptrdiff_t width = H - ub * FR_NR < FR_NR ? H - ub * FR_NR : FR_NR;
         const REAL *panel = P + (ub0 * gates + q) * K * FR_NR;
         const REAL *next = NULL;
         ptrdiff_t next_n = 0;
         if (fetch && i + 1 < nblocks) {
-            const ptrdiff_t qn = by_rows ? jn % npanels : jn / nk, kn = (by_rows ? jn / npanels : jn % nk) * KC;
+            const ptrdiff_t qn = by_rows ? jn % npanels : jn / nk, kn = k_lo + (by_rows ? jn / npanels : jn % nk) * KC;
             next = P + (ub0 * gates + qn) * K * FR_NR + kn * FR_NR;
-            next_n = (K - kn < KC ? K - kn : KC) * FR_NR;
+            next_n = (k_hi - kn < KC ? k_hi - kn : KC) * FR_NR;
         }
         /* C is overwritten by the first block of each panel read (beta 0), accumulated by the others */
         const int first = reverse ? kb == nk - 1 : kb == 0;

@@ -116,23 +116,37 @@ static struct {
     atomic_int_fast64_t last;
 } fr_team = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
-/* The barrier of the nth threads of a team job (a no-op for one thread). */
-static void fr_arrive(void *sync, int64_t spin_ns)
+/* The barrier of the nth threads of a team job (a no-op for one thread), in two halves: fr_sync_arrive
+ * publishes this thread's writes and returns a token, fr_sync_wait(token) waits for the others.  Between
+ * them a thread may do work that needs only its own results of the step: a step's product starts on the
+ * rows of h_t this thread wrote itself while the others finish theirs, and the wait absorbs their
+ * lateness.  Every arrive must be followed by its wait before the thread arrives again. */
+static int64_t fr_sync_arrive(void *sync)
 {
     fr_barrier *b = (fr_barrier *)sync;
     if (b->n <= 1)
-        return;
+        return -1;
     unsigned round = atomic_load_explicit(&b->round, memory_order_acquire);
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->round, round + 1, memory_order_seq_cst);
         if (atomic_load_explicit(&b->sleepers, memory_order_seq_cst))
             fr_futex_wake(&b->round);
-        return;
+        return -1;  /* the last to arrive: nothing to wait for */
     }
-    fr_wait_round(b, round, spin_ns);
+    return (int64_t)round;
 }
-
+static void fr_arrive(void *sync, int64_t spin_ns)
+{
+    const int64_t token = fr_sync_arrive(sync);
+    if (token >= 0)
+        fr_wait_round((fr_barrier *)sync, (unsigned)token, spin_ns);
+}
+static void fr_sync_wait(void *sync, int64_t token)
+{
+    if (token >= 0)
+        fr_wait_round((fr_barrier *)sync, (unsigned)token, FR_SPIN_SYNC_NS);
+}
 static void fr_sync(void *sync) { fr_arrive(sync, FR_SPIN_SYNC_NS); }
 
 /* The barrier that ends a job (every thread, the caller last to leave). */

@@ -30,12 +30,14 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, PIPELINE, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pgemm", "ppack", "sync", "team_run", "words", "pointer", "Task",
-           "task"]
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "ppack", "sync", "sync_arrive", "sync_wait",
+           "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
                                                      "fr_pack_d", "fr_product_s", "fr_resident_product_s",
-                                                     "fr_resident_product_d", "fr_team_run", "fr_sync")}
+                                                     "fr_resident_product_d", "fr_team_run", "fr_sync",
+                                                     "fr_sync_arrive", "fr_sync_wait", "fr_mm_part_s",
+                                                     "fr_mm_part_d")}
 try:  # the C extension is built with the package; without it the kernels call BLAS at every step
     from .. import _native
 
@@ -135,6 +137,32 @@ def pmm_slab(typingctx, M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta):
 
 
 @intrinsic
+def pmm_part(typingctx, M, K, k_lo, k_hi, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse):
+    """The part of a pmm/pmm_slab product over rows k_lo:k_hi of the panels (K rows each) and columns
+    k_lo:k_hi of A (fr_mm_part_s/d): C[c0 + ..., unit blocks ub0..ub1-1 of every gate] (+)= A[a0 + ...]
+    (M, k_lo:k_hi) @ those rows.  Unchecked: see the module docstring."""
+    if not _mm_types_ok(A, P, C):
+        return None
+    sig = types.void(M, K, k_lo, k_hi, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        n = [_intp(context, builder, args[i], tys[i]) for i in (0, 1, 2, 3, 6, 8, 9, 10, 11, 14)]
+        fp = context.get_value_type(C.dtype).as_pointer()
+        name = "fr_mm_part_s" if C.dtype == types.float32 else "fr_mm_part_d"
+        fn = _declare(builder, name, ir.VoidType(),
+                      [_I64, _I64, _I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32])
+        i32 = [builder.trunc(_intp(context, builder, args[i], tys[i]), _I32) for i in (15, 16)]
+        builder.call(fn, n[:4] + [_data(context, builder, tys[4], args[4], _intp(context, builder, args[5], tys[5])),
+                                  n[4], _data(context, builder, tys[7], args[7], ir.Constant(_I64, 0))] + n[5:9]
+                     + [_data(context, builder, tys[12], args[12], _intp(context, builder, args[13], tys[13])), n[9]]
+                     + i32)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def pgemm(typingctx, M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, c0, ldc, beta, work, w0, work_bytes):
     """C[c0 + ..., columns g*H + [u0, u1) of every gate g] (+)= op(A) op(B)[:, those columns], op(X) = X or
     X^T (at, bt); A, B, C from element offsets a0, b0, c0; ``work`` a uint8 array (from byte w0, work_bytes
@@ -228,6 +256,33 @@ def sync(typingctx, s):
         return context.get_dummy_value()
 
     return types.void(s), codegen
+
+
+@intrinsic
+def sync_arrive(typingctx, s):
+    """The first half of the team's barrier (fr_sync_arrive, team.h): this thread's writes are published;
+    returns the token for sync_wait, which must come before the thread arrives at any barrier again."""
+    if s != types.voidptr:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.call(_declare(builder, "fr_sync_arrive", _I64, [_VOIDP]), [args[0]])
+
+    return types.int64(s), codegen
+
+
+@intrinsic
+def sync_wait(typingctx, s, token):
+    """The second half of the team's barrier: waits for the other threads (token: sync_arrive's)."""
+    if s != types.voidptr or not isinstance(token, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        builder.call(_declare(builder, "fr_sync_wait", ir.VoidType(), [_VOIDP, _I64]),
+                     [args[0], _intp(context, builder, args[1], signature.args[1])])
+        return context.get_dummy_value()
+
+    return types.void(s, token), codegen
 
 
 @intrinsic

@@ -17,6 +17,12 @@ gates of those units:
   before the team started, added each product into the copy and summed db in one more pass over dA:
   the LSTM's backward alone took 2-3 % longer with 2 threads, the same with one; the RNN's 0-2 %.)
 
+The barrier is split (``sync_arrive``/``sync_wait``): a thread arrives as soon as its units of the step
+are written, starts the next product on those rows of h_t (dA_t), its own and in its cache, and waits
+for the others only before their rows (``_pmm_split``); forward, only the first unit block's product is
+split (splitting every block's cost the fused pass its data in cache).  As in the Cython backend
+(_kernels.pyx, "the team"): 1-3 % less time with 2 threads.
+
 Every product runs on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 call leaves its idle threads spinning for ~0.1 s and would take the team's second core.  The affine
 layers use the same products for the same reason, split by rows or columns (whichever makes every
@@ -36,7 +42,8 @@ from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
 from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
-from ._packed import carray, pgemm, pmm, pmm_slab, pointer, ppack, resident_product, sync, task, team_run, words
+from ._packed import (carray, pgemm, pmm, pmm_part, pmm_slab, pointer, ppack, resident_product, sync, sync_arrive,
+                      sync_wait, task, team_run, words)
 from ._rnn import backward_units_carried as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
@@ -65,7 +72,7 @@ def _slab(H, nr, tid, nth):
     """Thread tid's unit blocks [ub0, ub1) and hidden units [u0, u1)."""
     nb = (H + nr - 1) // nr
     ub0, ub1 = _share(nb, tid, nth)
-    return ub0, ub1, ub0 * nr, min(H, ub1 * nr)
+    return ub0, ub1, min(H, ub0 * nr), min(H, ub1 * nr)
 
 
 @helper
@@ -75,6 +82,28 @@ def _unit_block(i, ub0, ub1, t):
     walked the same way every step, each panel is evicted just before it is needed again; walked back
     and forth, the panels read last at one step are read first at the next, while still in L2."""
     return ub0 + i if t % 2 == 0 else ub1 - 1 - i
+
+
+@helper
+def _pmm_split(own, M, K, u0, u1, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse):
+    """Part of the product C (+)= A[:, 0:K] @ panels (ub0..ub1-1, *), K a multiple of H (a step's h_t, or
+    its dA_t of K / H gate blocks): the rows of each block of H that belong to units [u0, u1) (own: what
+    this thread wrote, before the barrier's wait) or the others (not own: after it).  Returns the beta of
+    the next part (1 once this part wrote anything)."""
+    for g in range(K // H):
+        k = g * H
+        if own:
+            if u1 > u0:
+                pmm_part(M, K, k + u0, k + u1, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse)
+                beta = 1
+        else:
+            if u0 > 0:
+                pmm_part(M, K, k, k + u0, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse)
+                beta = 1
+            if u1 < H:
+                pmm_part(M, K, k + u1, k + H, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse)
+                beta = 1
+    return beta
 
 
 @helper
@@ -129,15 +158,23 @@ def _rnn_forward(arg, sy, tid, nth, z):
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, H, 0, H, 1, u0, u1, h, 0, H, 0, _work(w), tid * wb, wb):
         w[_W_FAILED] = 1
     ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
+    token = -1
     for t in range(T):
+        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+            ub = _unit_block(0, ub0, ub1, t)
+            _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
+        sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 1, ub, h, 0, T * H, 1)
+            elif token >= 0 and iu == 0:
+                _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1)
             rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr))
-        sync(sy)
+        token = sync_arrive(sy)
+    sync_wait(sy, token)
 
 
 @helper
@@ -163,9 +200,15 @@ def _rnn_backward(arg, sy, tid, nth, z):
     ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
-        sync(sy)  # every unit of dA_t is written
-        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0, H, 0)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry: the rows of dA_t this thread
+        # wrote first, the others' once they are written
+        token = sync_arrive(sy)
+        if token >= 0:
+            beta = _pmm_split(True, N, H, u0, u1, dA, t * H, T * H, P, H, 1, ub0, ub1, carry, 0, H, 0, t % 2)
+            sync_wait(sy, token)
+            _pmm_split(False, N, H, u0, u1, dA, t * H, T * H, P, H, 1, ub0, ub1, carry, 0, H, beta, t % 2)
+        else:
+            pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0, H, 0)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 1, u0, u1)
 
 
@@ -191,15 +234,24 @@ def _lstm_forward(arg, sy, tid, nth, z):
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 4, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
         w[_W_FAILED] = 1
     ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
+    token = -1
     for t in range(T):
+        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+            ub = _unit_block(0, ub0, ub1, t)
+            _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 4, ub, ub + 1, gates, t * G, T * G, 1, 0)
+        sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 4, ub, gates, 0, T * G, 1)
+            elif token >= 0 and iu == 0:
+                _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 4, ub, ub + 1, gates, t * G, T * G, 1,
+                           0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1)
             lstm_forward_units(gates, b, c, tanh_c, h, t, ub * nr, min(H, ub * nr + nr))
-        sync(sy)
+        token = sync_arrive(sy)
+    sync_wait(sy, token)
 
 
 @helper
@@ -231,9 +283,15 @@ def _lstm_backward(arg, sy, tid, nth, z):
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
-        sync(sy)  # every unit of dA_t is written
-        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        pmm_slab(N, G, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0, H, 0)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry: the rows of dA_t this thread
+        # wrote first, the others' once they are written
+        token = sync_arrive(sy)
+        if token >= 0:
+            beta = _pmm_split(True, N, G, u0, u1, dA, t * G, T * G, P, H, 1, ub0, ub1, carry, 0, H, 0, t % 2)
+            sync_wait(sy, token)
+            _pmm_split(False, N, G, u0, u1, dA, t * G, T * G, P, H, 1, ub0, ub1, carry, 0, H, beta, t % 2)
+        else:
+            pmm_slab(N, G, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0, H, 0)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 4, u0, u1)
 
 
@@ -267,17 +325,28 @@ def _gru_forward(arg, sy, tid, nth, z):
         w[_W_FAILED] = 1
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
+    token = -1
     for t in range(T):
+        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+            ub = _unit_block(0, ub0, ub1, t)
+            _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 2, ub, ub + 1, gates, t * G, T * G, 1, 0)
+            _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, Pn, H, 1, ub, ub + 1, hn, t * H, T * H, 0, 0)
+        sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 2, ub, gates, 0, T * G, 1)
                 pmm(N, H, h0, 0, H, Pn, H, 1, ub, hn, 0, T * H, 0)
+            elif token >= 0 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
+                _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 2, ub, ub + 1, gates, t * G, T * G, 1,
+                           0)
+                _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, Pn, H, 1, ub, ub + 1, hn, t * H, T * H, 1, 0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1)
                 pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0)
             gru_forward_units(gates, b, bhn, hn, h0, h, t, ub * nr, min(H, ub * nr + nr))
-        sync(sy)
+        token = sync_arrive(sy)
+    sync_wait(sy, token)
 
 
 @helper
@@ -309,9 +378,15 @@ def _gru_backward(arg, sy, tid, nth, z):
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
-        sync(sy)  # every unit of dA_t is written
-        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
-        pmm_slab(N, G, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 0, H, 1)
+        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T: the rows of dA_t this thread wrote
+        # first, the others' once they are written
+        token = sync_arrive(sy)
+        if token >= 0:
+            _pmm_split(True, N, G, u0, u1, dA, t * F, T * F, P, H, 1, ub0, ub1, carry, 0, H, 1, t % 2)
+            sync_wait(sy, token)
+            _pmm_split(False, N, G, u0, u1, dA, t * F, T * F, P, H, 1, ub0, ub1, carry, 0, H, 1, t % 2)
+        else:
+            pmm_slab(N, G, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 0, H, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
     W = _work(w)
