@@ -648,6 +648,21 @@ cdef inline void pmm_slab(intp M, intp K, const floating *A, intp lda, const flo
         fr_mm_d(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
 
 
+cdef inline void bptt_product(void *sync, intp N, intp K, intp u0, intp u1, const floating *A, intp lda,
+                              const floating *P, intp H, intp ub0, intp ub1, intp t, floating *C,
+                              int beta) noexcept nogil:
+    """A backward step's product C[:, this slab] (+)= A (N, K) @ the packed Wh^T, once this thread's
+    pointwise pass wrote its units of A = dA_t: it arrives at the barrier, multiplies the rows of A it
+    wrote, waits for the others and multiplies theirs (alone: one whole product)."""
+    cdef int64_t token = fr_sync_arrive(sync)
+    if token >= 0:
+        beta = pmm_split(1, N, K, u0, u1, A, lda, P, H, 1, ub0, ub1, C, H, beta, t % 2)
+        fr_sync_wait(sync, token)
+        pmm_split(0, N, K, u0, u1, A, lda, P, H, 1, ub0, ub1, C, H, beta, t % 2)
+    else:
+        pmm_slab(N, K, A, lda, P, H, ub0, ub1, t, C, H, beta)
+
+
 cdef struct Work:
     void *buffer  # this thread's gemm work
     size_t bytes
@@ -863,9 +878,6 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of RNN BPTT and the weight gradients."""
     cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
-    cdef int64_t token
-    cdef int beta
-    cdef floating *dst
     cdef const floating *hh = <const floating *>L.A
     cdef const floating *dht
     cdef const floating *dhp
@@ -884,15 +896,8 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
         else:
             fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
                          db + u0)
-        # the product by the rows of dA_t this thread wrote first, the others' once they are written
-        token = fr_sync_arrive(sync)
-        dst = <floating *>L.dh0 if t == 0 else <floating *>L.dprev
-        if token >= 0:
-            beta = pmm_split(1, N, H, u0, u1, dA + t * NH, H, P, H, 1, ub0, ub1, dst, H, 0, t % 2)
-            fr_sync_wait(sync, token)
-            pmm_split(0, N, H, u0, u1, dA + t * NH, H, P, H, 1, ub0, ub1, dst, H, beta, t % 2)
-        else:
-            pmm_slab(N, H, dA + t * NH, H, P, H, ub0, ub1, t, dst, H, 0)
+        bptt_product(sync, N, H, u0, u1, dA + t * NH, H, P, H, ub0, ub1, t,
+                     <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
     gradients(kind, L, tid, nth, u0, u1, hh, &w)
 
 
@@ -942,9 +947,6 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     """Thread tid's share of LSTM BPTT and the weight gradients."""
     cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
-    cdef int64_t token
-    cdef int beta
-    cdef floating *dst
     cdef const floating *A = <const floating *>L.A
     cdef const floating *tc = <const floating *>L.tc
     cdef const floating *dht
@@ -967,15 +969,8 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
         else:
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
                           tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
-        # the product by the rows of dA_t this thread wrote first, the others' once they are written
-        token = fr_sync_arrive(sync)
-        dst = <floating *>L.dh0 if t == 0 else <floating *>L.dprev
-        if token >= 0:
-            beta = pmm_split(1, N, G, u0, u1, dA + t * NG, G, P, H, 1, ub0, ub1, dst, H, 0, t % 2)
-            fr_sync_wait(sync, token)
-            pmm_split(0, N, G, u0, u1, dA + t * NG, G, P, H, 1, ub0, ub1, dst, H, beta, t % 2)
-        else:
-            pmm_slab(N, G, dA + t * NG, G, P, H, ub0, ub1, t, dst, H, 0)
+        bptt_product(sync, N, G, u0, u1, dA + t * NG, G, P, H, ub0, ub1, t,
+                     <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
 
@@ -1071,7 +1066,6 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     steps (the final state's on entry, h0's on return)."""
     cdef intp ub0, ub1, u0, u1, t, lddh, r, r0, r1, n, N = L.N, T = L.T, D = L.D, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G, F = 4 * L.H, NF = L.N * 4 * L.H, TN = L.T * L.N
-    cdef int64_t token
     cdef const floating *A = <const floating *>L.A
     cdef const floating *hs = <const floating *>L.hs
     cdef const floating *hn = <const floating *>L.hn
@@ -1097,15 +1091,8 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
         else:
             fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
                          hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
-        # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T: the rows of dA_t this thread
-        # wrote first, the others' once they are written
-        token = fr_sync_arrive(sync)
-        if token >= 0:
-            pmm_split(1, N, G, u0, u1, dA + t * NF, F, P, H, 1, ub0, ub1, dh0, H, 1, t % 2)
-            fr_sync_wait(sync, token)
-            pmm_split(0, N, G, u0, u1, dA + t * NF, F, P, H, 1, ub0, ub1, dh0, H, 1, t % 2)
-        else:
-            pmm_slab(N, G, dA + t * NF, F, P, H, ub0, ub1, t, dh0, H, 1)
+        # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+        bptt_product(sync, N, G, u0, u1, dA + t * NF, F, P, H, ub0, ub1, t, dh0, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
     share(TN, tid, nth, &r0, &r1)

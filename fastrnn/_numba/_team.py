@@ -107,6 +107,20 @@ def _pmm_split(own, M, K, u0, u1, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc,
 
 
 @helper
+def _bptt_product(sy, N, K, u0, u1, A, a0, lda, P, H, ub0, ub1, t, C, beta):
+    """A backward step's product C[:, this slab] (+)= A[a0 + ...] (N, K) @ the packed Wh^T, once this
+    thread's pointwise pass wrote its units of A = dA_t: it arrives at the barrier, multiplies the rows
+    of A it wrote, waits for the others and multiplies theirs (alone: one whole product)."""
+    token = sync_arrive(sy)
+    if token >= 0:
+        beta = _pmm_split(True, N, K, u0, u1, A, a0, lda, P, H, 1, ub0, ub1, C, 0, H, beta, t % 2)
+        sync_wait(sy, token)
+        _pmm_split(False, N, K, u0, u1, A, a0, lda, P, H, 1, ub0, ub1, C, 0, H, beta, t % 2)
+    else:
+        pmm_slab(N, K, A, a0, lda, P, H, ub0, ub1, t, C, 0, H, beta)
+
+
+@helper
 def _block(arg):
     return carray(words(arg, _WORDS), (_WORDS,))
 
@@ -200,15 +214,8 @@ def _rnn_backward(arg, sy, tid, nth, z):
     ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
-        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry: the rows of dA_t this thread
-        # wrote first, the others' once they are written
-        token = sync_arrive(sy)
-        if token >= 0:
-            beta = _pmm_split(True, N, H, u0, u1, dA, t * H, T * H, P, H, 1, ub0, ub1, carry, 0, H, 0, t % 2)
-            sync_wait(sy, token)
-            _pmm_split(False, N, H, u0, u1, dA, t * H, T * H, P, H, 1, ub0, ub1, carry, 0, H, beta, t % 2)
-        else:
-            pmm_slab(N, H, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0, H, 0)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
+        _bptt_product(sy, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 1, u0, u1)
 
 
@@ -283,15 +290,8 @@ def _lstm_backward(arg, sy, tid, nth, z):
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
-        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry: the rows of dA_t this thread
-        # wrote first, the others' once they are written
-        token = sync_arrive(sy)
-        if token >= 0:
-            beta = _pmm_split(True, N, G, u0, u1, dA, t * G, T * G, P, H, 1, ub0, ub1, carry, 0, H, 0, t % 2)
-            sync_wait(sy, token)
-            _pmm_split(False, N, G, u0, u1, dA, t * G, T * G, P, H, 1, ub0, ub1, carry, 0, H, beta, t % 2)
-        else:
-            pmm_slab(N, G, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0, H, 0)
+        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
+        _bptt_product(sy, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0)
     _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 4, u0, u1)
 
 
@@ -378,15 +378,8 @@ def _gru_backward(arg, sy, tid, nth, z):
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
         gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
-        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T: the rows of dA_t this thread wrote
-        # first, the others' once they are written
-        token = sync_arrive(sy)
-        if token >= 0:
-            _pmm_split(True, N, G, u0, u1, dA, t * F, T * F, P, H, 1, ub0, ub1, carry, 0, H, 1, t % 2)
-            sync_wait(sy, token)
-            _pmm_split(False, N, G, u0, u1, dA, t * F, T * F, P, H, 1, ub0, ub1, carry, 0, H, 1, t % 2)
-        else:
-            pmm_slab(N, G, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 0, H, 1)
+        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
+        _bptt_product(sy, N, G, u0, u1, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
     W = _work(w)
