@@ -29,6 +29,8 @@ MM_PART = {dt: _fn(f"fr_mm_part_{c}", None, _I, _I, _I, _I, _P, _I, _P, _I, _I, 
 PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
 GEMM = {dt: _fn(f"fr_gemm_{c}", _INT, _I, _I, _P, _I, _INT, _P, _I, _INT, _I, _I, _I, _I, _P, _I, _INT, _P,
                 ctypes.c_size_t) for dt, c in _SFX.items()}
+GEMM_PREV = {dt: _fn(f"fr_gemm_prev_{c}", _INT, _I, _I, _P, _P, _I, _I, _P, _I, _I, _I, _I, _I, _P, _I, _INT, _P,
+                     ctypes.c_size_t) for dt, c in _SFX.items()}
 GEMM_WORK = {dt: _fn(f"fr_gemm_work_{c}", ctypes.c_size_t, _I, _I, _I, _I) for dt, c in _SFX.items()}
 PRODUCT = {dt: _fn(f"fr_product_{c}", _INT, _I, _I, _I, _P, _I, _INT, _P, _I, _INT, _P, _I, _INT)
            for dt, c in _SFX.items()}
@@ -119,6 +121,34 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
         if worst > 1 or not np.array_equal(C[:, untouched], before[:, untouched]):
             raise AssertionError(f"gemm {dtype} M={M} K={K} H={H} gates={gates} cols [{u0},{u1}) at={at} bt={bt} "
                                  f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
+    return 2
+
+
+def check_gemm_prev(rng, dtype, N, T, H, gates, u0, u1):
+    """gemm_prev: Hprev^T dA on the columns g*H + [u0, u1) with Hprev (N*T, H) read from h0 (N, H) and a
+    batch-major h (N, T, H) where they lie (row n*T of Hprev is h0[n], row n*T + t is h[n, t - 1]), both
+    with a row stride wider than H; beta 0 and 1."""
+    dtype = np.dtype(dtype)
+    G = gates * H
+    h = rng.standard_normal((N, T, H + 2)).astype(dtype)[:, :, :H]
+    h0 = rng.standard_normal((N, H + 2)).astype(dtype)[:, :H]
+    h0 = np.lib.stride_tricks.as_strided(h0, strides=(h.strides[1], h0.strides[1]))  # one row stride for both
+    dA = rng.standard_normal((N * T, G)).astype(dtype)
+    hprev = np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(N * T, H)
+    work = np.empty(GEMM_WORK[dtype](H, gates * (u1 - u0), N * T, gates), np.uint8)
+    cols = _gate_columns(H, gates, u0, u1)
+    for beta in (0, 1):
+        C = rng.standard_normal((H, G + 3)).astype(dtype)
+        before = C.copy()
+        status = GEMM_PREV[dtype](H, N * T, _ptr(h), _ptr(h0), h.strides[1] // dtype.itemsize, T, _ptr(dA), G, H,
+                                  gates, u0, u1, _ptr(C), G + 3, beta, _ptr(work), work.size)
+        assert status == 0
+        expected = hprev.T.astype(np.float64) @ dA.astype(np.float64) + (before[:, :G] if beta else 0)
+        worst = excess(C[:, :G][:, cols], expected[:, cols].astype(dtype), dtype)
+        untouched = np.concatenate([~cols, np.ones(3, bool)])
+        if worst > 1 or not np.array_equal(C[:, untouched], before[:, untouched]):
+            raise AssertionError(f"gemm_prev {dtype} N={N} T={T} H={H} gates={gates} cols [{u0},{u1}) beta={beta}: "
+                                 f"{worst:.3g} x the tolerance, or columns outside written")
     return 2
 
 
@@ -236,6 +266,10 @@ def check_all(seed=0):
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
+        # dWh of the Numba backend's batch-major h: one step, one sequence, K blocks that end mid-sequence
+        for N, T, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (3, 1, 5, 1, 0, 5), (1, 7, 9, 4, 0, 9),
+                                       (10, 13, 40, 4, 8, 40), (25, 16, 70, 3, 0, 35), (7, 300, 33, 1, 0, 33)]:
+            n += check_gemm_prev(rng, dtype, N, T, H, gates, u0, u1)
         # one thread (small), two by op(B)'s bytes (few rows), two by flops, split by columns or rows
         for M, N, K in [(1, 7, 3), (1, 1004, 512), (25, 2048, 256), (300, 70, 400), (100, 512, 2048),
                         (64, 1024, 300), (40, 30, 50)]:

@@ -30,6 +30,8 @@ static PyObject *symbols(PyObject *self, PyObject *unused)
         {"fr_mm_part_d", (void *)fr_mm_part_d},
         {"fr_gemm_s", (void *)fr_gemm_s},
         {"fr_gemm_d", (void *)fr_gemm_d},
+        {"fr_gemm_prev_s", (void *)fr_gemm_prev_s},
+        {"fr_gemm_prev_d", (void *)fr_gemm_prev_d},
         {"fr_gemm_work_s", (void *)fr_gemm_work_s},
         {"fr_gemm_work_d", (void *)fr_gemm_work_d},
         {"fr_pack_s", (void *)fr_pack_s},

@@ -208,10 +208,12 @@ typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const floa
                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int);
 typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *,
                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int);
-typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t, int,
-                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, void *, size_t);
-typedef int (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t, int,
-                           ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, void *, size_t);
+typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t,
+                           const float *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *,
+                           ptrdiff_t, int, void *, size_t);
+typedef int (*fr_gemm_d_t)(ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, int, const double *, ptrdiff_t,
+                           const double *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *,
+                           ptrdiff_t, int, void *, size_t);
 typedef size_t (*fr_gemm_work_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t);
 typedef void (*fr_pack_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, float *, ptrdiff_t,
                             ptrdiff_t);
@@ -303,14 +305,35 @@ static int fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, in
                      int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, float *C, ptrdiff_t ldc,
                      int beta, void *work, size_t work_bytes)
 {
-    return fr_impl.gemm_s(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
+    return fr_impl.gemm_s(M, K, A, lda, at, NULL, 1, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
 }
 
 static int fr_gemm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, int at, const double *B,
                      ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1, double *C,
                      ptrdiff_t ldc, int beta, void *work, size_t work_bytes)
 {
-    return fr_impl.gemm_d(M, K, A, lda, at, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
+    return fr_impl.gemm_d(M, K, A, lda, at, NULL, 1, B, ldb, bt, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
+}
+
+/* C[0:M, cols] (+)= Hprev^T B[:, cols] as fr_gemm_s/d with at = 1, bt = 0, where Hprev (K x M, K = N*T
+ * rows of a batch-major sequence of `period` = T steps) is read where it lies: its row n*T is h0's row n,
+ * its row n*T + t (t > 0) h's row n*T + t - 1 (see gemm's A0).  The Numba backend's dWh: its h is
+ * batch-major (N, T, H), so the states each step started from are not one matrix; copying them took
+ * 3-4 % of an RNN's or a GRU's backward. */
+static int fr_gemm_prev_s(ptrdiff_t M, ptrdiff_t K, const float *h, const float *h0, ptrdiff_t lda,
+                          ptrdiff_t period, const float *B, ptrdiff_t ldb, ptrdiff_t H, ptrdiff_t gates,
+                          ptrdiff_t u0, ptrdiff_t u1, float *C, ptrdiff_t ldc, int beta, void *work,
+                          size_t work_bytes)
+{
+    return fr_impl.gemm_s(M, K, h, lda, 1, h0, period, B, ldb, 0, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
+}
+
+static int fr_gemm_prev_d(ptrdiff_t M, ptrdiff_t K, const double *h, const double *h0, ptrdiff_t lda,
+                          ptrdiff_t period, const double *B, ptrdiff_t ldb, ptrdiff_t H, ptrdiff_t gates,
+                          ptrdiff_t u0, ptrdiff_t u1, double *C, ptrdiff_t ldc, int beta, void *work,
+                          size_t work_bytes)
+{
+    return fr_impl.gemm_d(M, K, h, lda, 1, h0, period, B, ldb, 0, H, gates, u0, u1, C, ldc, beta, work, work_bytes);
 }
 
 /* Bytes of work buffer fr_gemm_s/d need for M rows, N columns in at most `blocks` gate blocks, K. */

@@ -296,10 +296,15 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
  * into micro-panels of MR rows (k-major) when at = 1 (read in place when at = 0) and every micro-panel
  * of A passes over every panel of B.  work: work_bytes >= gemm_work(M, gates * (u1 - u0), K, gates)
  * bytes (a smaller buffer is replaced by a malloc'ed one).  Returns 0, or -1 when that malloc failed
- * (C untouched). */
-static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *B,
-                         ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t u0, ptrdiff_t u1,
-                         REAL *C, ptrdiff_t ldc, int beta, void *work, size_t work_bytes)
+ * (C untouched).
+ * A0 (at = 1 only; NULL: unused) makes row k of the stored A A0's row k / period when k % period == 0,
+ * else A's row k - 1 (both with row stride lda): the state each step of a batch-major sequence started
+ * from (Hprev: h0[n] for the first step of sequence n, then h[n, t - 1]), read where h0 and h lie for
+ * dWh = Hprev^T dA.  The rows are gathered in the packing of op(A), which copies them anyway. */
+static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda, int at, const REAL *A0,
+                         ptrdiff_t period, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t H, ptrdiff_t gates,
+                         ptrdiff_t u0, ptrdiff_t u1, REAL *C, ptrdiff_t ldc, int beta, void *work,
+                         size_t work_bytes)
 {
     const ptrdiff_t span = u1 - u0, per_gate = (span + FR_NR - 1) / FR_NR;
     void *own = NULL;
@@ -336,9 +341,14 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
     REAL *Bb = Ab + ((MC * KC + 15) & ~(ptrdiff_t)15);
     REAL edge[MR * FR_NR];
+    const REAL *arow[FR_GEMM_KC];  /* at = 1: the stored rows of A of this block, A0's or A's */
     for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
         const ptrdiff_t kc = K - k0 < KC ? K - k0 : KC;
         const int load = beta || k0 > 0;
+        for (ptrdiff_t k = 0; at && k < kc; k++) {
+            const ptrdiff_t kk = k0 + k;
+            arow[k] = !A0 ? A + kk * lda : kk % period ? A + (kk - 1) * lda : A0 + kk / period * lda;
+        }
         /* op(B)[k0:k0+kc, :] into panels: panel j at Bb + j*kc*NR, kc rows of NR */
         for (ptrdiff_t jp = 0; jp < npanels; jp++) {
             const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
@@ -369,7 +379,7 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                 const ptrdiff_t r0 = ib * MR, rows = mc - r0 < MR ? mc - r0 : MR;
                 REAL *dst = Ab + ib * kc * MR;
                 for (ptrdiff_t k = 0; k < kc; k++) {
-                    const REAL *src = A + (k0 + k) * lda + m0 + r0;
+                    const REAL *src = arow[k] + m0 + r0;
                     for (ptrdiff_t r = 0; r < rows; r++)
                         dst[k * MR + r] = src[r];
                     for (ptrdiff_t r = rows; r < MR; r++)

@@ -30,14 +30,14 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, PIPELINE, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "ppack", "sync", "sync_arrive", "sync_wait",
-           "team_run", "words", "pointer", "Task", "task"]
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "pgemm_prev", "ppack", "sync", "sync_arrive",
+           "sync_wait", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
                                                      "fr_pack_d", "fr_product_s", "fr_resident_product_s",
                                                      "fr_resident_product_d", "fr_team_run", "fr_sync",
                                                      "fr_sync_arrive", "fr_sync_wait", "fr_mm_part_s",
-                                                     "fr_mm_part_d")}
+                                                     "fr_mm_part_d", "fr_gemm_prev_s", "fr_gemm_prev_d")}
 try:  # the C extension is built with the package; without it the kernels call BLAS at every step
     from .. import _native
 
@@ -190,6 +190,40 @@ def pgemm(typingctx, M, K, A, a0, lda, at, B, b0, ldb, bt, H, gates, u0, u1, C, 
                                  builder.trunc(n(9, bt_), _I32), n(10, H_), n(11, g_), n(12, u0_), n(13, u1_),
                                  _data(context, builder, C, C_, n(15, c0_)), n(16, ldc_),
                                  builder.trunc(n(17, beta_), _I32), wptr, n(20, wb_)])
+
+    return sig, codegen
+
+
+@intrinsic
+def pgemm_prev(typingctx, M, K, h, h0, lda, period, B, b0, ldb, H, gates, u0, u1, C, c0, ldc, beta, work, w0,
+               work_bytes):
+    """pgemm with op(A) = Hprev^T, Hprev's rows read from h0 and h where they lie (row n*period is h0's row n,
+    row n*period + t h's row n*period + t - 1; see packed.h's fr_gemm_prev_s), op(B) = B."""
+    if not all(isinstance(a, types.Array) for a in (h, h0, B, C, work)) \
+            or not (h.dtype == h0.dtype == B.dtype == C.dtype):
+        return None
+    if C.dtype not in (types.float32, types.float64):
+        return None
+    name = "fr_gemm_prev_s" if C.dtype == types.float32 else "fr_gemm_prev_d"
+    sig = types.int32(M, K, h, h0, lda, period, B, b0, ldb, H, gates, u0, u1, C, c0, ldc, beta, work, w0, work_bytes)
+
+    def codegen(context, builder, signature, args):
+        (M_, K_, h_, h0_, lda_, per_, B_, b0_, ldb_, H_, g_, u0_, u1_, C_, c0_, ldc_, beta_, W_, w0_, wb_) = args
+        t = signature.args
+
+        def n(i, v):
+            return _intp(context, builder, v, t[i])
+
+        fp = context.get_value_type(C.dtype).as_pointer()
+        fn = _declare(builder, name, _I32, [_I64, _I64, fp, fp, _I64, _I64, fp, _I64, _I64, _I64, _I64, _I64, fp,
+                                            _I64, _I32, _VOIDP, _I64])
+        zero = context.get_constant(types.intp, 0)
+        wptr = builder.bitcast(_data(context, builder, work, W_, n(18, w0_)), _VOIDP)
+        return builder.call(fn, [n(0, M_), n(1, K_), _data(context, builder, h, h_, zero),
+                                 _data(context, builder, h0, h0_, zero), n(4, lda_), n(5, per_),
+                                 _data(context, builder, B, B_, n(7, b0_)), n(8, ldb_), n(9, H_), n(10, g_),
+                                 n(11, u0_), n(12, u1_), _data(context, builder, C, C_, n(14, c0_)), n(15, ldc_),
+                                 builder.trunc(n(16, beta_), _I32), wptr, n(19, wb_)])
 
     return sig, codegen
 

@@ -10,7 +10,7 @@ gates of those units:
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
   its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
   loop it computes a share of the rows of dX and its own columns of dWx and dWh (Hprev, the state
-  each step started from, is built into a scratch array, a share of rows per thread).  Every cell
+  each step started from, read from h0 and h where they lie: ``pgemm_prev``).  Every cell
   reads dh where it lies and carries the gradient into h_{t-1} in one (N, H) array, which the step's
   product writes and the next step's pointwise pass reads, each thread only its own units; db is
   summed in the pointwise pass, while dA_t is in cache.  (The LSTM, and until later the RNN, copied dh
@@ -42,8 +42,8 @@ from ._gru import forward_units as gru_forward_units
 from ._jit import helper, kernel
 from ._lstm import backward_units_carried as lstm_backward_units
 from ._lstm import forward_units as lstm_forward_units
-from ._packed import (carray, pgemm, pmm, pmm_part, pmm_slab, pointer, ppack, resident_product, sync, sync_arrive,
-                      sync_wait, task, team_run, words)
+from ._packed import (carray, pgemm, pgemm_prev, pmm, pmm_part, pmm_slab, pointer, ppack, resident_product,
+                      sync_arrive, sync_wait, task, team_run, words)
 from ._rnn import backward_units_carried as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
@@ -55,9 +55,9 @@ __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team"
 # The int64 block of a task: sizes, then the addresses of its arrays.
 (_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
  _W_C, _W_TC, _W_GATES, _W_DHT, _W_DC, _W_DA, _W_P, _W_WBUF, _W_DX, _W_DWX, _W_DWH, _W_DH0, _W_DB) = range(28)
-# the GRU's bhn, hn, dbhn; the GRU's and the LSTM's Hprev scratch and size of dh's last axis (H, or 0: no dh)
-_W_BHN, _W_HN, _W_DBHN, _W_HPREV, _W_DHSIZE = range(28, 33)
-_WORDS = 33
+# the GRU's bhn, hn, dbhn and size of dh's last axis (H, or 0: no dh)
+_W_BHN, _W_HN, _W_DBHN, _W_DHSIZE = range(28, 32)
+_WORDS = 32
 _U8 = np.uint8(0)
 
 
@@ -131,10 +131,10 @@ def _work(w):
 
 
 @helper
-def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, gates, u0, u1):
+def _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, gates, u0, u1):
     """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA and of
-    dWh = Hprev^T dA (Hprev built into hprev, a share of rows per thread).  Every dA_t is complete: the
-    last step's barrier.  (db is the caller's: summed per step, in the pointwise passes.)"""
+    dWh = Hprev^T dA (Hprev read from h0 and h where they lie).  Every dA_t is complete: the last step's
+    barrier.  (db is the caller's: summed per step, in the pointwise passes.)"""
     N, T, D, H = w[_W_N], w[_W_T], w[_W_D], w[_W_H]
     G = gates * H
     W, wb = _work(w), w[_W_WORK]
@@ -143,13 +143,7 @@ def _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, gates, u0
     if r1 > r0:  # op(B) = Wx^T: Wx (D, G) is stored as op(B)'s columns
         status |= pgemm(r1 - r0, G, dA, r0 * G, G, 0, Wx, 0, G, 1, D, 1, 0, D, dx, r0 * D, D, 0, W, tid * wb, wb)
     status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, G, 0, H, gates, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
-    n0, n1 = _share(N, tid, nth)
-    for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
-        hprev[n, 0, :] = h0[n]
-        for t in range(1, T):
-            hprev[n, t, :] = h[n, t - 1]
-    sync(sy)  # every row of Hprev is there
-    status |= pgemm(H, N * T, hprev, 0, H, 1, dA, 0, G, 0, H, gates, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
+    status |= pgemm_prev(H, N * T, h, h0, H, T, dA, 0, G, H, gates, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
     if status:
         w[_W_FAILED] = 1
 
@@ -202,7 +196,6 @@ def _rnn_backward(arg, sy, tid, nth, z):
     h = carray(pointer(w[_W_OUT], z), (N, T, H))
     dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
     carry = carray(pointer(w[_W_DH0], z), (N, H))
-    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
     dA = carray(pointer(w[_W_DA], z), (N, T, H))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     dx = carray(pointer(w[_W_DX], z), (N, T, D))
@@ -216,7 +209,7 @@ def _rnn_backward(arg, sy, tid, nth, z):
         rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
         _bptt_product(sy, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 1, u0, u1)
+    _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 1, u0, u1)
 
 
 # ------------------------------------------------------------------ LSTM
@@ -276,7 +269,6 @@ def _lstm_backward(arg, sy, tid, nth, z):
     gates = carray(pointer(w[_W_GATES], z), (N, T, G))
     dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
     carry = carray(pointer(w[_W_DH0], z), (N, H))
-    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
     dc = carray(pointer(w[_W_DC], z), (N, H))
     dA = carray(pointer(w[_W_DA], z), (N, T, G))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
@@ -292,7 +284,7 @@ def _lstm_backward(arg, sy, tid, nth, z):
         lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
         _bptt_product(sy, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0)
-    _gradients(w, sy, tid, nth, x, h0, h, Wx, dA, hprev, dx, dWx, dWh, 4, u0, u1)
+    _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 4, u0, u1)
 
 
 # ------------------------------------------------------------------ GRU
@@ -364,7 +356,6 @@ def _gru_backward(arg, sy, tid, nth, z):
     dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
     dA = carray(pointer(w[_W_DA], z), (N, T, F))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
-    hprev = carray(pointer(w[_W_HPREV], z), (N, T, H))
     dx = carray(pointer(w[_W_DX], z), (N, T, D))
     dWx = carray(pointer(w[_W_DWX], z), (D, G))
     dWh = carray(pointer(w[_W_DWH], z), (H, G))
@@ -391,13 +382,7 @@ def _gru_backward(arg, sy, tid, nth, z):
                         tid * wb, wb)
     status |= pgemm(D, N * T, x, 0, D, 1, dA, 0, F, 0, H, 2, u0, u1, dWx, 0, G, 0, W, tid * wb, wb)
     status |= pgemm(D, N * T, x, 0, D, 1, dA, 3 * H, F, 0, H, 1, u0, u1, dWx, 2 * H, G, 0, W, tid * wb, wb)
-    n0, n1 = _share(N, tid, nth)
-    for n in range(n0, n1):  # Hprev[n, 0] = h0[n], Hprev[n, t] = h[n, t - 1]
-        hprev[n, 0, :] = h0[n]
-        for t in range(1, T):
-            hprev[n, t, :] = h[n, t - 1]
-    sync(sy)  # every row of Hprev is there
-    status |= pgemm(H, N * T, hprev, 0, H, 1, dA, 0, F, 0, H, 3, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
+    status |= pgemm_prev(H, N * T, h, h0, H, T, dA, 0, F, H, 3, u0, u1, dWh, 0, G, 0, W, tid * wb, wb)
     if status:
         w[_W_FAILED] = 1
 
@@ -642,16 +627,15 @@ def rnn_forward_team(x, h0, Wx, Wh, b, h, P, wbuf, nr, work, task_address, threa
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "o2", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "n", "n", "n", "n")
-def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, hprev, dA, P, wbuf, dx, dWx, dWh, db, nr, work, task_address,
-                      threads):
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "n", "n", "n", "n")
+def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, dA, P, wbuf, dx, dWx, dWh, db, nr, work, task_address, threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
-    carry (N, H) holds the final hidden state's gradient on entry and dh0 on return.  Fills dA and hprev
-    (scratch), dx, dWx, dWh and db."""
+    carry (N, H) holds the final hidden state's gradient on entry and dh0 on return.  Fills dA (scratch),
+    dx, dWx, dWh and db."""
     N, T, D = x.shape
     H = h0.shape[1]
     if Wx.shape != (D, H) or Wh.shape != (H, H) or h.shape != (N, T, H) \
-            or not (dh.shape == (N, T, H) or dh.size == 0) or carry.shape != (N, H) or hprev.shape != (N, T, H) \
+            or not (dh.shape == (N, T, H) or dh.size == 0) or carry.shape != (N, H) \
             or dA.shape != (N, T, H) or dx.shape != (N, T, D) or dWx.shape != (D, H) or dWh.shape != (H, H) \
             or db.size != H or h0.shape != (N, H) or P.size < _packed_size(H, H, 1, nr):
         raise ValueError("rnn_backward_team: sizes do not agree")
@@ -659,8 +643,7 @@ def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, hprev, dA, P, wbuf, dx, dWx, 
     w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
         h.ctypes.data
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
-    w[_W_HPREV], w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = hprev.ctypes.data, dA.ctypes.data, dx.ctypes.data, \
-        dWx.ctypes.data, dWh.ctypes.data
+    w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, dWh.ctypes.data
     w[_W_DH0], w[_W_DB] = carry.ctypes.data, db.ctypes.data
     _launch(w, task_address, threads)
 
@@ -683,27 +666,26 @@ def lstm_forward_team(x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates, P, wbuf, nr, wo
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "f3", "o2", "o3", "o2", "o3", "o1", "w1", "o3", "o2", "o2",
-        "o1", "n", "n", "n", "n")
-def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, hprev, dc, dA, P, wbuf, dx, dWx, dWh, db, nr,
-                       work, task_address, threads):
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "f3", "o2", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1",
+        "n", "n", "n", "n")
+def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P, wbuf, dx, dWx, dWh, db, nr, work,
+                       task_address, threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
     carry (N, H) holds the final hidden state's gradient on entry and dh0 on return; dc (N, H) holds the
-    final cell state's gradient and gets dc0's.  Fills dA and hprev (scratch), dx, dWx, dWh and db."""
+    final cell state's gradient and gets dc0's.  Fills dA (scratch), dx, dWx, dWh and db."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 4 * H
     if Wx.shape != (D, G) or Wh.shape != (H, G) or h.shape != (N, T, H) or c.shape != (N, T + 1, H) \
             or tanh_c.shape != (N, T, H) or gates.shape != (N, T, G) or not (dh.shape == (N, T, H) or dh.size == 0) \
-            or carry.shape != (N, H) or hprev.shape != (N, T, H) or dc.shape != (N, H) or dA.shape != (N, T, G) \
+            or carry.shape != (N, H) or dc.shape != (N, H) or dA.shape != (N, T, G) \
             or dx.shape != (N, T, D) or dWx.shape != (D, G) or dWh.shape != (H, G) or db.size != G \
             or h0.shape != (N, H) or P.size < _packed_size(G, H, 1, nr):
         raise ValueError("lstm_backward_team: sizes do not agree")
     w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
     w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
         h.ctypes.data
-    w[_W_C], w[_W_TC], w[_W_GATES], w[_W_DC], w[_W_HPREV] = c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data, \
-        dc.ctypes.data, hprev.ctypes.data
+    w[_W_C], w[_W_TC], w[_W_GATES], w[_W_DC] = c.ctypes.data, tanh_c.ctypes.data, gates.ctypes.data, dc.ctypes.data
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
         dWh.ctypes.data, carry.ctypes.data, db.ctypes.data
@@ -728,27 +710,26 @@ def gru_forward_team(x, h0, Wx, Wh, b, bhn, h, gates, hn, P, wbuf, nr, work, tas
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "o1",
-        "n", "n", "n", "n")
-def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, hprev, P, wbuf, dx, dWx, dWh, db, dbhn, nr, work,
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "o1", "n",
+        "n", "n", "n")
+def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, P, wbuf, dx, dWx, dWh, db, dbhn, nr, work,
                       task_address, threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
-    carry (N, H) holds the final state's gradient on entry and dh0 on return.  Fills dA and hprev
-    (scratch), dx, dWx, dWh, db and dbhn."""
+    carry (N, H) holds the final state's gradient on entry and dh0 on return.  Fills dA (scratch), dx, dWx,
+    dWh, db and dbhn."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 3 * H
     if Wx.shape != (D, G) or Wh.shape != (H, G) or h.shape != (N, T, H) or gates.shape != (N, T, G) \
             or hn.shape != (N, T, H) or not (dh.shape == (N, T, H) or dh.size == 0) or carry.shape != (N, H) \
-            or dA.shape != (N, T, 4 * H) or hprev.shape != (N, T, H) or dx.shape != (N, T, D) \
+            or dA.shape != (N, T, 4 * H) or dx.shape != (N, T, D) \
             or dWx.shape != (D, G) or dWh.shape != (H, G) or db.size != G or dbhn.size != H or h0.shape != (N, H) \
             or P.size < _packed_size(G, H, 1, nr):
         raise ValueError("gru_backward_team: sizes do not agree")
     w = _sizes(N, T, D, H, nr, threads, work, P, wbuf)
     w[_W_X], w[_W_H0], w[_W_WX], w[_W_WH], w[_W_OUT] = x.ctypes.data, h0.ctypes.data, Wx.ctypes.data, Wh.ctypes.data, \
         h.ctypes.data
-    w[_W_GATES], w[_W_HN], w[_W_DA], w[_W_HPREV] = gates.ctypes.data, hn.ctypes.data, dA.ctypes.data, \
-        hprev.ctypes.data
+    w[_W_GATES], w[_W_HN], w[_W_DA] = gates.ctypes.data, hn.ctypes.data, dA.ctypes.data
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DH0], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DB], w[_W_DBHN] = carry.ctypes.data, dx.ctypes.data, \
         dWx.ctypes.data, dWh.ctypes.data, db.ctypes.data, dbhn.ctypes.data

@@ -280,12 +280,12 @@ def rnn_backward_state(dh, dhT, cache):
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 1, dtype)
     if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
-        (hprev, dA), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape, h.shape)
+        (dA,), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape)
         dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         db = _empty((H,), dtype)
         task = _team.TASKS["rnn_backward"][dtype].address
         _team.rnn_backward_team[dtype](x, h0, Wx, Wh, h, np.empty((N, T, 0), dtype) if dh is None else dh, dh0,
-                                       hprev, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2], task, plan[1])
+                                       dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2], task, plan[1])
         return dx, dh0, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, h.shape, Wh)
     dh0, db = _rnn.rnn_backward[dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
@@ -344,13 +344,13 @@ def _lstm_backward(dh, dhT, dcT, cache):
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 4, dtype)
     if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
-        (hprev, dA), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, h.shape, gates.shape)
+        (dA,), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, gates.shape)
         dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         dc = np.zeros((N, H), dtype) if dcT is None else dcT.copy()  # the carried dc; dc0 on return
         db = _empty((4 * H,), dtype)
         task = _team.TASKS["lstm_backward"][dtype].address
         _team.lstm_backward_team[dtype](x, h0, Wx, Wh, h, c, tanh_c, gates, np.empty((N, T, 0), dtype) if dh is None
-                                        else dh, dh0, hprev, dc, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2],
+                                        else dh, dh0, dc, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2],
                                         task, plan[1])
         return dx, dh0, dc, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, gates.shape, Wh)
@@ -433,10 +433,10 @@ def gru_backward_state(dh, dhT, cache):
     dh = np.empty((N, T, 0), dtype) if dh is None else dh
     plan = _team_plan(N, T, x.shape[2], H, 3, dtype)
     if plan:
-        (dA, hprev), P, wbuf = _team_scratch(dtype, plan, 3 * H, 1, H, (N, T, 4 * H), (N, T, H))
+        (dA,), P, wbuf = _team_scratch(dtype, plan, 3 * H, 1, H, (N, T, 4 * H))
         db, dbhn = _empty((3 * H,), dtype), _empty((H,), dtype)
         task = _team.TASKS["gru_backward"][dtype].address
-        _team.gru_backward_team[dtype](x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, hprev, P, wbuf, dx, dWx, dWh, db,
+        _team.gru_backward_team[dtype](x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, P, wbuf, dx, dWx, dWh, db,
                                        dbhn, plan[0], plan[2], task, plan[1])
         return dx, dh0, dWx, dWh, db, dbhn
     # Wh transposed once: in float32 only, as in the Cython GRU (in float64 the small/medium backward was
