@@ -378,6 +378,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             for (ptrdiff_t ib = 0; at && ib < nb; ib++) {
                 const ptrdiff_t r0 = ib * MR, rows = mc - r0 < MR ? mc - r0 : MR;
                 REAL *dst = Ab + ib * kc * MR;
+                if (rows == MR) {  /* a fixed-size copy: vector moves, not MR scalar ones */
+                    for (ptrdiff_t k = 0; k < kc; k++)
+                        memcpy(dst + k * MR, arow[k] + m0 + r0, MR * sizeof(REAL));
+                    continue;
+                }
                 for (ptrdiff_t k = 0; k < kc; k++) {
                     const REAL *src = arow[k] + m0 + r0;
                     for (ptrdiff_t r = 0; r < rows; r++)
