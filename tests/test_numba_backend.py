@@ -370,7 +370,10 @@ def _ulps(actual, expected, dtype):
 def test_math_is_accurate_to_a_few_ulps(dtype):
     rng = np.random.default_rng(6)
     lim = 88.0 if dtype == np.float32 else 709.0
-    x = np.concatenate([rng.standard_normal(20000) * 4, rng.uniform(-lim, lim, 20000), rng.standard_normal(2000) * 1e-5, [0.0, -0.0]])
+    # and around ln(smallest normal), where sigmoid's exp(-|x|) starts to flush to 0
+    edge = np.log(np.finfo(dtype).tiny) + np.linspace(-0.02, 0.02, 401)
+    x = np.concatenate([rng.standard_normal(20000) * 4, rng.uniform(-lim, lim, 20000), rng.standard_normal(2000) * 1e-5,
+                        edge, [0.0, -0.0]])
     x = x.astype(dtype)
     e, t, s = np.empty_like(x), np.empty_like(x), np.empty_like(x)
     _apply_math(x, e, t, s)
