@@ -48,6 +48,8 @@
 /* ------------------------------------------------------------------------------------ portable */
 #define FR_CAT_(a, b) a##b
 #define FR_CAT(a, b) FR_CAT_(a, b)
+#define FR_PRAGMA_(x) _Pragma(#x)
+#define FR_PRAGMA(x) FR_PRAGMA_(x) /* a pragma whose arguments are macros, expanded first */
 #define FR_IDX_float int32_t   /* shuffle indices: integers as wide as the REALs they pick */
 #define FR_IDX_double int64_t
 
@@ -158,6 +160,10 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 #pragma GCC target("avx512f,fma")
 #define NV 4
 #define MR 6
+/* The k loop unrolled twice: the step products 2-13 % faster alone (float32 and float64, forward and
+ * BPTT shapes, one thread; unrolled 4 or 8 times, as fast or slower), the once-per-call products 0-4 %.
+ * (AVX2 with 16 registers: within +-4 %, so not there.) */
+#define KUNROLL 2
 #define V_FMA(a, b, c) FR_CAT(FR_FMA512_, REAL)(a, b, c)
 #define FR_FMA512_float _mm512_fmadd_ps
 #define FR_FMA512_double _mm512_fmadd_pd
@@ -199,6 +205,7 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 #undef V_ZERO
 #undef NV
 #undef MR
+#undef KUNROLL
 #undef V_FMA
 #pragma GCC pop_options
 #endif

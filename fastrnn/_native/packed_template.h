@@ -6,6 +6,7 @@
  *   VLEN         REALs per VEC
  *   NV           VECs per row of a micro-tile: NR = NV * VLEN columns
  *   MR           rows of the largest micro-tile
+ *   KUNROLL      (optional) unroll factor of the micro-kernel's loop over k
  *   V_LOAD(p), V_STORE(p, v), V_SET1(x), V_ZERO(), V_FMA(a, b, c) = a * b + c
  * No include guard on purpose.
  *
@@ -46,6 +47,9 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
             if (r < ROWS)
                 c[r][v] = V_ZERO();
     }
+#ifdef KUNROLL
+    FR_PRAGMA(GCC unroll KUNROLL)
+#endif
     for (ptrdiff_t k = 0; k < kc; k++) {
         if (pfn > 0 && !(k & pfmask)) {
             __builtin_prefetch(pf, 0, 2);
