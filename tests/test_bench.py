@@ -504,6 +504,40 @@ def test_rates_and_shares_of_peak_in_a_run():
     assert "GFLOP/s" in text and "% peak" in text
     assert f"peak float32, 1 thread: {bench_report.format_gflops(2 * n ** 3 / 1e9)} GFLOP/s" in text
     assert "n = 64, 5 rounds each" in text
+    # the peak measured again after the cases, by the same library at the same size: same clock, same rate
+    assert set(report["peak_end"]) == {"float32", "float64"}
+    for dtype, e in report["peak_end"].items():
+        assert e["gflops"] == pytest.approx(p["dtypes"][dtype]["gflops"]) and e["ratio"] == pytest.approx(1.0)
+    assert "peak again at the end of the run (same library and n): float32" in text
+    assert "moved by more than" not in text
+
+
+def test_a_peak_that_moved_during_the_run_gets_a_note():
+    first = {"dtypes": {"float32": {"gflops": 400.0, "library": "torch", "size": 2000, "best_by_library": {}}},
+             "libraries": {"torch": "torch.mm"}, "sizes": [1000, 2000], "rounds": 5, "elapsed_s": 2.0}
+    report = {"peak": first, "settings": {"threads": {"blas": 2}},
+              "peak_end": {"float32": {"gflops": 340.0, "ratio": 0.85}}}
+    lines = bench_report.peak_lines(report)
+    assert "peak again at the end of the run (same library and n): float32 340 GFLOP/s (0.85 x the start)" in lines
+    assert any(line.startswith("note: the machine's large-GEMM rate moved by more than 5 % during the run "
+                               "(float32)") for line in lines)
+    report["peak_end"]["float32"] = {"gflops": 390.0, "ratio": 0.975}
+    assert not any(line.startswith("note:") for line in bench_report.peak_lines(report))
+
+
+def test_remeasure_uses_the_library_and_size_that_gave_the_peak():
+    made = []
+
+    def gemm(library, size, dtype):
+        made.append((library, size, dtype))
+        return lambda: None
+
+    ticks = itertools.count()
+    first = {"rounds": 3, "dtypes": {"float32": {"gflops": 1.0, "library": "torch", "size": 48},
+                                     "float64": {"gflops": None, "library": None, "size": None}}}
+    again = peak.remeasure(first, clock=lambda: float(next(ticks)), sleep=lambda s: None, gemm=gemm)
+    assert made == [("torch", 48, "float32")] and set(again) == {"float32"}
+    assert again["float32"]["gflops"] == pytest.approx(2 * 48 ** 3 / 1e9)
 
 
 def test_format_gflops_and_share():

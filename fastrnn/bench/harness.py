@@ -325,6 +325,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                 "threads": thread_counts, "seed": seed, "min_sample_s": min_sample, "warm_up_s": WARM_S,
             },
             "peak": None,
+            "peak_end": None,
             "cases": [],
         }
         started = time.perf_counter()
@@ -338,6 +339,8 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                     case, names, rounds, seed, min_sample, clock, sleep=sleep,
                     peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"]))
                 bar.update()
+            bar.set_postfix_str("the machine's peak again", refresh=True)
+            report["peak_end"] = peak.remeasure(report["peak"], clock=clock, sleep=sleep, gemm=peak_gemm)
         report["elapsed_s"] = time.perf_counter() - started
     report["first_calls"] = first_calls(report["cases"])
     report["failures"] = [

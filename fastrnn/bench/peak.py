@@ -146,6 +146,20 @@ def select(measurements):
             "best_by_library": by_library, "measurements": measurements}
 
 
+def remeasure(first, clock=time.perf_counter, sleep=time.sleep, gemm=make_gemm):
+    """The peak of ``first`` (a ``measure`` record) measured again, each dtype only by the library and at the
+    size that gave it: a check, at the end of a run, that the machine ran as fast as when the run started.
+    Returns {dtype: {"gflops", "ratio" (to the first)}} for the dtypes that had a peak."""
+    out = {}
+    for dtype, d in first["dtypes"].items():
+        if d.get("gflops") is None:
+            continue
+        again = measure([dtype], [d["library"]], sizes=[d["size"]], rounds=first["rounds"], clock=clock,
+                        sleep=sleep, gemm=gemm)["dtypes"][dtype]["gflops"]
+        out[dtype] = {"gflops": again, "ratio": None if again is None else again / d["gflops"]}
+    return out
+
+
 def measure(dtypes, libs=None, sizes=None, rounds=ROUNDS, min_sample=timing.MIN_SAMPLE_S, clock=time.perf_counter,
             sleep=time.sleep, settle=timing.SETTLE_S, gemm=make_gemm):
     """Measures the peak of every dtype in ``dtypes``; returns its JSON-able record.

@@ -8,6 +8,9 @@ from .._table import render
 
 __all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines"]
 
+# the peak measured again at the end of a run that differs from the start's by more than this gets a note
+PEAK_DRIFT = 0.05
+
 _KIND_TITLES = {
     "sequence": "Sequences: rnn_forward / lstm_forward / gru_forward (+ backward)",
     "step": "Single steps: rnn_step_forward / lstm_step_forward / gru_step_forward (+ backward)",
@@ -71,6 +74,16 @@ def peak_lines(report):
     lines.append(f"peak = best median rate of square n x n GEMMs (C = A @ B, 2n^3 FLOPs), n = {sizes}, "
                  f"{p['rounds']} rounds each, measured at the start of this run with its threads in "
                  f"{p['elapsed_s']:.1f} s")
+    end = report.get("peak_end") or {}
+    if end:
+        lines.append("peak again at the end of the run (same library and n): " + "; ".join(
+            f"{dtype} {format_gflops(e['gflops'])} GFLOP/s ({e['ratio']:.2f} x the start)" for dtype, e in end.items()
+            if e["gflops"] is not None))
+        moved = [dtype for dtype, e in end.items() if e["ratio"] is not None and abs(e["ratio"] - 1) > PEAK_DRIFT]
+        if moved:
+            lines.append(f"note: the machine's large-GEMM rate moved by more than {100 * PEAK_DRIFT:.0f} % during "
+                         f"the run ({', '.join(moved)}): compare the ratios within a case, not shares of peak "
+                         "between runs")
     for what, error in p.get("errors", {}).items():
         lines.append(f"peak: {what} failed: {error}")
     return lines
