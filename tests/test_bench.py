@@ -509,6 +509,7 @@ def test_rates_and_shares_of_peak_in_a_run():
     for dtype, e in report["peak_end"].items():
         assert e["gflops"] == pytest.approx(p["dtypes"][dtype]["gflops"]) and e["ratio"] == pytest.approx(1.0)
     assert "peak again at the end of the run (same library and n): float32" in text
+    assert "% peak below is of the higher of the two" in text
     assert "moved by more than" not in text
 
 
@@ -518,11 +519,28 @@ def test_a_peak_that_moved_during_the_run_gets_a_note():
     report = {"peak": first, "settings": {"threads": {"blas": 2}},
               "peak_end": {"float32": {"gflops": 340.0, "ratio": 0.85}}}
     lines = bench_report.peak_lines(report)
-    assert "peak again at the end of the run (same library and n): float32 340 GFLOP/s (0.85 x the start)" in lines
+    assert ("peak again at the end of the run (same library and n): float32 340 GFLOP/s (0.85 x the start); "
+            "% peak below is of the higher of the two") in lines
     assert any(line.startswith("note: the machine's large-GEMM rate moved by more than 5 % during the run "
                                "(float32)") for line in lines)
     report["peak_end"]["float32"] = {"gflops": 390.0, "ratio": 0.975}
     assert not any(line.startswith("note:") for line in bench_report.peak_lines(report))
+
+
+def test_shares_of_peak_use_the_higher_of_the_start_and_end_peaks():
+    results = {"cython": {"median_s": 0.5}, "torch": {"median_s": 1.0}}
+
+    def record(dtype, peak_gflops):
+        return {"dtype": dtype, "gemm_flops": 100e9, "results": results, "peak_gflops": peak_gflops,
+                "rates": bench.rates(results, 100e9, peak_gflops)}
+
+    report = {"peak": {"dtypes": {"float32": {"gflops": 400.0}, "float64": {"gflops": 200.0}}},
+              "peak_end": {"float32": {"gflops": 500.0, "ratio": 1.25}, "float64": {"gflops": 150.0, "ratio": 0.75}},
+              "cases": [record("float32", 400.0), record("float64", 200.0)]}
+    bench.use_higher_end_peak(report)
+    f32, f64 = report["cases"]
+    assert f32["peak_gflops"] == 500.0 and f32["rates"]["cython"]["share_of_peak"] == pytest.approx(200 / 500)
+    assert f64["peak_gflops"] == 200.0 and f64["rates"]["torch"]["share_of_peak"] == pytest.approx(100 / 200)
 
 
 def test_remeasure_uses_the_library_and_size_that_gave_the_peak():

@@ -78,7 +78,7 @@ def peak_lines(report):
     if end:
         lines.append("peak again at the end of the run (same library and n): " + "; ".join(
             f"{dtype} {format_gflops(e['gflops'])} GFLOP/s ({e['ratio']:.2f} x the start)" for dtype, e in end.items()
-            if e["gflops"] is not None))
+            if e["gflops"] is not None) + "; % peak below is of the higher of the two")
         moved = [dtype for dtype, e in end.items() if e["ratio"] is not None and abs(e["ratio"] - 1) > PEAK_DRIFT]
         if moved:
             lines.append(f"note: the machine's large-GEMM rate moved by more than {100 * PEAK_DRIFT:.0f} % during "
