@@ -30,12 +30,12 @@ from numba.extending import intrinsic
 
 from ._jit import OPTIONS, PIPELINE, _Cache
 
-__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "pgemm_prev", "ppack", "sync", "sync_arrive",
+__all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "pgemm_prev", "ppack", "sync_arrive",
            "sync_wait", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
                                                      "fr_pack_d", "fr_product_s", "fr_resident_product_s",
-                                                     "fr_resident_product_d", "fr_team_run", "fr_sync",
+                                                     "fr_resident_product_d", "fr_team_run",
                                                      "fr_sync_arrive", "fr_sync_wait", "fr_mm_part_s",
                                                      "fr_mm_part_d", "fr_gemm_prev_s", "fr_gemm_prev_d")}
 try:  # the C extension is built with the package; without it the kernels call BLAS at every step
@@ -277,19 +277,6 @@ def ppack(typingctx, K, H, gates, B, ldb, trans, P, ub0, ub1):
         return context.get_dummy_value()
 
     return sig, codegen
-
-
-@intrinsic
-def sync(typingctx, s):
-    """The team's barrier (``sync`` is the task's second argument)."""
-    if s != types.voidptr:
-        return None
-
-    def codegen(context, builder, signature, args):
-        builder.call(_declare(builder, "fr_sync", ir.VoidType(), [_VOIDP]), [args[0]])
-        return context.get_dummy_value()
-
-    return types.void(s), codegen
 
 
 @intrinsic
