@@ -154,8 +154,13 @@ static void FR_NAME(pack_t)(ptrdiff_t kc, ptrdiff_t width, const REAL *src, ptrd
 }
 
 /* The micro-kernel for every row count 1..MR and both forms of A (a switch: each case fully unrolled).
- * A points at element (row 0, k 0) of the tile's op(A). */
-static void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B,
+ * A points at element (row 0, k 0) of the tile's op(A).
+ * Never inlined: gcc inlined it into the AVX-512 float64 gemm, where the register allocator, juggling
+ * gemm's own loop state too, kept one of the 24 accumulators on the stack (a load and a store per k, a
+ * dependency through memory); a call per tile costs nothing next to a tile's kc x 24 FMAs.  Measured
+ * (one thread, two builds interleaved in one process): float64 gemm 0.90-0.97 of the time on the
+ * layers' once-per-call shapes, float32 (never inlined) unchanged. */
+static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B,
                             ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, int load, const char *pf, ptrdiff_t pfmask,
                             ptrdiff_t pfn)
 {
