@@ -161,7 +161,8 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 #define NV 4
 #define MR 6
 /* The k loop unrolled twice: the step products 1-9 % faster alone (float32 and float64, forward and
- * BPTT shapes, one thread, two builds sharing one packed copy, order alternated; unrolled 4 or 8 times, as fast or slower), the once-per-call products 0-4 %.
+ * BPTT shapes, one thread, two builds sharing one packed copy, order alternated; unrolled 4 or 8
+ * times, as fast or slower), the once-per-call products 0-4 %.
  * (AVX2 with 16 registers: within +-4 %, so not there.) */
 #define KUNROLL 2
 #define V_FMA(a, b, c) FR_CAT(FR_FMA512_, REAL)(a, b, c)

@@ -160,9 +160,10 @@ static void FR_NAME(pack_t)(ptrdiff_t kc, ptrdiff_t width, const REAL *src, ptrd
  * dependency through memory); a call per tile costs nothing next to a tile's kc x 24 FMAs.  Measured
  * (one thread, two builds interleaved in one process): float64 gemm 0.90-0.97 of the time on the
  * layers' once-per-call shapes, float32 (never inlined) unchanged. */
-static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, const REAL *B,
-                            ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, int load, const char *pf, ptrdiff_t pfmask,
-                            ptrdiff_t pfn)
+static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t kc, const REAL *A,
+                                                      ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, REAL *C,
+                                                      ptrdiff_t ldc, int load, const char *pf,
+                                                      ptrdiff_t pfmask, ptrdiff_t pfn)
 {
     if (at) {
         switch (m) {
