@@ -99,19 +99,22 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
     return n
 
 
-def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
+def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt, lda_bytes=None):
     """gemm on the columns g*H + [u0, u1), op(A) = A or A^T, op(B) = B or B^T, beta 0 and 1 (the second
-    with a work buffer declared too small, which gemm must replace rather than overrun)."""
+    with a work buffer declared too small, which gemm must replace rather than overrun).  lda_bytes: A's
+    rows that many bytes apart (A a view of a wider array), else contiguous."""
     dtype = np.dtype(dtype)
     N = gates * H
-    A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
+    rows, cols = (K, M) if at else (M, K)
+    wide = rng.standard_normal((rows, lda_bytes // dtype.itemsize if lda_bytes else cols)).astype(dtype)
+    A = wide[:, :cols]
     B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
     work = np.empty(GEMM_WORK[dtype](M, gates * (u1 - u0), K, gates), np.uint8)
     cols = _gate_columns(H, gates, u0, u1)
     for beta in (0, 1):
         C = rng.standard_normal((M, N + 3)).astype(dtype)
         before = C.copy()
-        status = GEMM[dtype](M, K, _ptr(A), A.shape[1], at, _ptr(B), B.shape[1], bt, H, gates, u0, u1, _ptr(C),
+        status = GEMM[dtype](M, K, _ptr(A), wide.shape[1], at, _ptr(B), B.shape[1], bt, H, gates, u0, u1, _ptr(C),
                              N + 3, beta, _ptr(work), work.size if beta == 0 else 0)  # beta 1: too small a buffer
         assert status == 0
         opA, opB = (A.T if at else A), (B.T if bt else B)
@@ -120,7 +123,8 @@ def check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt):
         untouched = np.concatenate([~cols, np.ones(3, bool)])
         if worst > 1 or not np.array_equal(C[:, untouched], before[:, untouched]):
             raise AssertionError(f"gemm {dtype} M={M} K={K} H={H} gates={gates} cols [{u0},{u1}) at={at} bt={bt} "
-                                 f"beta={beta}: {worst:.3g} x the tolerance, or columns outside written")
+                                 f"lda_bytes={lda_bytes} beta={beta}: {worst:.3g} x the tolerance, "
+                                 "or columns outside written")
     return 2
 
 
@@ -266,6 +270,11 @@ def check_all(seed=0):
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
+        # rows of A 16 KiB apart (FR_COPY_A_STRIDE), which gemm copies block by block when op(A) = A: one K
+        # block, two (the last short), two row blocks of op(A) (FR_MC)
+        for M, K, H, gates, u0, u1 in [(40, 50, 70, 1, 0, 70), (100, 300, 130, 4, 20, 130), (1100, 40, 30, 2, 0, 30)]:
+            for at in (0, 1):
+                n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, 1 - at, lda_bytes=16384)
         # dWh of the Numba backend's batch-major h: one step, one sequence, K blocks that end mid-sequence
         for N, T, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (3, 1, 5, 1, 0, 5), (1, 7, 9, 4, 0, 9),
                                        (10, 13, 40, 4, 8, 40), (25, 16, 70, 3, 0, 35), (7, 300, 33, 1, 0, 33)]:

@@ -40,6 +40,16 @@
 #define FR_BY_ROWS_MIN_BYTES (512 * 1024) /* mm walks by block rows only an A of this many bytes or more */
 #endif
 #define FR_MC_BYTES (512 * 1024) /* bytes of the packed block of op(A) kept in L2 in gemm */
+/* gemm reads a row-major op(A) in place, except when its rows lie a multiple of this many bytes apart:
+ * L2 (2048 sets of 64-byte lines on this project's Xeon and on Zen 4) maps such rows to 1/8 or fewer of its
+ * sets, so a block of FR_MC_BYTES does not stay there while the panels of op(B) pass over it, and is read
+ * from L3 again for every panel.  Then each block is first copied to rows an odd number of lines apart.
+ * Measured (one thread, gemm builds interleaved in one process, float64): dX = dA Wx^T of the LSTMs,
+ * (4096 x 4096) x (4096 x 512) 0.85x the time, (4096 x 2048) x (2048 x 512) 0.94x, (1600 x 2048) x (2048 x
+ * 256) 0.90x; rows 8 or 24 KiB apart gained nothing (0.99-1.00x) and the copy cost 2-5 % where they are
+ * 4 KiB apart (the input projections); float32, whose micro-kernel reads half as many bytes of A per
+ * FLOP, 0.99-1.01x at 16 KiB. */
+#define FR_COPY_A_STRIDE (16 * 1024)
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
 #endif

@@ -287,13 +287,22 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi
  * packed panel of op(B) of KC x NR in L1 while the row blocks of A pass over it. */
 #define FR_MC (FR_MC_BYTES / (FR_GEMM_KC * (ptrdiff_t)sizeof(REAL)) / MR * MR)
 
+/* Row stride, in REALs, of gemm's copy of a block of row-major op(A) (kc columns): whole cache lines, an odd
+ * number of them, so that the block's rows fall on different cache sets whatever A's own stride. */
+static inline ptrdiff_t FR_NAME(copy_ld)(ptrdiff_t kc)
+{
+    const ptrdiff_t per_line = 64 / (ptrdiff_t)sizeof(REAL);
+    return ((kc + per_line - 1) / per_line | 1) * per_line;
+}
+
 /* Bytes of the work buffer gemm needs for M rows, N columns in at most `blocks` gate blocks, K. */
 static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
 {
     ptrdiff_t kc = K < FR_GEMM_KC ? K : FR_GEMM_KC;
     ptrdiff_t mc = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
     ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
-    return (size_t)(mc * kc + 16 + kc * nc) * sizeof(REAL) + 64;  /* + the rounding and alignment in gemm */
+    /* + the rounding and alignment in gemm */
+    return (size_t)(mc * FR_NAME(copy_ld)(kc) + 16 + kc * nc) * sizeof(REAL) + 64;
 }
 
 /* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
@@ -303,10 +312,10 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
  * (B stored with one row per column of op(B)).  For the products used once per call (input projection,
  * dX, dWx, dWh).  Blocked like a BLAS (GotoBLAS's scheme): for each block of KC rows of op(B), its
  * columns are packed into panels of NR, then for each block of MC rows of op(A), that block is packed
- * into micro-panels of MR rows (k-major) when at = 1 (read in place when at = 0) and every micro-panel
- * of A passes over every panel of B.  work: work_bytes >= gemm_work(M, gates * (u1 - u0), K, gates)
- * bytes (a smaller buffer is replaced by a malloc'ed one).  Returns 0, or -1 when that malloc failed
- * (C untouched).
+ * into micro-panels of MR rows (k-major) when at = 1 (read in place when at = 0, or see
+ * FR_COPY_A_STRIDE) and every micro-panel of A passes over every panel of B.  work: work_bytes >=
+ * gemm_work(M, gates * (u1 - u0), K, gates) bytes (a smaller buffer is replaced by a malloc'ed one).
+ * Returns 0, or -1 when that malloc failed (C untouched).
  * A0 (at = 1 only; NULL: unused) makes row k of the stored A A0's row k / period when k % period == 0,
  * else A's row k - 1 (both with row stride lda): the state each step of a batch-major sequence started
  * from (Hprev: h0[n] for the first step of sequence n, then h[n, t - 1]), read where h0 and h lie for
@@ -348,8 +357,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
      * (25, 1024) x (1024, 4096) 1.79 ms in place, 1.54 packed; with rows 8 KiB apart (H = 512) reading
      * in place stays as fast or faster. */
     const int direct = !bt && M <= FR_DIRECT_M && (M <= MR || ldb * (ptrdiff_t)sizeof(REAL) <= FR_DIRECT_STRIDE);
-    REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    REAL *Bb = Ab + ((MC * KC + 15) & ~(ptrdiff_t)15);
+    /* at = 0 and A's rows a multiple of FR_COPY_A_STRIDE bytes apart: each block of op(A) is copied, row
+     * by row, to rows copy_ld(kc) REALs apart (see FR_COPY_A_STRIDE) */
+    const int copy_a = !at && !direct && (lda * (ptrdiff_t)sizeof(REAL)) % FR_COPY_A_STRIDE == 0;
+    REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);  /* op(A)'s block: copy_ld(KC) >= KC */
+    REAL *Bb = Ab + ((MC * FR_NAME(copy_ld)(KC) + 15) & ~(ptrdiff_t)15);
     REAL edge[MR * FR_NR];
     const REAL *arow[FR_GEMM_KC];  /* at = 1: the stored rows of A of this block, A0's or A's */
     for (ptrdiff_t k0 = 0; k0 < K; k0 += KC) {
@@ -384,7 +396,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             /* op(A)[m0:m0+mc, k0:k0+kc] into micro-panels of MR rows: panel i, k-major, at Ab + i*kc*MR.
              * A row-major (at = 0) is read in place instead: the micro-kernel broadcasts from MR rows that
              * each stream forward, which the hardware prefetches as well as a packed panel, and the copy
-             * (a transposition, scalar stores) cost up to a fifth of the product when N is small (dX). */
+             * (a transposition, scalar stores) cost up to a fifth of the product when N is small (dX).
+             * Rows FR_COPY_A_STRIDE bytes apart are copied first (row copies, not a transposition). */
+            const ptrdiff_t lda_c = FR_NAME(copy_ld)(kc);
+            for (ptrdiff_t r = 0; copy_a && r < mc; r++)
+                memcpy(Ab + r * lda_c, A + (m0 + r) * lda + k0, kc * sizeof(REAL));
             for (ptrdiff_t ib = 0; at && ib < nb; ib++) {
                 const ptrdiff_t r0 = ib * MR, rows = mc - r0 < MR ? mc - r0 : MR;
                 REAL *dst = Ab + ib * kc * MR;
@@ -411,8 +427,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     const ptrdiff_t r0 = ib * MR;
                     const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
                     REAL *Ct = C + (m0 + r0) * ldc + j0;
-                    const REAL *At = at ? Ab + ib * kc * MR : A + (m0 + r0) * lda + k0;
-                    const ptrdiff_t ldt = at ? MR : lda;
+                    const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
+                    const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
                     if (width == FR_NR) {
                         FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, ldbp, Ct, ldc, load, NULL, 0, 0);
                     } else {
