@@ -241,8 +241,10 @@ def check_all(seed=0):
     n = 0
     for dtype in (np.float32, np.float64):
         nr = _native.layout()["nr_" + np.dtype(dtype).name]
+        # (50, 1100, 1), (64, 600, 4): A of FR_KC_L2_M rows or more, walked panel by panel in blocks of
+        # FR_KC_ROWS_BYTES (several, the last one short)
         for M, H, gates in [(1, 1, 1), (25, 512, 4), (7, 40, 4), (3, 100, 3), (10, 13, 1), (6, 2 * nr + 1, 4),
-                            (13, nr, 1), (100, 64, 4)]:
+                            (13, nr, 1), (100, 64, 4), (50, 1100, 1), (64, 600, 4)]:
             for trans in (False, True):
                 n += check_mm(rng, dtype, M, H, gates, trans)
         nb = -(-(2 * nr + 3) // nr)  # 3 unit blocks, the last partial: every slab of a 2-thread split

@@ -30,6 +30,9 @@
 
 #define FR_KC_BYTES (32 * 1024) /* bytes of a panel block kept in L1 (48 KiB on current x86 cores) ... */
 #define FR_KC_ROWS_BYTES (128 * 1024) /* ... or, when mm walks by block rows, streamed from L2 (see mm) */
+#ifndef FR_KC_L2_M
+#define FR_KC_L2_M 48 /* ... and panel by panel too when A has at least this many rows (see mm) */
+#endif
 #define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
 /* mm prefetches the panels of packed weights above this: half of L2 on this project's Xeon (the rest holds
  * h, the gates and the tiles of a step), all of it on Zen 4.  Above 2 MiB only, the float32 GRU's r/z

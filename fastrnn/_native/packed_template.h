@@ -220,9 +220,9 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
 /* C[0:M, cols of panels (ub, g) for ub in [ub0, ub1), every gate] (+)= A[0:M, k_lo:k_hi] @ rows
  * k_lo:k_hi of those panels (of K rows each; A points at column 0, k_lo = 0, k_hi = K: the whole
  * product).  Column j of panel (ub, g) is column g*H + ub*NR + j of C; only the columns below H of each
- * gate block are written.  beta: 0 overwrites C, 1 accumulates into it.  The panels are walked in blocks of
- * KC rows (KC x NR REALs stay in L1 while every row block of A passes over them).  The first row block
- * must read a panel block from L2 or L3 (an LSTM's panels are larger than L2 at H = 512 and above),
+ * gate block are written.  beta: 0 overwrites C, 1 accumulates into it.  The panels are walked in blocks
+ * of KC rows (KC x NR REALs stay in L1, or L2 below, while every row block of A passes over them).  The
+ * first row block must read a panel block from L2 or L3 (an LSTM's panels are larger than L2 at H = 512 and above),
  * which deliver it more slowly than the tile consumes it, and the others find it in L1; so the block
  * read next is prefetched into L2 while the row blocks pass over the current one.  Measured
  * (alternating processes, cython LSTM, one thread): forward 0.85-0.95x the time at the small and large
@@ -242,8 +242,15 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * reads a panel from L2 nearly as fast as from L1).  Since 2026-12-02; the step product alone, one
  * core, C harness, GFLOP/s with 32 / 128 KiB blocks: float32 (100, 2048) x (2048, 512) 130-136 /
  * 148-151, (64, 4096) x (4096, 512) 149-156 / 158-162; float64 65-70 / 71-75 and 71-73 / 74-77.  Panel
- * by panel, 128 KiB blocks lost where A has few rows (the small LSTM float32 forward with one thread,
- * N = 25: 1.07x the time), so those stay in L1.
+ * by panel, the blocks are as large where A has FR_KC_L2_M rows or more: each block's C tiles are then
+ * read and written fewer times, and over 8 or more row blocks the panel's first pass from L2 is paid
+ * back.  Since 2026-12-03; the forward's step product alone (one shared packed copy, builds alternated),
+ * one thread, time with 128 / 32 KiB blocks: float32 (100, 512) x (512, 2048) 0.97, (64, 1024) x
+ * (1024, 1024) 0.97, (50, 512) x (512, 2048) 0.97, float64 (64, 1024) x (1024, 1024) 0.94, (100, 512) x
+ * (512, 2048) 0.98; at N = 25 1.00-1.02 (float32 and float64; in a layer, the small LSTM float32 forward
+ * with one thread, 1.07x), so A of fewer rows stays in L1.  Whole forwards, cython, two builds in one
+ * process: LSTM (100, 16, 256, 512) float32 1.00x (one thread) and 0.96x (two), float64 0.96x (one);
+ * RNN (64, 64, 512, 1024) float32 1.00x and 0.98x.
  * reverse != 0 walks the same blocks last to first (the layers alternate it between time steps: the
  * blocks read last at one step, still in cache, are read first at the next).
  * A part of the product (k_lo, k_hi: fr_mm_part_s/d) takes the walk and blocks of the whole product
@@ -255,7 +262,8 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi
 {
     const ptrdiff_t npanels = (ub1 - ub0) * gates, KR = k_hi - k_lo;
     const int by_rows = K > npanels * FR_NR && M * K * (ptrdiff_t)sizeof(REAL) >= FR_BY_ROWS_MIN_BYTES;
-    const ptrdiff_t KC = (by_rows ? FR_KC_ROWS_BYTES : FR_KC_BYTES) / (FR_NR * (ptrdiff_t)sizeof(REAL));
+    const ptrdiff_t KC = (by_rows || M >= FR_KC_L2_M ? FR_KC_ROWS_BYTES : FR_KC_BYTES)
+                         / (FR_NR * (ptrdiff_t)sizeof(REAL));
     const ptrdiff_t nk = (KR + KC - 1) / KC, nblocks = npanels * nk;
     /* prefetch only panels that cannot stay in L2 from one step to the next: smaller ones are there */
     const ptrdiff_t packed_bytes = (H + FR_NR - 1) / FR_NR * gates * K * FR_NR * (ptrdiff_t)sizeof(REAL);
