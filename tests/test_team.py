@@ -24,8 +24,9 @@ DTYPES = [np.float32, np.float64]
 NR = {np.dtype(np.float32): _native.layout()["nr_float32"], np.dtype(np.float64): _native.layout()["nr_float64"]}
 
 # (N, T, D, H) on the team path: enough work per step for two threads (16, 4, 8, 512); a last unit block
-# that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96).
-TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130)]
+# that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96); a batch of
+# FR_KC_L2_M (48) rows or more, whose step products walk the weights in larger blocks (50, 2, 3, 300).
+TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130), (50, 2, 3, 300)]
 CELLS = ["rnn", "lstm", "gru"]
 GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs
 
