@@ -33,7 +33,17 @@
 #ifndef FR_KC_L2_M
 #define FR_KC_L2_M 48 /* ... and panel by panel too when A has at least this many rows (see mm) */
 #endif
-#define FR_GEMM_KC 256          /* rows of op(B) per block in gemm (its panels then stream from L2) */
+/* Rows of op(B) per block in gemm (its panels then stream from L2): FR_GEMM_KC when op(A) is packed (A^T),
+ * or as many as span FR_GEMM_KC_ROW_BYTES of a row of op(A) when the micro-kernel reads op(A) in place
+ * (A row-major): MR rows that each stream forward, and longer streams keep the hardware prefetcher
+ * ahead.  Measured (one thread, builds interleaved in one process): float32 with 512 rows rather than
+ * 256, 0.90-0.94x the time on dX of the LSTM medium, (1600 x 2048) x (2048 x 256), and on 2048^3, 0.97-0.98x
+ * on its input projection; 128 rows 1.12-1.14x; float64 (256 rows already 2 KiB) unchanged with 512;
+ * with A^T packed, 512 rows were 1.02-1.06x (dWx, dWh), so 256 stay. */
+#ifndef FR_GEMM_KC
+#define FR_GEMM_KC 256
+#endif
+#define FR_GEMM_KC_ROW_BYTES 2048
 /* mm prefetches the panels of packed weights above this: half of L2 on this project's Xeon (the rest holds
  * h, the gates and the tiles of a step), all of it on Zen 4.  Above 2 MiB only, the float32 GRU's r/z
  * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.02-1.06x the forward time; prefetching

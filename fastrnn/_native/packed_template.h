@@ -291,9 +291,18 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi
     }
 }
 
-/* Blocking of the general product (see gemm): a packed block of op(A) of MC x KC REALs stays in L2, a
- * packed panel of op(B) of KC x NR in L1 while the row blocks of A pass over it. */
-#define FR_MC (FR_MC_BYTES / (FR_GEMM_KC * (ptrdiff_t)sizeof(REAL)) / MR * MR)
+/* Blocking of the general product (see gemm): a block of op(A) of at most MC x KC REALs stays in L2, a
+ * packed panel of op(B) of KC x NR in L2 too (L1 holds a tile's rows of op(A)) while the row blocks of A
+ * pass over it.  KC: see FR_GEMM_KC. */
+static inline ptrdiff_t FR_NAME(gemm_kc)(int at)
+{
+    return at ? FR_GEMM_KC : FR_GEMM_KC_ROW_BYTES / (ptrdiff_t)sizeof(REAL);
+}
+
+static inline ptrdiff_t FR_NAME(gemm_mc)(ptrdiff_t kc_max)
+{
+    return FR_MC_BYTES / (kc_max * (ptrdiff_t)sizeof(REAL)) / MR * MR;
+}
 
 /* Row stride, in REALs, of gemm's copy of a block of row-major op(A) (kc columns): whole cache lines, an odd
  * number of them, so that the block's rows fall on different cache sets whatever A's own stride. */
@@ -306,11 +315,16 @@ static inline ptrdiff_t FR_NAME(copy_ld)(ptrdiff_t kc)
 /* Bytes of the work buffer gemm needs for M rows, N columns in at most `blocks` gate blocks, K. */
 static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_t blocks)
 {
-    ptrdiff_t kc = K < FR_GEMM_KC ? K : FR_GEMM_KC;
-    ptrdiff_t mc = M < FR_MC ? (M + MR - 1) / MR * MR : FR_MC;
-    ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
-    /* + the rounding and alignment in gemm */
-    return (size_t)(mc * FR_NAME(copy_ld)(kc) + 16 + kc * nc) * sizeof(REAL) + 64;
+    const ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
+    size_t most = 0;
+    for (int at = 0; at < 2; at++) {  /* whichever form of op(A) needs more */
+        const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), mc_max = FR_NAME(gemm_mc)(kc_max);
+        const ptrdiff_t kc = K < kc_max ? K : kc_max, mc = M < mc_max ? (M + MR - 1) / MR * MR : mc_max;
+        /* + the rounding and alignment in gemm */
+        const size_t bytes = (size_t)(mc * FR_NAME(copy_ld)(kc) + 16 + kc * nc) * sizeof(REAL) + 64;
+        most = bytes > most ? bytes : most;
+    }
+    return most;
 }
 
 /* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
@@ -350,10 +364,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
         if (!own)
             return -1;
     }
-    const ptrdiff_t KC = K < FR_GEMM_KC ? K : FR_GEMM_KC;
-    /* blocks of op(A)'s rows as even as FR_MC allows: 512 rows were a block of 510 and one of 2, which
+    const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), mc_max = FR_NAME(gemm_mc)(kc_max);
+    const ptrdiff_t KC = K < kc_max ? K : kc_max;
+    /* blocks of op(A)'s rows as even as mc_max allows: 512 rows were a block of 510 and one of 2, which
      * streamed every panel of op(B) through L1 once more for two rows of work */
-    const ptrdiff_t mblocks = (M + FR_MC - 1) / FR_MC;
+    const ptrdiff_t mblocks = (M + mc_max - 1) / mc_max;
     const ptrdiff_t MC = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
     const ptrdiff_t npanels = gates * per_gate;
     /* Few rows (a single step, a sampled word): every panel of op(B) is read by a few row blocks only,
@@ -455,7 +470,6 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     free(own);
     return 0;
 }
-#undef FR_MC
 
 /* Packs B for mm: panels (ub, g) for ub in [ub0, ub1).  trans = 0: B is K x (gates*H), row-major with
  * row stride ldb, and panel (ub, g) row k is B[k, g*H + ub*NR + (0:NR)].  trans = 1: the packed matrix
