@@ -5,8 +5,17 @@ gates of those units:
 
 - forward: each thread computes the input projection of its columns (x Wx, all N*T rows, into the
   gate buffer), packs its slab of Wh once, then per step computes its tiles of h_{t-1} Wh and runs the
-  fused pointwise pass on them (``forward_units`` of ``_rnn``/``_lstm``, the same code as the BLAS
-  loops; ``_gru``'s own, see the GRU section), and meets the others at one barrier per step;
+  fused pointwise pass (``forward_units`` of ``_rnn``/``_lstm``, the same code as the BLAS loops;
+  ``_gru``'s own, see the GRU section), and meets the others at one barrier per step.  The RNN runs
+  its pass on each unit block's tile right after it; the LSTM and the GRU run theirs once per step
+  over the whole slab, after its tiles: a Numba pass pays a fixed cost per row and call (slices,
+  LLVM's overlap checks, loop entries) that a block of NR units did not amortize -- the LSTM's
+  forward pass alone (medium, float32, NR = 64, one thread, off the layer) took 1.6-1.8x the time of
+  the C pass on the same arrays.  Measured (numba forward, two trees alternated in one process,
+  medians of 12 rounds, float32 unless said): GRU 0.95-0.97x the time at the small, medium and large
+  sizes with 1 and 2 threads (float64: small 0.97-1.00x, medium 0.91-0.94x), LSTM 0.98-0.99x (float64
+  0.99-1.00x), the tiny layers 1.00x; the RNN's per-block pass (a single tanh per unit) measured 1.03x
+  slower as a slab pass at the small size with 2 threads, and stays;
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
   its units, meets the others, and adds its units of dA_t Wh^T into the gradient of h_{t-1}; after the
   loop it computes a share of the rows of dX and its own columns of dWx and dWh (Hprev, the state
@@ -249,7 +258,8 @@ def _lstm_forward(arg, sy, tid, nth, z):
                            0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1)
-            lstm_forward_units(gates, b, c, tanh_c, h, t, ub * nr, min(H, ub * nr + nr))
+        if ub1 > ub0:  # the slab's pointwise pass, once its products are done (see the module docstring)
+            lstm_forward_units(gates, b, c, tanh_c, h, t, u0, u1)
         token = sync_arrive(sy)
     sync_wait(sy, token)
 
@@ -336,7 +346,8 @@ def _gru_forward(arg, sy, tid, nth, z):
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1)
                 pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0)
-            gru_forward_units(gates, b, bhn, hn, h0, h, t, ub * nr, min(H, ub * nr + nr))
+        if ub1 > ub0:  # as the LSTM's
+            gru_forward_units(gates, b, bhn, hn, h0, h, t, u0, u1)
         token = sync_arrive(sy)
     sync_wait(sy, token)
 
