@@ -37,9 +37,9 @@
  * or as many as span FR_GEMM_KC_ROW_BYTES of a row of op(A) when the micro-kernel reads op(A) in place
  * (A row-major): MR rows that each stream forward, and longer streams keep the hardware prefetcher
  * ahead.  Measured (one thread, builds interleaved in one process): float32 with 512 rows rather than
- * 256, 0.90-0.94x the time on dX of the LSTM medium, (1600 x 2048) x (2048 x 256), and on 2048^3, 0.97-0.98x
- * on its input projection; 128 rows 1.12-1.14x; float64 (256 rows already 2 KiB) unchanged with 512;
- * with A^T packed, 512 rows were 1.02-1.06x (dWx, dWh), so 256 stay. */
+ * 256, 0.91-0.97x the time on dX-shaped products ((1600 x 2048) x (2048 x 256) and the large sizes'),
+ * the large sizes' input projections and 2048^3; 128 rows 1.12-1.14x; float64 (256 rows already 2 KiB)
+ * unchanged with 512; with A^T packed, 512 rows were 1.02-1.06x (dWx, dWh), so 256 stay. */
 #ifndef FR_GEMM_KC
 #define FR_GEMM_KC 256
 #endif
