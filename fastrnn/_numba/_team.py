@@ -10,7 +10,7 @@ gates of those units:
   its pass on each unit block's tile right after it; the LSTM and the GRU run theirs once per step
   over the whole slab, after its tiles: a Numba pass pays a fixed cost per row and call (slices,
   LLVM's overlap checks, loop entries) that a block of NR units did not amortize -- the LSTM's
-  forward pass alone (medium, float32, NR = 64, one thread, off the layer) took 1.6-1.8x the time of
+  forward pass alone (medium, float32, NR = 64, one thread, off the layer) took 1.6-1.9x the time of
   the C pass on the same arrays.  Measured (numba forward, two trees alternated in one process,
   medians of 12 rounds, float32 unless said): GRU 0.95-0.97x the time at the small, medium and large
   sizes with 1 and 2 threads (float64: small 0.97-1.00x, medium 0.91-0.94x), LSTM 0.98-0.99x (float64
