@@ -299,9 +299,13 @@ static inline ptrdiff_t FR_NAME(gemm_kc)(int at)
     return at ? FR_GEMM_KC : FR_GEMM_KC_ROW_BYTES / (ptrdiff_t)sizeof(REAL);
 }
 
-static inline ptrdiff_t FR_NAME(gemm_mc)(ptrdiff_t kc_max)
+/* Rows of op(A) per block for blocks of kc rows of op(B): FR_MC_BYTES of kc columns, counted as at least
+ * FR_GEMM_KC columns (a narrow K does not make the blocks taller than that). */
+static inline ptrdiff_t FR_NAME(gemm_mc)(ptrdiff_t kc)
 {
-    return FR_MC_BYTES / (kc_max * (ptrdiff_t)sizeof(REAL)) / MR * MR;
+    if (kc < FR_GEMM_KC)
+        kc = FR_GEMM_KC;
+    return FR_MC_BYTES / (kc * (ptrdiff_t)sizeof(REAL)) / MR * MR;
 }
 
 /* Row stride, in REALs, of gemm's copy of a block of row-major op(A) (kc columns): whole cache lines, an odd
@@ -318,8 +322,9 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
     const ptrdiff_t nc = (N + blocks * (FR_NR - 1)) / FR_NR * FR_NR;  /* each block may end in a partial panel */
     size_t most = 0;
     for (int at = 0; at < 2; at++) {  /* whichever form of op(A) needs more */
-        const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), mc_max = FR_NAME(gemm_mc)(kc_max);
-        const ptrdiff_t kc = K < kc_max ? K : kc_max, mc = M < mc_max ? (M + MR - 1) / MR * MR : mc_max;
+        const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), kc = K < kc_max ? K : kc_max;
+        const ptrdiff_t mc_max = FR_NAME(gemm_mc)(kc);
+        const ptrdiff_t mc = M < mc_max ? (M + MR - 1) / MR * MR : mc_max;
         /* + the rounding and alignment in gemm */
         const size_t bytes = (size_t)(mc * FR_NAME(copy_ld)(kc) + 16 + kc * nc) * sizeof(REAL) + 64;
         most = bytes > most ? bytes : most;
@@ -364,8 +369,9 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
         if (!own)
             return -1;
     }
-    const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at), mc_max = FR_NAME(gemm_mc)(kc_max);
+    const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at);
     const ptrdiff_t KC = K < kc_max ? K : kc_max;
+    const ptrdiff_t mc_max = FR_NAME(gemm_mc)(KC);
     /* blocks of op(A)'s rows as even as mc_max allows: 512 rows were a block of 510 and one of 2, which
      * streamed every panel of op(B) through L1 once more for two rows of work */
     const ptrdiff_t mblocks = (M + mc_max - 1) / mc_max;
