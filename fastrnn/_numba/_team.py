@@ -12,8 +12,8 @@ gates of those units:
   LLVM's overlap checks, loop entries) that a block of NR units did not amortize -- the LSTM's
   forward pass alone (medium, float32, NR = 64, one thread, off the layer) took 1.6-1.9x the time of
   the C pass on the same arrays.  Measured (numba forward, two trees alternated in one process,
-  medians of 12 rounds, float32 unless said): GRU 0.95-0.97x the time at the small, medium and large
-  sizes with 1 and 2 threads (float64: small 0.97-1.00x, medium 0.91-0.94x), LSTM 0.98-0.99x (float64
+  medians of 12 rounds, float32 unless said): GRU 0.94-0.99x the time at the small, medium and large
+  sizes with 1 and 2 threads (float64: small 0.97-1.00x, medium 0.91-0.94x), LSTM 0.98-1.00x (float64
   0.99-1.00x), the tiny layers 1.00x; the RNN's per-block pass (a single tanh per unit) measured 1.03x
   slower as a slab pass at the small size with 2 threads, and stays;
 - backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
