@@ -459,12 +459,13 @@ def _affine_backward(arg, sy, tid, nth, z):
         if e > a:
             status |= pgemm(e - a, R, x, a, D, 1, dout, 0, M, 0, M, 1, 0, M, dW, a * M, M, 0, work, tid * wb, wb)
     a, e = _share(M, tid, nth)
-    for j in range(a, e):
-        db[j] = 0
+    acc = db[a:e]  # indexed by the loop variable itself: db[a + j] kept LLVM from vectorizing (3x slower)
+    for j in range(e - a):
+        acc[j] = 0
     for r in range(R):
         row = dout[r, a:e]
         for j in range(e - a):
-            db[a + j] += row[j]
+            acc[j] += row[j]
     if status:
         w[_W_FAILED] = 1
 
