@@ -23,7 +23,7 @@ def _fn(name, restype, *argtypes):
 
 
 _SFX = {np.dtype(np.float32): "s", np.dtype(np.float64): "d"}
-MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT) for dt, c in _SFX.items()}
+MM = {dt: _fn(f"fr_mm_{c}", None, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT, _I) for dt, c in _SFX.items()}
 MM_PART = {dt: _fn(f"fr_mm_part_{c}", None, _I, _I, _I, _I, _P, _I, _P, _I, _I, _I, _I, _P, _I, _INT, _INT)
            for dt, c in _SFX.items()}
 PACK = {dt: _fn(f"fr_pack_{c}", None, _I, _I, _I, _P, _I, _INT, _P, _I, _I) for dt, c in _SFX.items()}
@@ -79,8 +79,10 @@ def check_mm(rng, dtype, M, H, gates, trans, ub0=None, ub1=None):
             C = rng.standard_normal((M, g * H + 5)).astype(dtype)
             before = C.copy()
             lda = A.strides[0] // dtype.itemsize
-            if k_lo is None:
-                MM[dtype](M, K, _ptr(A), lda, _ptr(packed), H, g, ub0, ub1, _ptr(C), C.shape[1], beta, reverse)
+            if k_lo is None:  # next_ub, the hint of the caller's next call (a prefetch only): a neighbour, or none
+                next_ub = (ub1 if ub1 < nb else -1) if reverse == 0 else ub0 - 1
+                MM[dtype](M, K, _ptr(A), lda, _ptr(packed), H, g, ub0, ub1, _ptr(C), C.shape[1], beta, reverse,
+                          next_ub)
                 lo, hi = 0, K
             else:
                 MM_PART[dtype](M, K, k_lo, k_hi, _ptr(A), lda, _ptr(packed), H, g, ub0, ub1, _ptr(C), C.shape[1],

@@ -445,9 +445,11 @@ ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcep
 ctypedef int64_t (*team_run_t)(task_t fn, void *arg, int64_t nth) noexcept nogil
 ctypedef void (*sync_t)(void *sync) noexcept nogil
 ctypedef void (*mm_s_t)(intp M, intp K, const float *A, intp lda, const float *P, intp H, intp gates,
-                        intp ub0, intp ub1, float *C, intp ldc, int beta, int reverse) noexcept nogil
+                        intp ub0, intp ub1, float *C, intp ldc, int beta, int reverse,
+                        intp next_ub) noexcept nogil
 ctypedef void (*mm_d_t)(intp M, intp K, const double *A, intp lda, const double *P, intp H, intp gates,
-                        intp ub0, intp ub1, double *C, intp ldc, int beta, int reverse) noexcept nogil
+                        intp ub0, intp ub1, double *C, intp ldc, int beta, int reverse,
+                        intp next_ub) noexcept nogil
 ctypedef int64_t (*sync_arrive_t)(void *sync) noexcept nogil
 ctypedef void (*sync_wait_t)(void *sync, int64_t token) noexcept nogil
 ctypedef void (*mm_part_s_t)(intp M, intp K, intp k_lo, intp k_hi, const float *A, intp lda, const float *P,
@@ -594,12 +596,13 @@ cdef inline size_t packed_bytes(intp K, intp H, intp gates, int tn) noexcept nog
 
 
 cdef inline void pmm(intp M, intp K, const floating *A, intp lda, const floating *P, intp H, intp gates,
-                     intp ub, floating *C, intp ldc, int beta) noexcept nogil:
-    """C[0:M, unit block ub of every gate] (+)= A (M, K) @ packed panels (ub, *)."""
+                     intp ub, floating *C, intp ldc, int beta, intp next_ub) noexcept nogil:
+    """C[0:M, unit block ub of every gate] (+)= A (M, K) @ packed panels (ub, *).  next_ub: the unit block
+    of the next pmm on P (its first block is fetched meanwhile, see mm in packed_template.h), or -1."""
     if floating is float:
-        fr_mm_s(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0)
+        fr_mm_s(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0, next_ub)
     else:
-        fr_mm_d(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0)
+        fr_mm_d(M, K, A, lda, P, H, gates, ub, ub + 1, C, ldc, beta, 0, next_ub)
 
 
 cdef inline void pmm_part(intp M, intp K, intp k_lo, intp k_hi, const floating *A, intp lda, const floating *P,
@@ -643,9 +646,9 @@ cdef inline void pmm_slab(intp M, intp K, const floating *A, intp lda, const flo
     large one by block rows (see packed_template.h); in reverse at odd steps t, as unit_block orders
     the forward's blocks."""
     if floating is float:
-        fr_mm_s(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
+        fr_mm_s(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2, -1)
     else:
-        fr_mm_d(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2)
+        fr_mm_d(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2, -1)
 
 
 cdef inline void bptt_product(void *sync, intp N, intp K, intp u0, intp u1, const floating *A, intp lda,
@@ -783,6 +786,11 @@ cdef inline intp unit_block(intp i, intp ub0, intp ub1, intp t) noexcept nogil:
     return ub0 + i if t % 2 == 0 else ub1 - 1 - i
 
 
+cdef inline intp next_unit_block(intp i, intp ub0, intp ub1, intp t) noexcept nogil:
+    """The unit block after the i-th at step t, or -1 after the slab's last (pmm's next_ub)."""
+    return unit_block(i + 1, ub0, ub1, t) if i + 1 < ub1 - ub0 else -1
+
+
 cdef inline void projection(floating *kind, Layer *L, intp u0, intp u1, floating *A, Work *work) noexcept nogil:
     """A[:, this slab's columns of every gate] = x W_x for all T*N rows (A: T*N rows of G; the pointwise
     passes add the bias, which saves a pass over A)."""
@@ -866,7 +874,7 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             if token >= 0 and iu == 0:
                 pmm_split(0, N, H, u0, u1, hh + t * NH, H, P, H, 1, ub, ub + 1, hh + (t + 1) * NH, H, 1, 0)
             else:
-                pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1)
+                pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1, next_unit_block(iu, ub0, ub1, t))
             if floating is float:
                 fr_rnn_fwd_f(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
             else:
@@ -932,7 +940,7 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
             if token >= 0 and iu == 0:
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, P, H, 4, ub, ub + 1, A + t * NG, G, 1, 0)
             else:
-                pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1)
+                pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1, next_unit_block(iu, ub0, ub1, t))
             if floating is float:
                 fr_lstm_fwd_f(N, nu, H, A + t * NG + v0, G, b + v0, cprev + v0, ldcp, c + t * NH + v0, H,
                               tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
@@ -1015,7 +1023,7 @@ cdef void lstm_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexc
 
 cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of the GRU forward pass."""
-    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, nu, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, ubn, v0, nu, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef int64_t token = -1
     cdef floating *A = <floating *>L.A
@@ -1047,8 +1055,9 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, P, H, 2, ub, ub + 1, A + t * NG, G, 1, 0)
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, Pn, H, 1, ub, ub + 1, hn + t * NH, H, 1, 0)
             else:
-                pmm(N, H, hs + t * NH, H, P, H, 2, ub, A + t * NG, G, 1)
-                pmm(N, H, hs + t * NH, H, Pn, H, 1, ub, hn + t * NH, H, 0)
+                ubn = next_unit_block(iu, ub0, ub1, t)
+                pmm(N, H, hs + t * NH, H, P, H, 2, ub, A + t * NG, G, 1, ubn)
+                pmm(N, H, hs + t * NH, H, Pn, H, 1, ub, hn + t * NH, H, 0, ubn)
             if floating is float:
                 fr_gru_fwd_units_f(N, nu, H, A + t * NG + v0, G, b + v0, hn + t * NH + v0, H, bhn + v0,
                                    hs + t * NH + v0, H, h + t * H + v0, T * H,

@@ -49,6 +49,10 @@
  * block (2 MiB) and the float64 RNN's weights (2 MiB) took 1.02-1.06x the forward time; prefetching
  * weights of 256-768 KiB, which stay in L2, measured about 1 % slower. */
 #define FR_PREFETCH_MIN_BYTES (1024 * 1024)
+/* ... and the first block of the caller's next call (mm's next_ub) above this, all of this Xeon's L2: the RNN's
+ * float64 weights at H = 512 (2 MiB), which stay in L2 walked back and forth, took 1.01-1.02x the forward
+ * time at N = 100 with it (one and two threads); see mm for what it gains on larger weights. */
+#define FR_PREFETCH_NEXT_MIN_BYTES (2 * 1024 * 1024)
 #ifndef FR_BY_ROWS_MIN_BYTES
 #define FR_BY_ROWS_MIN_BYTES (512 * 1024) /* mm walks by block rows only an A of this many bytes or more */
 #endif
@@ -236,9 +240,11 @@ static inline void fr_store_v2df(double *p, fr_v2df v) { memcpy(p, &v, sizeof v)
 
 /* ------------------------------------------------------------------------------------ dispatch */
 typedef void (*fr_mm_s_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, const float *,
-                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int);
+                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, int, int,
+                          ptrdiff_t);
 typedef void (*fr_mm_d_t)(ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, const double *, ptrdiff_t, const double *,
-                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int);
+                          ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, int, int,
+                          ptrdiff_t);
 typedef int (*fr_gemm_s_t)(ptrdiff_t, ptrdiff_t, const float *, ptrdiff_t, int, const float *, ptrdiff_t,
                            const float *, ptrdiff_t, int, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *,
                            ptrdiff_t, int, void *, size_t);
@@ -303,16 +309,16 @@ static const char *fr_init(void)
 /* The exported entry points (the backends call these through their addresses). */
 static void fr_mm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, const float *P, ptrdiff_t H,
                     ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C, ptrdiff_t ldc, int beta,
-                    int reverse)
+                    int reverse, ptrdiff_t next_ub)
 {
-    fr_impl.mm_s(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_s(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse, next_ub);
 }
 
 static void fr_mm_d(ptrdiff_t M, ptrdiff_t K, const double *A, ptrdiff_t lda, const double *P, ptrdiff_t H,
                     ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C, ptrdiff_t ldc, int beta,
-                    int reverse)
+                    int reverse, ptrdiff_t next_ub)
 {
-    fr_impl.mm_d(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_d(M, K, 0, K, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse, next_ub);
 }
 
 /* The part of fr_mm_s/d's product over rows k_lo:k_hi of the panels (K rows each) and columns k_lo:k_hi of
@@ -322,14 +328,14 @@ static void fr_mm_part_s(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_h
                          const float *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, float *C,
                          ptrdiff_t ldc, int beta, int reverse)
 {
-    fr_impl.mm_s(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_s(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse, -1);
 }
 
 static void fr_mm_part_d(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const double *A, ptrdiff_t lda,
                          const double *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, double *C,
                          ptrdiff_t ldc, int beta, int reverse)
 {
-    fr_impl.mm_d(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse);
+    fr_impl.mm_d(M, K, k_lo, k_hi, A, lda, P, H, gates, ub0, ub1, C, ldc, beta, reverse, -1);
 }
 
 static int fr_gemm_s(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda, int at, const float *B, ptrdiff_t ldb,

@@ -255,10 +255,19 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * blocks read last at one step, still in cache, are read first at the next).
  * A part of the product (k_lo, k_hi: fr_mm_part_s/d) takes the walk and blocks of the whole product
  * (decided on K): deciding on the part's rows, the LSTM backward's parts (256 of 2048 rows) walked
- * panel by panel in 32 KiB blocks and the backward took 2 % longer. */
+ * panel by panel in 32 KiB blocks and the backward took 2 % longer.
+ * next_ub >= 0: the caller's next product on P reads unit block next_ub's panels (the same M, K, gates
+ * and direction), so the last block's rows prefetch that call's first block, as every other block's
+ * prefetch the one after it.  The forwards multiply unit block by unit block, each followed by its
+ * pointwise pass, and the first block of every call came from L3 unfetched: at H = 1024, float64, one
+ * thread, that was 2 of the GRU's 6 blocks per unit block.  The GRU forward's step product alone, by
+ * unit block (C harness, 64 steps, the gate buffer cold), GFLOP/s without / with: 76-77 / 81-82; whole
+ * float64 forwards at (64, 64, 512, 1024), two trees in one process: 0.95-0.99x the time (RNN, LSTM,
+ * GRU; both backends, one and two threads), float32 0.98-1.00x, the smaller sizes within +-2 %.
+ * Only above FR_PREFETCH_NEXT_MIN_BYTES of weights (see there). */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const REAL *A, ptrdiff_t lda,
                         const REAL *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C,
-                        ptrdiff_t ldc, int beta, int reverse)
+                        ptrdiff_t ldc, int beta, int reverse, ptrdiff_t next_ub)
 {
     const ptrdiff_t npanels = (ub1 - ub0) * gates, KR = k_hi - k_lo;
     const int by_rows = K > npanels * FR_NR && M * K * (ptrdiff_t)sizeof(REAL) >= FR_BY_ROWS_MIN_BYTES;
@@ -267,7 +276,7 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi
     const ptrdiff_t nk = (KR + KC - 1) / KC, nblocks = npanels * nk;
     /* prefetch only panels that cannot stay in L2 from one step to the next: smaller ones are there */
     const ptrdiff_t packed_bytes = (H + FR_NR - 1) / FR_NR * gates * K * FR_NR * (ptrdiff_t)sizeof(REAL);
-    const int fetch = packed_bytes > FR_PREFETCH_MIN_BYTES;
+    const int fetch = packed_bytes > FR_PREFETCH_MIN_BYTES, fetch_next = packed_bytes > FR_PREFETCH_NEXT_MIN_BYTES;
     if (M <= 0 || npanels <= 0 || KR <= 0)
         return;
     for (ptrdiff_t i = 0; i < nblocks; i++) {
@@ -282,6 +291,10 @@ static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi
         if (fetch && i + 1 < nblocks) {
             const ptrdiff_t qn = by_rows ? jn % npanels : jn / nk, kn = k_lo + (by_rows ? jn / npanels : jn % nk) * KC;
             next = P + (ub0 * gates + qn) * K * FR_NR + kn * FR_NR;
+            next_n = (k_hi - kn < KC ? k_hi - kn : KC) * FR_NR;
+        } else if (fetch_next && next_ub >= 0 && next_ub * FR_NR < H) {  /* the next call's first block */
+            const ptrdiff_t kn = reverse ? k_lo + (nk - 1) * KC : k_lo;
+            next = P + (next_ub * gates + (reverse ? gates - 1 : 0)) * K * FR_NR + kn * FR_NR;
             next_n = (k_hi - kn < KC ? k_hi - kn : KC) * FR_NR;
         }
         /* C is overwritten by the first block of each panel read (beta 0), accumulated by the others */

@@ -123,10 +123,10 @@ static void fr_resident_task(void *arg, void *sync, int64_t tid, int64_t nth)
     }
     if (j->dbl)
         fr_mm_d(j->M, j->K, (const double *)j->A, j->lda, (const double *)j->P, j->N, 1, ub0, ub1, (double *)j->C,
-                j->ldc, j->beta || j->bias, 0);
+                j->ldc, j->beta || j->bias, 0, -1);
     else
         fr_mm_s(j->M, j->K, (const float *)j->A, j->lda, (const float *)j->P, j->N, 1, ub0, ub1, (float *)j->C,
-                j->ldc, j->beta || j->bias, 0);
+                j->ldc, j->beta || j->bias, 0, -1);
 }
 
 /* C (M x N, row-major, row stride ldc) = A B (beta 0) or += it (beta 1), or = A B + the row vector bias

@@ -75,9 +75,9 @@ def _intp(context, builder, value, ty):
     return context.cast(builder, value, ty, types.intp)
 
 
-def _mm_call(context, builder, dtype, args, tys, ub0, ub1, reverse):
+def _mm_call(context, builder, dtype, args, tys, ub0, ub1, reverse, next_ub):
     """Emits the call of fr_mm_s/d for ``args`` = (M, K, A, a0, lda, P, H, gates, <slab>, C, c0, ldc, beta)
-    of types ``tys`` (the slab's own values in ub0, ub1 and reverse, as i64, i64, i32)."""
+    of types ``tys`` (the slab's own values in ub0, ub1, reverse and next_ub, as i64, i64, i32, i64)."""
     M_, K_, A_, a0_, lda_, P_, H_, g_ = args[:8]
     C_, c0_, ldc_, beta_ = args[-4:]
     n = [_intp(context, builder, v, t) for v, t in
@@ -85,11 +85,11 @@ def _mm_call(context, builder, dtype, args, tys, ub0, ub1, reverse):
     fp = context.get_value_type(dtype).as_pointer()
     name = "fr_mm_s" if dtype == types.float32 else "fr_mm_d"
     fn = _declare(builder, name, ir.VoidType(),
-                  [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32])
+                  [_I64, _I64, fp, _I64, fp, _I64, _I64, _I64, _I64, fp, _I64, _I32, _I32, _I64])
     builder.call(fn, [n[0], n[1], _data(context, builder, tys[2], A_, _intp(context, builder, a0_, tys[3])), n[2],
                       _data(context, builder, tys[5], P_, ir.Constant(_I64, 0)), n[3], n[4], ub0, ub1,
                       _data(context, builder, tys[-4], C_, _intp(context, builder, c0_, tys[-3])), n[5],
-                      builder.trunc(_intp(context, builder, beta_, tys[-1]), _I32), reverse])
+                      builder.trunc(_intp(context, builder, beta_, tys[-1]), _I32), reverse, next_ub])
     return context.get_dummy_value()
 
 
@@ -99,17 +99,20 @@ def _mm_types_ok(A, P, C):
 
 
 @intrinsic
-def pmm(typingctx, M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta):
+def pmm(typingctx, M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta, next_ub):
     """C[c0 + (0:M) * ldc, columns of unit block ub of every gate] (+)= A[a0 + ...] (M, K) @ panels
-    (ub, *) of the packed P; beta 0 overwrites, 1 accumulates.  Unchecked: see the module docstring."""
+    (ub, *) of the packed P; beta 0 overwrites, 1 accumulates.  next_ub: the unit block of the next pmm
+    on P (its first block is fetched meanwhile, see mm in packed_template.h), or -1.  Unchecked: see
+    the module docstring."""
     if not _mm_types_ok(A, P, C):
         return None
-    sig = types.void(M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta)
+    sig = types.void(M, K, A, a0, lda, P, H, gates, ub, C, c0, ldc, beta, next_ub)
 
     def codegen(context, builder, signature, args):
         ub0 = _intp(context, builder, args[8], signature.args[8])
-        return _mm_call(context, builder, C.dtype, args, signature.args, ub0,
-                        builder.add(ub0, ir.Constant(_I64, 1)), ir.Constant(_I32, 0))
+        return _mm_call(context, builder, C.dtype, args[:-1], signature.args[:-1], ub0,
+                        builder.add(ub0, ir.Constant(_I64, 1)), ir.Constant(_I32, 0),
+                        _intp(context, builder, args[-1], signature.args[-1]))
 
     return sig, codegen
 
@@ -131,7 +134,7 @@ def pmm_slab(typingctx, M, K, A, a0, lda, P, H, ub0, ub1, t, C, c0, ldc, beta):
         # the arguments as pmm's, with gates = 1 in the place of ub0
         return _mm_call(context, builder, C.dtype, list(args[:7]) + [ir.Constant(_I64, 1)] + list(args[10:]),
                         list(tys[:7]) + [types.int64] + list(tys[10:]), _intp(context, builder, args[7], tys[7]),
-                        _intp(context, builder, args[8], tys[8]), odd)
+                        _intp(context, builder, args[8], tys[8]), odd, ir.Constant(_I64, -1))
 
     return sig, codegen
 

@@ -94,6 +94,12 @@ def _unit_block(i, ub0, ub1, t):
 
 
 @helper
+def _next_unit_block(i, ub0, ub1, t):
+    """The unit block after the i-th at step t, or -1 after the slab's last (pmm's next_ub)."""
+    return _unit_block(i + 1, ub0, ub1, t) if i + 1 < ub1 - ub0 else -1
+
+
+@helper
 def _pmm_split(own, M, K, u0, u1, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc, beta, reverse):
     """Part of the product C (+)= A[:, 0:K] @ panels (ub0..ub1-1, *), K a multiple of H (a step's h_t, or
     its dA_t of K / H gate blocks): the rows of each block of H that belong to units [u0, u1) (own: what
@@ -183,12 +189,13 @@ def _rnn_forward(arg, sy, tid, nth, z):
         sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
+            nxt = _next_unit_block(iu, ub0, ub1, t)  # pmm fetches its first block meanwhile
             if t == 0:
-                pmm(N, H, h0, 0, H, P, H, 1, ub, h, 0, T * H, 1)
+                pmm(N, H, h0, 0, H, P, H, 1, ub, h, 0, T * H, 1, nxt)
             elif token >= 0 and iu == 0:
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
             else:
-                pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1)
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1, nxt)
             rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr))
         token = sync_arrive(sy)
     sync_wait(sy, token)
@@ -251,13 +258,14 @@ def _lstm_forward(arg, sy, tid, nth, z):
         sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
+            nxt = _next_unit_block(iu, ub0, ub1, t)  # pmm fetches its first block meanwhile
             if t == 0:
-                pmm(N, H, h0, 0, H, P, H, 4, ub, gates, 0, T * G, 1)
+                pmm(N, H, h0, 0, H, P, H, 4, ub, gates, 0, T * G, 1, nxt)
             elif token >= 0 and iu == 0:
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 4, ub, ub + 1, gates, t * G, T * G, 1,
                            0)
             else:
-                pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1)
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1, nxt)
         if ub1 > ub0:  # the slab's pointwise pass, once its products are done (see the module docstring)
             lstm_forward_units(gates, b, c, tanh_c, h, t, u0, u1)
         token = sync_arrive(sy)
@@ -336,16 +344,17 @@ def _gru_forward(arg, sy, tid, nth, z):
         sync_wait(sy, token)
         for iu in range(ub1 - ub0):
             ub = _unit_block(iu, ub0, ub1, t)
+            nxt = _next_unit_block(iu, ub0, ub1, t)  # pmm fetches its first block meanwhile
             if t == 0:
-                pmm(N, H, h0, 0, H, P, H, 2, ub, gates, 0, T * G, 1)
-                pmm(N, H, h0, 0, H, Pn, H, 1, ub, hn, 0, T * H, 0)
+                pmm(N, H, h0, 0, H, P, H, 2, ub, gates, 0, T * G, 1, nxt)
+                pmm(N, H, h0, 0, H, Pn, H, 1, ub, hn, 0, T * H, 0, nxt)
             elif token >= 0 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 2, ub, ub + 1, gates, t * G, T * G, 1,
                            0)
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, Pn, H, 1, ub, ub + 1, hn, t * H, T * H, 1, 0)
             else:
-                pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1)
-                pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0)
+                pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1, nxt)
+                pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0, nxt)
         if ub1 > ub0:  # as the LSTM's
             gru_forward_units(gates, b, bhn, hn, h0, h, t, u0, u1)
         token = sync_arrive(sy)
