@@ -83,6 +83,29 @@ def test_team_parity(backend, cell, shape, dtype, threads):
             assert_all_close(tuple(grads), tuple(expected[1]), err_msg=msg + " backward")
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("cell", CELLS)
+def test_team_runs_give_the_same_bits_every_time(backend, cell, threads):
+    """The same inputs on the same number of threads give the same bits, whichever thread reaches each
+    step's barrier last (the threads' order varies from run to run): every thread sums its split step
+    products in the same order, the last to arrive included."""
+    args = state_inputs(np.random.default_rng(8), np.float64, (16, 8, 8, 512), cell)
+    douts = None
+    with threadpool_limits(threads):
+        if _module(backend).native_in_use():
+            plan = _plan(backend, cell, (16, 8, 8, 512), np.float64)
+            assert plan == threads, f"the test shape must run on a team of {threads} threads, not {plan}"
+        runs = []
+        for _ in range(12):
+            *outs, cache = getattr(layers, f"{cell}_forward_state")(*args)
+            if douts is None:
+                douts = [randn(np.random.default_rng(9), o.shape, np.float64) for o in outs]
+            runs.append(outs + list(getattr(layers, f"{cell}_backward_state")(*douts, cache)))
+    for k, run in enumerate(runs[1:], 1):
+        for i, (a, b) in enumerate(zip(runs[0], run)):
+            assert np.array_equal(a, b), f"{cell} on {backend}, {threads} threads: run {k} differs in output {i}"
+
+
 @pytest.mark.parametrize("first", [1, 2])
 @pytest.mark.parametrize("cell", CELLS)
 def test_backward_follows_its_forward_when_the_thread_limit_changes(backend, cell, first):

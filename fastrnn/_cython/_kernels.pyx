@@ -651,14 +651,16 @@ cdef inline void pmm_slab(intp M, intp K, const floating *A, intp lda, const flo
         fr_mm_d(M, K, A, lda, P, H, 1, ub0, ub1, C, ldc, beta, t % 2, -1)
 
 
-cdef inline void bptt_product(void *sync, intp N, intp K, intp u0, intp u1, const floating *A, intp lda,
-                              const floating *P, intp H, intp ub0, intp ub1, intp t, floating *C,
+cdef inline void bptt_product(void *sync, int64_t nth, intp N, intp K, intp u0, intp u1, const floating *A,
+                              intp lda, const floating *P, intp H, intp ub0, intp ub1, intp t, floating *C,
                               int beta) noexcept nogil:
     """A backward step's product C[:, this slab] (+)= A (N, K) @ the packed Wh^T, once this thread's
     pointwise pass wrote its units of A = dA_t: it arrives at the barrier, multiplies the rows of A it
-    wrote, waits for the others and multiplies theirs (alone: one whole product)."""
+    wrote, waits for the others and multiplies theirs (one thread: one whole product).  The thread that
+    arrives last, with nothing to wait for, still sums in that order, so that every run gives the same
+    bits (as one whole product it summed in another order than when it arrived earlier)."""
     cdef int64_t token = fr_sync_arrive(sync)
-    if token >= 0:
+    if nth > 1:
         beta = pmm_split(1, N, K, u0, u1, A, lda, P, H, 1, ub0, ub1, C, H, beta, t % 2)
         fr_sync_wait(sync, token)
         pmm_split(0, N, K, u0, u1, A, lda, P, H, 1, ub0, ub1, C, H, beta, t % 2)
@@ -863,7 +865,8 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     projection(kind, L, u0, u1, hh + NH, &w)
     ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
     for t in range(T):
-        if token >= 0:  # the rows of h_t this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
+            # to arrive too, so that every run sums in the same order: see bptt_product)
             if ub1 > ub0:
                 ub = unit_block(0, ub0, ub1, t)
                 pmm_split(1, N, H, u0, u1, hh + t * NH, H, P, H, 1, ub, ub + 1, hh + (t + 1) * NH, H, 1, 0)
@@ -871,7 +874,7 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
         for iu in range(ub1 - ub0):
             ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
-            if token >= 0 and iu == 0:
+            if nth > 1 and t > 0 and iu == 0:
                 pmm_split(0, N, H, u0, u1, hh + t * NH, H, P, H, 1, ub, ub + 1, hh + (t + 1) * NH, H, 1, 0)
             else:
                 pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1, next_unit_block(iu, ub0, ub1, t))
@@ -904,7 +907,7 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
         else:
             fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
                          db + u0)
-        bptt_product(sync, N, H, u0, u1, dA + t * NH, H, P, H, ub0, ub1, t,
+        bptt_product(sync, nth, N, H, u0, u1, dA + t * NH, H, P, H, ub0, ub1, t,
                      <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
     gradients(kind, L, tid, nth, u0, u1, hh, &w)
 
@@ -928,7 +931,8 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     ppack(H, H, 4, <const floating *>L.Wh, G, 0, P, ub0, ub1)
     for t in range(T):
         cprev = previous_cell(L, t, &ldcp, kind)
-        if token >= 0:  # the rows of h_t this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
+            # to arrive too, so that every run sums in the same order: see bptt_product)
             if ub1 > ub0:
                 ub = unit_block(0, ub0, ub1, t)
                 pmm_split(1, N, H, u0, u1, hs + t * NH, H, P, H, 4, ub, ub + 1, A + t * NG, G, 1, 0)
@@ -937,7 +941,7 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
             ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             nu = min(H, v0 + L.nr) - v0
-            if token >= 0 and iu == 0:
+            if nth > 1 and t > 0 and iu == 0:
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, P, H, 4, ub, ub + 1, A + t * NG, G, 1, 0)
             else:
                 pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1, next_unit_block(iu, ub0, ub1, t))
@@ -977,7 +981,7 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
         else:
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
                           tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
-        bptt_product(sync, N, G, u0, u1, dA + t * NG, G, P, H, ub0, ub1, t,
+        bptt_product(sync, nth, N, G, u0, u1, dA + t * NG, G, P, H, ub0, ub1, t,
                      <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
@@ -1041,7 +1045,8 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh + 2 * H, G, 0, Pn, ub0, ub1)
     for t in range(T):
-        if token >= 0:  # the rows of h_t this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
+            # to arrive too, so that every run sums in the same order: see bptt_product)
             if ub1 > ub0:
                 ub = unit_block(0, ub0, ub1, t)
                 pmm_split(1, N, H, u0, u1, hs + t * NH, H, P, H, 2, ub, ub + 1, A + t * NG, G, 1, 0)
@@ -1051,7 +1056,7 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             nu = min(H, v0 + L.nr) - v0
-            if token >= 0 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
+            if nth > 1 and t > 0 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, P, H, 2, ub, ub + 1, A + t * NG, G, 1, 0)
                 pmm_split(0, N, H, u0, u1, hs + t * NH, H, Pn, H, 1, ub, ub + 1, hn + t * NH, H, 1, 0)
             else:
@@ -1101,7 +1106,7 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
             fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
                          hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
         # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
-        bptt_product(sync, N, G, u0, u1, dA + t * NF, F, P, H, ub0, ub1, t, dh0, 1)
+        bptt_product(sync, nth, N, G, u0, u1, dA + t * NF, F, P, H, ub0, ub1, t, dh0, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
     share(TN, tid, nth, &r0, &r1)

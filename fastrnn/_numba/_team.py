@@ -122,12 +122,14 @@ def _pmm_split(own, M, K, u0, u1, A, a0, lda, P, H, gates, ub0, ub1, C, c0, ldc,
 
 
 @helper
-def _bptt_product(sy, N, K, u0, u1, A, a0, lda, P, H, ub0, ub1, t, C, beta):
+def _bptt_product(sy, nth, N, K, u0, u1, A, a0, lda, P, H, ub0, ub1, t, C, beta):
     """A backward step's product C[:, this slab] (+)= A[a0 + ...] (N, K) @ the packed Wh^T, once this
     thread's pointwise pass wrote its units of A = dA_t: it arrives at the barrier, multiplies the rows
-    of A it wrote, waits for the others and multiplies theirs (alone: one whole product)."""
+    of A it wrote, waits for the others and multiplies theirs (one thread: one whole product).  The
+    thread that arrives last, with nothing to wait for, still sums in that order, so that every run gives
+    the same bits (as one whole product it summed in another order than when it arrived earlier)."""
     token = sync_arrive(sy)
-    if token >= 0:
+    if nth > 1:
         beta = _pmm_split(True, N, K, u0, u1, A, a0, lda, P, H, 1, ub0, ub1, C, 0, H, beta, t % 2)
         sync_wait(sy, token)
         _pmm_split(False, N, K, u0, u1, A, a0, lda, P, H, 1, ub0, ub1, C, 0, H, beta, t % 2)
@@ -183,7 +185,8 @@ def _rnn_forward(arg, sy, tid, nth, z):
     ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
     token = -1
     for t in range(T):
-        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish
+            # theirs (the last to arrive too, so that every run sums in the same order: see _bptt_product)
             ub = _unit_block(0, ub0, ub1, t)
             _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
         sync_wait(sy, token)
@@ -192,7 +195,7 @@ def _rnn_forward(arg, sy, tid, nth, z):
             nxt = _next_unit_block(iu, ub0, ub1, t)  # pmm fetches its first block meanwhile
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 1, ub, h, 0, T * H, 1, nxt)
-            elif token >= 0 and iu == 0:
+            elif nth > 1 and iu == 0:
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1, nxt)
@@ -224,7 +227,7 @@ def _rnn_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        _bptt_product(sy, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
+        _bptt_product(sy, nth, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
     _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 1, u0, u1)
 
 
@@ -252,7 +255,8 @@ def _lstm_forward(arg, sy, tid, nth, z):
     ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
     token = -1
     for t in range(T):
-        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish
+            # theirs (the last to arrive too, so that every run sums in the same order: see _bptt_product)
             ub = _unit_block(0, ub0, ub1, t)
             _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 4, ub, ub + 1, gates, t * G, T * G, 1, 0)
         sync_wait(sy, token)
@@ -261,7 +265,7 @@ def _lstm_forward(arg, sy, tid, nth, z):
             nxt = _next_unit_block(iu, ub0, ub1, t)  # pmm fetches its first block meanwhile
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 4, ub, gates, 0, T * G, 1, nxt)
-            elif token >= 0 and iu == 0:
+            elif nth > 1 and iu == 0:
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 4, ub, ub + 1, gates, t * G, T * G, 1,
                            0)
             else:
@@ -301,7 +305,7 @@ def _lstm_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        _bptt_product(sy, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0)
+        _bptt_product(sy, nth, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0)
     _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 4, u0, u1)
 
 
@@ -337,7 +341,8 @@ def _gru_forward(arg, sy, tid, nth, z):
     ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
     token = -1
     for t in range(T):
-        if token >= 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish theirs
+        if nth > 1 and t > 0 and ub1 > ub0:  # the rows of h_{t-1} this thread wrote, while the others finish
+            # theirs (the last to arrive too, so that every run sums in the same order: see _bptt_product)
             ub = _unit_block(0, ub0, ub1, t)
             _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 2, ub, ub + 1, gates, t * G, T * G, 1, 0)
             _pmm_split(True, N, H, u0, u1, h, (t - 1) * H, T * H, Pn, H, 1, ub, ub + 1, hn, t * H, T * H, 0, 0)
@@ -348,7 +353,7 @@ def _gru_forward(arg, sy, tid, nth, z):
             if t == 0:
                 pmm(N, H, h0, 0, H, P, H, 2, ub, gates, 0, T * G, 1, nxt)
                 pmm(N, H, h0, 0, H, Pn, H, 1, ub, hn, 0, T * H, 0, nxt)
-            elif token >= 0 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
+            elif nth > 1 and iu == 0:  # (a thread with unit blocks has units: hn's own part was written)
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 2, ub, ub + 1, gates, t * G, T * G, 1,
                            0)
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, Pn, H, 1, ub, ub + 1, hn, t * H, T * H, 1, 0)
@@ -390,7 +395,7 @@ def _gru_backward(arg, sy, tid, nth, z):
     for t in range(T - 1, -1, -1):
         gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
         # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
-        _bptt_product(sy, N, G, u0, u1, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 1)
+        _bptt_product(sy, nth, N, G, u0, u1, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
     W = _work(w)
