@@ -254,7 +254,8 @@ def check_all(seed=0):
             n += check_mm(rng, dtype, 9, 2 * nr + 3, 4, False, ub0, ub1)
             n += check_mm(rng, dtype, 9, 2 * nr + 3, 3, True, ub0, ub1)
         # slabs of packed weights above FR_PREFETCH_MIN_BYTES (1 MiB; above 2 MiB in both dtypes here), where mm also
-        # prefetches the panel block it reads next: the same results on that path
+        # prefetches the panel block it reads next and, above FR_PREFETCH_NEXT_MIN_BYTES (2 MiB), the first block of
+        # the caller's next call (next_ub: unit block 2 after [0, 2), 7 before [8, 9)): the same results on that path
         H = 8 * nr + 3
         for ub0, ub1 in [(0, 2), (3, 9), (8, 9)]:
             n += check_mm(rng, dtype, 9, H, 4, False, ub0, ub1)
