@@ -262,8 +262,8 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
  * pointwise pass, and the first block of every call came from L3 unfetched: at H = 1024, float64, one
  * thread, that was 2 of the GRU's 6 blocks per unit block.  The GRU forward's step product alone, by
  * unit block (C harness, 64 steps, the gate buffer cold), GFLOP/s without / with: 76-77 / 81-82; whole
- * float64 forwards at (64, 64, 512, 1024), two trees in one process: 0.95-0.99x the time (RNN, LSTM,
- * GRU; both backends, one and two threads), float32 0.98-1.00x, the smaller sizes within +-2 %.
+ * float64 forwards at (64, 64, 512, 1024), two trees in one process: 0.93-1.00x the time (RNN, LSTM,
+ * GRU; both backends, one and two threads), float32 0.98-1.01x, the smaller sizes within +-3 %.
  * Only above FR_PREFETCH_NEXT_MIN_BYTES of weights (see there). */
 static void FR_NAME(mm)(ptrdiff_t M, ptrdiff_t K, ptrdiff_t k_lo, ptrdiff_t k_hi, const REAL *A, ptrdiff_t lda,
                         const REAL *P, ptrdiff_t H, ptrdiff_t gates, ptrdiff_t ub0, ptrdiff_t ub1, REAL *C,
