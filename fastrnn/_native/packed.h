@@ -71,6 +71,7 @@
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
 #endif
 #define FR_DIRECT_STRIDE 8192      /* ... and, beyond one row block, rows of op(B) at most these bytes apart */
+#define FR_LAZY_M 128              /* gemm packs each panel of op(B) right before use up to these many rows */
 
 /* ------------------------------------------------------------------------------------ portable */
 #define FR_CAT_(a, b) a##b

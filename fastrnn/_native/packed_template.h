@@ -345,6 +345,24 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
     return most;
 }
 
+
+/* gemm's panel of op(B)[k0:k0+kc, j0:j0+width] (width <= NR) at dst: kc rows of NR, zero-padded */
+static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t k0,
+                                ptrdiff_t j0, REAL *dst)
+{
+    if (bt) {
+        FR_NAME(pack_t)(kc, width, B + j0 * ldb + k0, ldb, dst);
+        return;
+    }
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        const REAL *src = B + (k0 + k) * ldb + j0;
+        for (ptrdiff_t j = 0; j < width; j++)
+            dst[k * FR_NR + j] = src[j];
+        for (ptrdiff_t j = width; j < FR_NR; j++)
+            dst[k * FR_NR + j] = 0;
+    }
+}
+
 /* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
  * columns g*H + [u0, u1) for g < gates (a slab of units of every gate block; gates = 1, H = N, u0 = 0,
  * u1 = N for plain columns 0..N-1).  op(A) (M x K) = A row-major (row stride lda) when at = 0 or A^T
@@ -390,6 +408,13 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     const ptrdiff_t mblocks = (M + mc_max - 1) / mc_max;
     const ptrdiff_t MC = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
     const ptrdiff_t npanels = gates * per_gate;
+    /* Few rows in one row block (at most FR_LAZY_M): each panel of op(B) is packed right before the tiles
+     * that read it, into one slot, and read while it is still in L1/L2; packing the whole K block first
+     * (KC rows of every column: 2 MiB in float64 at 1024 columns, L2's size) had the tiles read it back
+     * from L3.  Measured, one thread, B in huge pages: (25, 256) x (256, 2048) float64 0.72 -> 0.52 ms,
+     * (64, 512) x (512, 4096) 4.78 -> 3.97, float32 2.56 -> 2.20, (100, 512) x (512, 1536) float32
+     * 1.14 -> 0.98; at 256-512 rows 0.94-1.04x (the panel is read by enough tiles to pay its trip). */
+    const int lazy = mblocks == 1 && M <= FR_LAZY_M;
     /* Few rows (a single step, a sampled word): every panel of op(B) is read by a few row blocks only,
      * so packing it costs more than it saves: full panels are read in place.  Up to FR_DIRECT_M rows, and
      * beyond one row block only while the rows of op(B) lie at most FR_DIRECT_STRIDE bytes apart: KC rows
@@ -413,24 +438,13 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             const ptrdiff_t kk = k0 + k;
             arow[k] = !A0 ? A + kk * lda : kk % period ? A + (kk - 1) * lda : A0 + kk / period * lda;
         }
-        /* op(B)[k0:k0+kc, :] into panels: panel j at Bb + j*kc*NR, kc rows of NR */
-        for (ptrdiff_t jp = 0; jp < npanels; jp++) {
+        /* op(B)[k0:k0+kc, :] into panels: panel j at Bb + j*kc*NR, kc rows of NR -- all of them here, or
+         * (lazy) each right before its tiles, into one slot */
+        for (ptrdiff_t jp = 0; !lazy && jp < npanels; jp++) {
             const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
             const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
-            REAL *dst = Bb + jp * kc * FR_NR;
-            if (direct && width == FR_NR)
-                continue;
-            if (!bt) {
-                for (ptrdiff_t k = 0; k < kc; k++) {
-                    const REAL *src = B + (k0 + k) * ldb + j0;
-                    for (ptrdiff_t j = 0; j < width; j++)
-                        dst[k * FR_NR + j] = src[j];
-                    for (ptrdiff_t j = width; j < FR_NR; j++)
-                        dst[k * FR_NR + j] = 0;
-                }
-            } else {
-                FR_NAME(pack_t)(kc, width, B + j0 * ldb + k0, ldb, dst);
-            }
+            if (!(direct && width == FR_NR))
+                FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, Bb + jp * kc * FR_NR);
         }
         for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
             const ptrdiff_t mc = M - m0 < MC ? M - m0 : MC;
@@ -463,7 +477,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
                 const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
                 const int in_place = direct && width == FR_NR;
-                const REAL *Bp = in_place ? B + k0 * ldb + j0 : Bb + jp * kc * FR_NR;
+                REAL *panel = Bb + (lazy ? 0 : jp) * kc * FR_NR;
+                if (lazy && !in_place)
+                    FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, panel);
+                const REAL *Bp = in_place ? B + k0 * ldb + j0 : panel;
                 const ptrdiff_t ldbp = in_place ? ldb : FR_NR;
                 for (ptrdiff_t ib = 0; ib < nb; ib++) {
                     const ptrdiff_t r0 = ib * MR;
