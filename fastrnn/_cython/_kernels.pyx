@@ -166,15 +166,18 @@ cdef inline void gemm(bint ta, bint tb, intp m, intp n, intp k, const floating *
 cdef double SERIAL_GEMM = 65536.0 * 4
 cdef double SMALL_GEMM = 1048576.0
 
-# Above the serial line, with fastrnn._native, a float32 product runs on the team (product.h) instead of on
-# BLAS's threads: a loop that alternates single steps with affine layers (CaptioningRNN.sample) then uses
-# one pool of threads, not BLAS's spinning after every step while the team's affine job wants the core.
+# Above the serial line, with fastrnn._native, a product runs on the team (product.h) instead of on BLAS's
+# threads: a loop that alternates single steps with affine layers (CaptioningRNN.sample) then uses one
+# pool of threads, not BLAS's spinning after every step while the team's affine job wants the core.
 ctypedef int (*product_s_t)(intp M, intp N, intp K, const float *A, intp lda, int at, const float *B, intp ldb,
                             int bt, float *C, intp ldc, int beta) noexcept nogil
+ctypedef int (*product_d_t)(intp M, intp N, intp K, const double *A, intp lda, int at, const double *B, intp ldb,
+                            int bt, double *C, intp ldc, int beta) noexcept nogil
 cdef product_s_t fr_product_s = NULL
+cdef product_d_t fr_product_d = NULL
 
 # A product by weights packed once for a loop (resident.h: fastrnn._native.resident, CaptioningRNN.sample):
-# fr_product_s tries it first; the float64 products and the affine layer's job ask it themselves.
+# fr_product_s/d try it first; the affine layer's job asks it itself.
 ctypedef int (*resident_s_t)(intp M, intp N, intp K, const float *A, intp lda, int at, const float *B, intp ldb,
                              int bt, float *C, intp ldc, int beta, const float *bias) noexcept nogil
 ctypedef int (*resident_d_t)(intp M, intp N, intp K, const double *A, intp lda, int at, const double *B, intp ldb,
@@ -197,16 +200,15 @@ cdef inline int resident(intp m, intp n, intp k, const floating *A, intp lda, co
 
 cdef inline void big(bint ta, bint tb, intp m, intp n, intp k, const floating *A, intp lda,
                      const floating *B, intp ldb, floating beta, floating *C, intp ldc) noexcept nogil:
-    """A product above the serial line: in float32 on the team when there is one (and beta is 0 or 1), else
-    BLAS; in float64 by resident weights when B is resident, else BLAS.  (In float64 OpenBLAS's dgemm is
-    up to a fifth faster than the packed product at the steps' shapes -- measured, lstm_step (64, 512,
-    1024) forward 6.3 against 7.2-7.8 ms -- so float64 stays there.)"""
+    """A product above the serial line: on the team when there is one (and beta is 0 or 1; by B's resident
+    panels when B is resident), else BLAS -- which also takes the products product.h leaves to it."""
     cdef int failed = 1
-    if floating is float:
-        if fr_product_s != NULL and (beta == 0 or beta == 1):
-            failed = fr_product_s(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
-    elif not ta and not tb and (beta == 0 or beta == 1):
-        failed = resident(m, n, k, A, lda, B, ldb, C, ldc, <int>beta, NULL)
+    if beta == 0 or beta == 1:
+        if floating is float:
+            if fr_product_s != NULL:
+                failed = fr_product_s(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
+        elif fr_product_d != NULL:
+            failed = fr_product_d(m, n, k, A, lda, ta, B, ldb, tb, C, ldc, <int>beta)
     if failed:  # C is untouched then
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
 
@@ -219,7 +221,7 @@ cdef inline void mm(bint ta, bint tb, intp m, intp n, intp k, const floating *A,
     cdef intp i, step
     if mnk <= SERIAL_GEMM:
         gemm(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
-    elif (floating is float and fr_product_s != NULL) or mnk > SMALL_GEMM:
+    elif (fr_product_s != NULL if floating is float else fr_product_d != NULL) or mnk > SMALL_GEMM:
         big(ta, tb, m, n, k, A, lda, B, ldb, beta, C, ldc)
     elif m >= n and n * k <= SERIAL_GEMM:  # pieces of rows of C: rows of op(A)
         step = <intp>(SERIAL_GEMM // (n * k))
@@ -493,16 +495,18 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     """Runs the sequence and affine layers on fastrnn._native (symbols: name -> address; the panel width
     NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
     global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
-    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_resident_s, fr_resident_d
+    global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_product_d, fr_resident_s, fr_resident_d
     global fr_sync_arrive, fr_sync_wait, fr_mm_part_s, fr_mm_part_d
     if not symbols:
         fr_team_run = NULL
         fr_product_s = NULL
+        fr_product_d = NULL
         fr_resident_s = NULL
         fr_resident_d = NULL
         NR_F = NR_D = 0
         return
     fr_product_s = <product_s_t><size_t>symbols["fr_product_s"]
+    fr_product_d = <product_d_t><size_t>symbols["fr_product_d"]
     fr_resident_s = <resident_s_t><size_t>symbols["fr_resident_product_s"]
     fr_resident_d = <resident_d_t><size_t>symbols["fr_resident_product_d"]
     fr_sync = <sync_t><size_t>symbols["fr_sync"]

@@ -8,7 +8,7 @@ computes its share of dX, dWx and dWh.  The products run on a register-tiled mic
 the CPU at load time (AVX-512, AVX2+FMA or portable; ``FASTRNN_ISA`` forces one) over weights packed
 into panels (packed.h).  No BLAS call happens inside a pass: OpenBLAS's idle threads spin for ~0.1 s
 after a call and would take the team's second core.  The affine layers use the same products, and so do
-the single steps' float32 products (``fr_product_s``, product.h) while BLAS may use more than one thread,
+the single steps' products (``fr_product_s/d``, product.h) while BLAS may use more than one thread,
 so a loop of steps and affine layers (``CaptioningRNN.sample``) runs on one pool of threads.
 
 A loop of single steps and affine layers by the same weights (``CaptioningRNN.sample``) can keep them

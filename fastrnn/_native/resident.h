@@ -14,8 +14,8 @@
  * not transposed) streams the panels through fr_mm: no packing, no work buffer, for any number of rows
  * and on one thread too.  The columns are split between the threads of the team by whole panels, as
  * many threads as product.h would use (fr_product_threads), within BLAS's limit.  fr_product tries it
- * first, so the float32 products of both backends' steps find it; both backends' affine layers and their
- * float64 step products (which otherwise go to dgemm) call fr_resident_product_s/d themselves.
+ * first, so the products of both backends' steps find it; both backends' affine layers call
+ * fr_resident_product_s/d themselves.
  * fr_resident_remove() frees the panels.
  *
  * Measured (CaptioningRNN.sample, 16 words, alternating processes, time with / without; one thread, two):

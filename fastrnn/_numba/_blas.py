@@ -25,12 +25,12 @@ function by a name of ours, and at import we tell LLVM's JIT linker that name's
 address in this process (``llvmlite.binding.add_symbol``).  Cached machine code
 refers to the name only, so it is valid in every process.
 
-Above OpenBLAS's one-thread line (m*n*k > SERIAL_GEMM) a float32 product goes to fastrnn._native's team first
+Above OpenBLAS's one-thread line (m*n*k > SERIAL_GEMM) a product goes to fastrnn._native's team first
 (``fr_product``, as the Cython backend's ``mm``), so that the compiled layers never wake BLAS's threads,
 which spin ~0.1 s after a call and would take the team's core from the next layer; BLAS runs it when the
 team cannot or should not (no extension, ``FASTRNN_NATIVE=0``, BLAS limited to one thread and more than a
-few rows, alpha not 1 or beta not 0/1, float64: there OpenBLAS's dgemm is faster at the steps' shapes).
-Either dtype streams B's panels instead when B is resident (packed once for a loop: ``resident.h``).
+few rows, alpha not 1 or beta not 0/1).  It streams B's panels instead when B is resident (packed once
+for a loop: ``resident.h``).
 
 Row-major: ``gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
 computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
@@ -182,11 +182,10 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
                     builder, ValueError, ("array too large for a 32-bit BLAS (a size exceeds 2**31 - 1); use the numpy backend",)
                 )
 
-        # Above the serial line (as the Cython backend's mm): in float32 on the team (fastrnn._native's
-        # product.h) first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool
-        # of threads; it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread and many rows,
-        # no work buffer) and BLAS runs it.  In float64 OpenBLAS's dgemm is faster at the steps' shapes (as
-        # Cython), unless B's panels are resident (resident.h: packed once for the loop).
+        # Above the serial line (as the Cython backend's mm): on the team (fastrnn._native's product.h)
+        # first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool of threads;
+        # it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread and many rows, no work
+        # buffer) and BLAS runs it.
         from ._packed import _NAMES as native_names  # registers the product's symbols before any linking
 
         f64, i32 = ir.DoubleType(), ir.IntType(32)
@@ -207,12 +206,7 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
                     builder.zext(builder.icmp_signed("==", n["tb"], const(TRANS)), i32),
                     builder.gep(arrays["C"].data, [n["c0"]]), n["ldc"], builder.zext(beta_one, i32)]
             types_ = [intp, intp, intp, pfp, intp, i32, pfp, intp, i32, pfp, intp, i32]
-            if dtype == types.float32:
-                name = "fr_product_s"
-            else:  # C (+)= A B, no bias
-                name = "fr_resident_product_d"
-                args.append(ir.Constant(pfp, None))
-                types_.append(pfp)
+            name = "fr_product_s" if dtype == types.float32 else "fr_product_d"
             pfn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i32, types_), native_names[name])
             status = builder.call(pfn, args)
             builder.store(builder.icmp_signed("==", status, ir.Constant(i32, 0)), done)

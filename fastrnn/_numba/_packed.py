@@ -34,7 +34,7 @@ __all__ = ["LAYOUT", "UNAVAILABLE", "pmm", "pmm_slab", "pmm_part", "pgemm", "pge
            "sync_wait", "team_run", "words", "pointer", "Task", "task"]
 
 _NAMES = {name: f"fastrnn_numba_{name}" for name in ("fr_mm_s", "fr_mm_d", "fr_gemm_s", "fr_gemm_d", "fr_pack_s",
-                                                     "fr_pack_d", "fr_product_s", "fr_resident_product_s",
+                                                     "fr_pack_d", "fr_product_s", "fr_product_d", "fr_resident_product_s",
                                                      "fr_resident_product_d", "fr_team_run",
                                                      "fr_sync_arrive", "fr_sync_wait", "fr_mm_part_s",
                                                      "fr_mm_part_d", "fr_gemm_prev_s", "fr_gemm_prev_d")}
@@ -52,7 +52,8 @@ except ImportError as exc:
 _NO_PRODUCT = ctypes.CFUNCTYPE(ctypes.c_int)(lambda: -1)
 if LAYOUT is None or os.environ.get("FASTRNN_NATIVE", "").strip() == "0":
     _SYMBOLS = {**_SYMBOLS, **{name: ctypes.cast(_NO_PRODUCT, ctypes.c_void_p).value
-                               for name in ("fr_product_s", "fr_resident_product_s", "fr_resident_product_d")}}
+                               for name in ("fr_product_s", "fr_product_d", "fr_resident_product_s",
+                                            "fr_resident_product_d")}}
 for _name, _bound in _NAMES.items():
     if _name in _SYMBOLS:
         llvm.add_symbol(_bound, _SYMBOLS[_name])
