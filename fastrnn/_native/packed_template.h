@@ -345,7 +345,6 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
     return most;
 }
 
-
 /* gemm's panel of op(B)[k0:k0+kc, j0:j0+width] (width <= NR) at dst: kc rows of NR, zero-padded */
 static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t k0,
                                 ptrdiff_t j0, REAL *dst)
