@@ -162,15 +162,12 @@ def check_product(rng, dtype, M, N, K, at, bt):
     """product (a team job of gemm shares: columns when M <= N, else rows; by B^T with few rows, computed
     transposed), beta 0 and 1, into a C with a row stride wider than N whose extra columns must stay
     untouched; with BLAS on one thread only the few-row products (product.h: op(A) of at most FR_DIRECT_M
-    = 32 rows -- in float64 only where op(B) is read in place: B not transposed, rows at most 8 KiB apart
-    -- or transposed ones) run, on the caller, and the others are left to BLAS, C untouched."""
+    = 32 rows, or transposed ones) run, on the caller, and the others are left to BLAS, C untouched."""
     dtype = np.dtype(dtype)
     A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
     B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
     opA, opB = (A.T if at else A), (B.T if bt else B)
-    swap = bt and M <= 64 and M < N
-    in_place = not bt and B.shape[1] * dtype.itemsize <= 8192
-    alone = (M <= 32 and (dtype == np.float32 or in_place)) or swap
+    alone = M <= 32 or (bt and M <= 64 and M < N)
     n = 0
     for threads in (1, 2):
         for beta in (0, 1):

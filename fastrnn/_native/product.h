@@ -7,8 +7,8 @@
  * with an LSTM at N = 100: 70-80 ms so, 52-63 ms with every product on the team, 86-94 ms on the NumPy
  * oracle).  On the team, every product of such a loop uses one pool.  Both dtypes: float64 too since
  * its few-row products got fast (packed.h's gemm packs each panel right before use), measured against
- * the steps on OpenBLAS's dgemm, alternating processes, 2 threads: forward + backward 0.72-0.90x the
- * time (rnn, lstm, gru; N = 25, 100, 64), forwards 0.81-1.05x.  A step whose forward products went to
+ * the steps on OpenBLAS's dgemm, alternating processes, 2 threads: forward + backward 0.73-0.93x the
+ * time (rnn, lstm, gru; N = 25, 100, 64), forwards 0.80-0.96x.  A step whose forward products went to
  * dgemm while its backward's ran here took 1.8-2.5x: BLAS's spinning threads held the team's core.
  *
  * How it wins its speed: the packed products of packed.h (op(B) read in place when op(A) has few rows,
@@ -30,9 +30,8 @@
  * here, on the caller: op(A) of at most FR_DIRECT_M rows, or the transposed ones above (measured, one
  * thread, float32, against OpenBLAS: lstm_step (25, 256, 512) forward+backward 0.86, gru_step 0.81,
  * rnn_step 0.77-0.82; at 64 and 100 rows OpenBLAS was as fast, or faster by up to 8 %, so those stay).
- * In float64 the few-row ones only where gemm reads op(B) in place: packed, dgemm was faster by 2-43 %
- * at (25, 1536-2048) products; the transposed ones 0.67-0.96 of dgemm's time (steps at N = 25 and 64,
- * forward + backward, 0.88-1.00x).
+ * In float64 the same (one thread, against dgemm: few-row products 0.89-0.97 of its time at (25, 256-512)
+ * x (256-512, 512-2048), the transposed ones 0.67-0.99).
  */
 #ifndef FASTRNN_PRODUCT_H
 #define FASTRNN_PRODUCT_H
@@ -150,11 +149,9 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     int64_t nth, i;
     if (fr_resident_product(dbl, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta, NULL) == 0)
         return 0;  /* B's panels were packed once for this loop (resident.h) */
-    /* BLAS on one thread: nothing spins then, so only the products where OpenBLAS is slowest run here (on
-     * the caller): the transposed ones above, and those of few rows -- in float64 only where gemm reads
-     * op(B) in place (packed.h: rows at most FR_DIRECT_STRIDE bytes apart); packed, dgemm was faster */
-    const int in_place = !bt && ldb * (ptrdiff_t)(dbl ? sizeof(double) : sizeof(float)) <= FR_DIRECT_STRIDE;
-    if (fr_product_limit() <= 1 && !((M <= FR_DIRECT_M && (!dbl || in_place)) || swap))
+    /* BLAS on one thread: nothing spins then, so only the few-row products, where OpenBLAS is slowest,
+     * run here (on the caller) */
+    if (fr_product_limit() <= 1 && !(M <= FR_DIRECT_M || swap))
         return -1;
     nth = fr_product_threads(dbl, M, N, K);
     memset(&p, 0, sizeof p);
