@@ -345,7 +345,8 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
     return most;
 }
 
-/* gemm's panel of op(B)[k0:k0+kc, j0:j0+width] (width <= NR) at dst: kc rows of NR, zero-padded */
+/* The panel of op(B)[k0:k0+kc, j0:j0+width] (width <= NR) at dst: kc rows of NR, zero-padded (gemm's and
+ * pack's) */
 static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t k0,
                                 ptrdiff_t j0, REAL *dst)
 {
@@ -515,22 +516,8 @@ static void FR_NAME(pack)(ptrdiff_t K, ptrdiff_t H, ptrdiff_t gates, const REAL 
 {
     for (ptrdiff_t ub = ub0; ub < ub1; ub++) {
         const ptrdiff_t width = H - ub * FR_NR < FR_NR ? H - ub * FR_NR : FR_NR;
-        for (ptrdiff_t g = 0; g < gates; g++) {
-            REAL *panel = P + (ub * gates + g) * K * FR_NR;
-            const ptrdiff_t col = g * H + ub * FR_NR;
-            if (!trans) {
-                for (ptrdiff_t k = 0; k < K; k++) {
-                    const REAL *src = B + k * ldb + col;
-                    REAL *dst = panel + k * FR_NR;
-                    for (ptrdiff_t j = 0; j < width; j++)
-                        dst[j] = src[j];
-                    for (ptrdiff_t j = width; j < FR_NR; j++)
-                        dst[j] = 0;
-                }
-            } else {
-                FR_NAME(pack_t)(K, width, B + col * ldb, ldb, panel);
-            }
-        }
+        for (ptrdiff_t g = 0; g < gates; g++)
+            FR_NAME(gemm_panel)(K, width, B, ldb, trans, 0, g * H + ub * FR_NR, P + (ub * gates + g) * K * FR_NR);
     }
 }
 
