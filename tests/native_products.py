@@ -162,12 +162,13 @@ def check_product(rng, dtype, M, N, K, at, bt):
     """product (a team job of gemm shares: columns when M <= N, else rows; by B^T with few rows, computed
     transposed), beta 0 and 1, into a C with a row stride wider than N whose extra columns must stay
     untouched; with BLAS on one thread only the few-row products (product.h: op(A) of at most FR_DIRECT_M
-    = 32 rows, or transposed ones) run, on the caller, and the others are left to BLAS, C untouched."""
+    = 32 rows, transposed ones, or op(A) = A^T of at most 32 rows of A) run, on the caller, and the others
+    are left to BLAS, C untouched."""
     dtype = np.dtype(dtype)
     A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
     B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
     opA, opB = (A.T if at else A), (B.T if bt else B)
-    alone = M <= 32 or (bt and M <= 64 and M < N)
+    alone = M <= 32 or (bt and M <= 64 and M < N) or (at and K <= 32)
     n = 0
     for threads in (1, 2):
         for beta in (0, 1):
@@ -271,7 +272,11 @@ def check_all(seed=0):
                                        (5, 8, 512, 4, 256, 512), (700, 40, 30, 2, 0, 30),
                                        (32, 300, 128, 1, 0, 128), (33, 300, 128, 1, 0, 128),  # op(B) in place / packed
                                        (20, 70, 600, 4, 0, 600), (5, 70, 600, 4, 100, 400),  # rows > 8 KiB apart
-                                       (40, 1100, 70, 1, 0, 70)]:  # K in blocks with a short last one
+                                       (40, 1100, 70, 1, 0, 70),  # K in blocks with a short last one
+                                       # few rows, K past FR_LAZY_KC (128): rows of op(B) 4 or 8 KiB apart (blocks
+                                       # of 128 rows), or 6-35 KiB apart (blocks of 256-512 rows)
+                                       (100, 300, 256, 4, 0, 256), (20, 300, 256, 4, 40, 230), (20, 300, 384, 4, 0, 384),
+                                       (20, 300, 1100, 4, 0, 1100)]:
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)

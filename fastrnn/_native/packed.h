@@ -72,6 +72,22 @@
 #endif
 #define FR_DIRECT_STRIDE 8192      /* ... and, beyond one row block, rows of op(B) at most these bytes apart */
 #define FR_LAZY_M 128              /* gemm packs each panel of op(B) right before use up to these many rows */
+/* ... and, with op(B) = B row-major and its rows a multiple of FR_ALIAS_BYTES apart (at most
+ * FR_LAZY_KC_STRIDE), in blocks of FR_LAZY_KC rows of op(B), not 256-512.  Such rows share L1's sets
+ * (12 rows of a 256-byte panel row fill a set's ways) and a sixteenth or less of L2's, so a long block of
+ * a panel was evicted before the few row blocks of A had all passed over it, and read again from L3 by
+ * each.  Measured, products as the steps make them (fr_product, alternating processes, 2 threads; a
+ * step's columns split between them), float32: (25, 512) x (512, 2048) 0.75x the time, (64, 512-1024) x
+ * (512-1024, 1024-4096) 0.88-0.97x, (100, 256-512) x (256-512, 2048) 0.92-0.94x; float64 (25, 256-512) x
+ * (256-512, 2048) 0.86-0.88x, (100, 512) x (512, 512-2048) 0.93-0.96x; one thread, (25, 512) x (512, 2048)
+ * float32 0.65-0.77x, float64 0.88x.  Given to rows 2 or 6 KiB apart too (H = 512 float32 RNN and GRU),
+ * the short blocks gained nothing there and lost up to 27 % ((25, 512) x (512, 1536), 2 threads); rows
+ * 32 KiB apart lost 13 % ((64, 1024) x (1024, 4096) float64, C harness). */
+#ifndef FR_LAZY_KC
+#define FR_LAZY_KC 128
+#endif
+#define FR_LAZY_KC_STRIDE (16 * 1024)
+#define FR_ALIAS_BYTES 4096 /* a way of L1 (64 sets of 64 bytes: this Xeon's, Zen 4's) */
 
 /* ------------------------------------------------------------------------------------ portable */
 #define FR_CAT_(a, b) a##b

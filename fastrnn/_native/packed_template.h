@@ -400,7 +400,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
         if (!own)
             return -1;
     }
-    const ptrdiff_t kc_max = FR_NAME(gemm_kc)(at);
+    /* few rows of op(A) against op(B) = B with rows that alias: shorter blocks (see FR_LAZY_KC) */
+    const ptrdiff_t ldb_bytes = ldb * (ptrdiff_t)sizeof(REAL);
+    const int short_kc = M <= FR_LAZY_M && !bt && ldb_bytes % FR_ALIAS_BYTES == 0 && ldb_bytes <= FR_LAZY_KC_STRIDE;
+    const ptrdiff_t kc_max = short_kc && FR_LAZY_KC < FR_NAME(gemm_kc)(at) ? FR_LAZY_KC : FR_NAME(gemm_kc)(at);
     const ptrdiff_t KC = K < kc_max ? K : kc_max;
     const ptrdiff_t mc_max = FR_NAME(gemm_mc)(KC);
     /* blocks of op(A)'s rows as even as mc_max allows: 512 rows were a block of 510 and one of 2, which

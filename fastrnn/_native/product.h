@@ -31,7 +31,11 @@
  * thread, float32, against OpenBLAS: lstm_step (25, 256, 512) forward+backward 0.86, gru_step 0.81,
  * rnn_step 0.77-0.82; at 64 and 100 rows OpenBLAS was as fast, or faster by up to 8 %, so those stay).
  * In float64 the same (one thread, against dgemm: few-row products 0.89-0.97 of its time at (25, 256-512)
- * x (256-512, 512-2048), the transposed ones 0.67-0.99).
+ * x (256-512, 512-2048), the transposed ones 0.67-0.99).  And op(A) = A^T of at most FR_DIRECT_M rows
+ * of A: a step's weight gradients X^T dA at N <= 32, where OpenBLAS first zeroes all of C (one thread,
+ * (256 or 512, 25) x (25, 2048): float32 0.63-0.68x its time, float64 0.69-0.75x; steps at N = 25 with
+ * the shorter blocks of packed.h's FR_LAZY_KC, alternating processes, cython: forward + backward 0.79-0.94x
+ * the time, rnn, lstm, gru, both dtypes).  At N = 64 and 100 the steps took 1.01-1.05x, so those stay.
  */
 #ifndef FASTRNN_PRODUCT_H
 #define FASTRNN_PRODUCT_H
@@ -149,9 +153,9 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     int64_t nth, i;
     if (fr_resident_product(dbl, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta, NULL) == 0)
         return 0;  /* B's panels were packed once for this loop (resident.h) */
-    /* BLAS on one thread: nothing spins then, so only the few-row products, where OpenBLAS is slowest,
-     * run here (on the caller) */
-    if (fr_product_limit() <= 1 && !(M <= FR_DIRECT_M || swap))
+    /* BLAS on one thread: nothing spins then, so only the few-row products (few rows of op(A), or of A for
+     * op(A) = A^T), where OpenBLAS is slowest, run here (on the caller) */
+    if (fr_product_limit() <= 1 && !(M <= FR_DIRECT_M || swap || (at && K <= FR_DIRECT_M)))
         return -1;
     nth = fr_product_threads(dbl, M, N, K);
     memset(&p, 0, sizeof p);
