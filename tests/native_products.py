@@ -276,7 +276,9 @@ def check_all(seed=0):
                                        # few rows, K past FR_LAZY_KC (128): rows of op(B) 4 or 8 KiB apart (blocks
                                        # of 128 rows), or 6-35 KiB apart (blocks of 256-512 rows)
                                        (100, 300, 256, 4, 0, 256), (20, 300, 256, 4, 40, 230), (20, 300, 384, 4, 0, 384),
-                                       (20, 300, 1100, 4, 0, 1100)]:
+                                       (20, 300, 1100, 4, 0, 1100),
+                                       # op(B) of at most NR/2 columns (tile_n, 2 MR rows a block): every ISA's NR/2
+                                       (40, 300, 20, 1, 0, 20), (30, 50, 12, 1, 0, 12), (27, 40, 3, 1, 0, 3)]:
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)

@@ -82,6 +82,58 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
             }
 }
 
+/* The narrow form of tile: C[0:ROWS, 0:NR/2] (+)= A[0:ROWS, 0:kc] B[0:kc, 0:NR/2] with ROWS <= 2 MR, as many
+ * accumulators (2 MR rows of NV/2 vectors); A row-major (row stride lda), B's rows ldb apart (only their
+ * first NR/2 columns read), C row-major (row stride ldc), load as in tile.  See tile_n. */
+static inline __attribute__((always_inline)) void FR_NAME(tile_narrow)(const int ROWS, ptrdiff_t kc, const REAL *A,
+                                                                      ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
+                                                                      REAL *C, ptrdiff_t ldc, int load)
+{
+    enum { NW = NV / 2 };
+    VEC c[2 * MR][NW];
+#pragma GCC unroll 16
+    for (int r = 0; r < 2 * MR; r++) {
+        if (r < ROWS && load) {
+#pragma GCC unroll 16
+            for (int v = 0; v < NW; v++)
+                __builtin_prefetch(C + r * ldc + v * VLEN, 1, 3);
+            __builtin_prefetch(C + r * ldc + NW * VLEN - 1, 1, 3);
+        }
+#pragma GCC unroll 16
+        for (int v = 0; v < NW; v++)
+            if (r < ROWS)
+                c[r][v] = V_ZERO();
+    }
+#ifdef KUNROLL
+    FR_PRAGMA(GCC unroll KUNROLL)
+#endif
+    for (ptrdiff_t k = 0; k < kc; k++) {
+        VEC b[NW];
+#pragma GCC unroll 16
+        for (int v = 0; v < NW; v++)
+            b[v] = V_LOAD(B + v * VLEN);
+        B += ldb;
+#pragma GCC unroll 16
+        for (int r = 0; r < 2 * MR; r++) {
+            if (r < ROWS) {
+                VEC a = V_SET1(A[r * lda + k]);
+#pragma GCC unroll 16
+                for (int v = 0; v < NW; v++)
+                    c[r][v] = V_FMA(a, b[v], c[r][v]);
+            }
+        }
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < 2 * MR; r++)
+#pragma GCC unroll 16
+        for (int v = 0; v < NW; v++)
+            if (r < ROWS) {
+                if (load)
+                    c[r][v] += V_LOAD(C + r * ldc + v * VLEN);
+                V_STORE(C + r * ldc + v * VLEN, c[r][v]);
+            }
+}
+
 #define FR_TILE_CASE(M_, AT_) \
     case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
 #if MR >= 8
@@ -177,8 +229,53 @@ static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t k
         }
     }
 }
+
+/* tile_m without the prefetch of a next panel block, gemm's: its arguments are constants here, so the
+ * loop over k carries no prefetch test.  (gcc made such a copy of tile_m on its own for gemm's calls, and
+ * dropped it when gemm's code changed: float64 products then took 1.01-1.03x the time.) */
+#undef FR_TILE_CASE
+#define FR_TILE_CASE(M_, AT_) \
+    case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+static __attribute__((noinline)) void FR_NAME(tile_g)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
+                                                      const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, int load)
+{
+    if (at) {
+        switch (m) {
+        FR_TILE_CASES(1)
+        default: FR_NAME(tile)(1, 1, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+        }
+    } else {
+        switch (m) {
+        FR_TILE_CASES(0)
+        default: FR_NAME(tile)(1, 0, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+        }
+    }
+}
 #undef FR_TILE_CASES
 #undef FR_TILE_CASE
+
+/* The narrow micro-kernel, tile_narrow for every row count 1..2 MR: for an op(B) of at most NR/2 columns
+ * (gemm's narrow case; mostly the step products computed transposed, C^T = W dA^T, at N <= NR/2: see
+ * product.h), where tile_m spent half or more of its multiply-adds on the panel's zero columns. */
+#define FR_NARROW_CASE(M_) \
+    case M_: FR_NAME(tile_narrow)(M_, kc, A, lda, B, ldb, C, ldc, load); break;
+static __attribute__((noinline)) void FR_NAME(tile_n)(int m, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
+                                                      const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc,
+                                                      int load)
+{
+    switch (m) {
+#if (MR != 4 && MR != 6) || NV % 2
+#error "tile_n: rows up to 2 MR = 8 or 12, and half of NV"
+#endif
+#if MR == 6
+    FR_NARROW_CASE(12) FR_NARROW_CASE(11) FR_NARROW_CASE(10) FR_NARROW_CASE(9)
+#endif
+    FR_NARROW_CASE(8) FR_NARROW_CASE(7) FR_NARROW_CASE(6) FR_NARROW_CASE(5) FR_NARROW_CASE(4)
+    FR_NARROW_CASE(3) FR_NARROW_CASE(2)
+    default: FR_NAME(tile_narrow)(1, kc, A, lda, B, ldb, C, ldc, load); break;
+    }
+}
+#undef FR_NARROW_CASE
 
 /* Every row block of op(A) (M rows, at most MR each, as even as possible) against one packed block of
  * kc rows of a panel: C[0:M, 0:width] (+)= op(A)[0:M, 0:kc] Bp.  A points at (row 0, k 0) of op(A). */
@@ -345,6 +442,28 @@ static size_t FR_NAME(gemm_work)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, ptrdiff_
     return most;
 }
 
+/* gemm's narrow case: C[0:mc, 0:width] (+)= A[0:mc, 0:kc] Bp[0:kc, 0:width] for width <= NR/2, A row-major
+ * (row stride lda), Bp a packed panel (rows ldb apart, zero past width), by row blocks of 2 MR through
+ * tile_n on a tile on the stack. */
+static __attribute__((noinline)) void FR_NAME(gemm_narrow)(ptrdiff_t mc, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
+                                                           const REAL *Bp, ptrdiff_t ldb, ptrdiff_t width, REAL *C,
+                                                           ptrdiff_t ldc, int load)
+{
+    enum { W = FR_NR / 2 };
+    REAL edge[2 * MR * W];
+    for (ptrdiff_t r0 = 0; r0 < mc; r0 += 2 * MR) {
+        const int m = (int)(mc - r0 < 2 * MR ? mc - r0 : 2 * MR);
+        REAL *Ct = C + r0 * ldc;
+        for (int r = 0; r < m; r++)
+            for (ptrdiff_t j = 0; j < W; j++)
+                edge[r * W + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
+        FR_NAME(tile_n)(m, kc, A + r0 * lda, lda, Bp, ldb, edge, W, 1);
+        for (int r = 0; r < m; r++)
+            for (ptrdiff_t j = 0; j < width; j++)
+                Ct[r * ldc + j] = edge[r * W + j];
+    }
+}
+
 /* The panel of op(B)[k0:k0+kc, j0:j0+width] (width <= NR) at dst: kc rows of NR, zero-padded (gemm's and
  * pack's) */
 static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t k0,
@@ -360,6 +479,24 @@ static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, pt
             dst[k * FR_NR + j] = src[j];
         for (ptrdiff_t j = width; j < FR_NR; j++)
             dst[k * FR_NR + j] = 0;
+    }
+}
+
+/* gemm's narrow case for every panel of op(B)'s block: packed here when lazy (into slot), else found at
+ * packed + jp * kc * NR; C points at row 0, column 0 of C. */
+static __attribute__((noinline)) void FR_NAME(gemm_narrow_panels)(ptrdiff_t mc, ptrdiff_t kc, const REAL *A,
+                                                                  ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, int bt,
+                                                                  ptrdiff_t k0, ptrdiff_t H, ptrdiff_t per_gate,
+                                                                  ptrdiff_t npanels, ptrdiff_t u0, ptrdiff_t span,
+                                                                  REAL *slot, const REAL *packed, REAL *C,
+                                                                  ptrdiff_t ldc, int load)
+{
+    for (ptrdiff_t jp = 0; jp < npanels; jp++) {
+        const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
+        const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+        if (slot)
+            FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, slot);
+        FR_NAME(gemm_narrow)(mc, kc, A, lda, slot ? slot : packed + jp * kc * FR_NR, FR_NR, width, C + j0, ldc, load);
     }
 }
 
@@ -430,6 +567,13 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     /* at = 0 and A's rows a multiple of FR_COPY_A_STRIDE bytes apart: each block of op(A) is copied, row
      * by row, to rows copy_ld(kc) REALs apart (see FR_COPY_A_STRIDE) */
     const int copy_a = !at && !direct && (lda * (ptrdiff_t)sizeof(REAL)) % FR_COPY_A_STRIDE == 0;
+    /* op(B) of at most NR/2 columns and A row-major: row blocks of 2 MR rows through the narrow micro-kernel
+     * (tile_n), which multiplies only the panel's first NR/2 columns.  Measured (fr_product, alternating
+     * processes, 2 threads, float32 on AVX-512, NR/2 = 32): a step's dA Wx^T and dA Wh^T at N = 25, which
+     * product.h computes transposed (op(B) = dA^T, 25 columns), 0.58-0.62x the time; steps at N = 25,
+     * forward + backward, 0.78-0.83x (rnn, lstm, gru; 1 and 2 threads; cython and numba).  float64's
+     * panels are 32 wide, so N = 25 stays with tile_m there; N = 10 (tiny) 0.96-1.01x. */
+    const int narrow = !at && gates * span <= FR_NR / 2;
     REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);  /* op(A)'s block: copy_ld(KC) >= KC */
     REAL *Bb = Ab + ((MC * FR_NAME(copy_ld)(KC) + 15) & ~(ptrdiff_t)15);
     REAL edge[MR * FR_NR];
@@ -476,6 +620,12 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                         dst[k * MR + r] = 0;
                 }
             }
+            if (narrow) {  /* every panel of width <= NR/2: never read in place */
+                FR_NAME(gemm_narrow_panels)(mc, kc, copy_a ? Ab : A + m0 * lda + k0, copy_a ? lda_c : lda, B, ldb, bt,
+                                            k0, H, per_gate, npanels, u0, span, lazy ? Bb : NULL, Bb,
+                                            C + m0 * ldc, ldc, load);
+                continue;
+            }
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
                 const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
@@ -492,12 +642,12 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
                     const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
                     if (width == FR_NR) {
-                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, ldbp, Ct, ldc, load, NULL, 0, 0);
+                        FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, ldbp, Ct, ldc, load);
                     } else {
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < FR_NR; j++)
                                 edge[r * FR_NR + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
-                        FR_NAME(tile_m)(m, at, kc, At, ldt, Bp, ldbp, edge, FR_NR, 1, NULL, 0, 0);
+                        FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, ldbp, edge, FR_NR, 1);
                         for (int r = 0; r < m; r++)
                             for (ptrdiff_t j = 0; j < width; j++)
                                 Ct[r * ldc + j] = edge[r * FR_NR + j];
