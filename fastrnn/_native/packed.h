@@ -6,8 +6,9 @@
  * weights are packed once per layer call into panels of NR columns (packed_template.h) and every step
  * (mm) streams them through a register-tiled micro-kernel: an MR x NR tile of C in registers (AVX-512:
  * 6 x 4 vectors, 24 of the 32 registers), per k one vector load of the panel per column block and one
- * broadcast per row, all fused multiply-adds.  The panel is walked in blocks of FR_KC_BYTES so it stays
- * in L1 while every row block of A passes over it (larger blocks, streamed from L2, where mm walks by
+ * broadcast per row, all fused multiply-adds (2 MR x NR/2, as many registers, where op(B) is that
+ * narrow).  The panel is walked in blocks of FR_KC_BYTES so it stays in L1 while every row block of A
+ * passes over it (larger blocks, streamed from L2, where mm walks by
  * block rows: see mm), and meanwhile the block after it is prefetched into
  * L2 (the first row block would otherwise wait for it from L2 or L3).  The products used once per call
  * (input projection, dX, dWx, dWh) run through the same micro-kernel blocked like a BLAS (gemm:
