@@ -17,35 +17,38 @@
 
 #define FR_NR (NV * VLEN)
 
-/* The micro-kernel: C[0:m, 0:NR] (+)= op(A)[0:m, 0:kc] B[0:kc, 0:NR] with m = ROWS <= MR, the whole
- * tile in registers.  op(A) = A row-major (row stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m,
- * row stride lda: the weight gradients X^T dA read X this way); B a packed panel (kc rows of NR), C
- * row-major (row stride ldc).  load != 0: C is accumulated into; load == 0: C is overwritten.
+/* The micro-kernel: C[0:m, 0:NVR*VLEN] (+)= op(A)[0:m, 0:kc] B[0:kc, 0:NVR*VLEN] with m = ROWS, the whole
+ * tile in registers: NVR = NV (a panel's NR columns) and ROWS <= MR, or the narrow form (tile_n)
+ * NVR = NV / 2 and ROWS <= 2 MR in as many registers, row r's vectors in those of row r % MR.  op(A) = A row-major (row
+ * stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m, row stride lda: the weight gradients X^T dA
+ * read X this way); B a packed panel (kc rows of NR), C row-major (row stride ldc).  load != 0: C is
+ * accumulated into; load == 0: C is overwritten.
  * The product is summed from zero and C added at the end, with C's lines prefetched first: in a layer C
  * is often cold (the gate buffer the input projection wrote long before), and loading it up front
  * stalled the whole tile on those misses (measured: lstm (100, 16, 256, 512) float32 fwd+bwd 3-5 %
  * faster on both backends, 1 and 2 threads).
  * pf, pfmask, pfn: software prefetch into L2 of pfn cache lines from pf on, one at each k with
  * k & pfmask == 0 (pfn = 0: none); mm passes the panel block it reads next (see rows). */
-static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, const int AT, ptrdiff_t kc,
-                                                               const REAL *A, ptrdiff_t lda,
+static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, const int NVR, const int AT,
+                                                               ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
                                                                const REAL *B, ptrdiff_t ldb, REAL *C,
                                                                ptrdiff_t ldc, int load, const char *pf,
                                                                ptrdiff_t pfmask, ptrdiff_t pfn)
 {
     VEC c[MR][NV];
+#define FR_ACC(r, v) c[(r) % MR][(r) / MR * NVR + (v)] /* the accumulator of row r, vector v */
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; r++) {
+    for (int r = 0; r < 2 * MR; r++) {
         if (r < ROWS && load) {
 #pragma GCC unroll 16
-            for (int v = 0; v < NV; v++)
+            for (int v = 0; v < NVR; v++)
                 __builtin_prefetch(C + r * ldc + v * VLEN, 1, 3);
-            __builtin_prefetch(C + r * ldc + FR_NR - 1, 1, 3);
+            __builtin_prefetch(C + r * ldc + NVR * VLEN - 1, 1, 3);
         }
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++)
+        for (int v = 0; v < NVR; v++)
             if (r < ROWS)
-                c[r][v] = V_ZERO();
+                FR_ACC(r, v) = V_ZERO();
     }
 #ifdef KUNROLL
     FR_PRAGMA(GCC unroll KUNROLL)
@@ -58,84 +61,33 @@ static inline __attribute__((always_inline)) void FR_NAME(tile)(const int ROWS, 
         }
         VEC b[NV];
 #pragma GCC unroll 16
-        for (int v = 0; v < NV; v++)
-            b[v] = V_LOAD(B + v * VLEN);
-        B += ldb;
-#pragma GCC unroll 16
-        for (int r = 0; r < MR; r++) {
-            if (r < ROWS) {
-                VEC a = V_SET1(AT ? A[k * lda + r] : A[r * lda + k]);
-#pragma GCC unroll 16
-                for (int v = 0; v < NV; v++)
-                    c[r][v] = V_FMA(a, b[v], c[r][v]);
-            }
-        }
-    }
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; r++)
-#pragma GCC unroll 16
-        for (int v = 0; v < NV; v++)
-            if (r < ROWS) {
-                if (load)
-                    c[r][v] += V_LOAD(C + r * ldc + v * VLEN);
-                V_STORE(C + r * ldc + v * VLEN, c[r][v]);
-            }
-}
-
-/* The narrow form of tile: C[0:ROWS, 0:NR/2] (+)= A[0:ROWS, 0:kc] B[0:kc, 0:NR/2] with ROWS <= 2 MR, as many
- * accumulators (2 MR rows of NV/2 vectors); A row-major (row stride lda), B's rows ldb apart (only their
- * first NR/2 columns read), C row-major (row stride ldc), load as in tile.  See tile_n. */
-static inline __attribute__((always_inline)) void FR_NAME(tile_narrow)(const int ROWS, ptrdiff_t kc, const REAL *A,
-                                                                      ptrdiff_t lda, const REAL *B, ptrdiff_t ldb,
-                                                                      REAL *C, ptrdiff_t ldc, int load)
-{
-    enum { NW = NV / 2 };
-    VEC c[2 * MR][NW];
-#pragma GCC unroll 16
-    for (int r = 0; r < 2 * MR; r++) {
-        if (r < ROWS && load) {
-#pragma GCC unroll 16
-            for (int v = 0; v < NW; v++)
-                __builtin_prefetch(C + r * ldc + v * VLEN, 1, 3);
-            __builtin_prefetch(C + r * ldc + NW * VLEN - 1, 1, 3);
-        }
-#pragma GCC unroll 16
-        for (int v = 0; v < NW; v++)
-            if (r < ROWS)
-                c[r][v] = V_ZERO();
-    }
-#ifdef KUNROLL
-    FR_PRAGMA(GCC unroll KUNROLL)
-#endif
-    for (ptrdiff_t k = 0; k < kc; k++) {
-        VEC b[NW];
-#pragma GCC unroll 16
-        for (int v = 0; v < NW; v++)
+        for (int v = 0; v < NVR; v++)
             b[v] = V_LOAD(B + v * VLEN);
         B += ldb;
 #pragma GCC unroll 16
         for (int r = 0; r < 2 * MR; r++) {
             if (r < ROWS) {
-                VEC a = V_SET1(A[r * lda + k]);
+                VEC a = V_SET1(AT ? A[k * lda + r] : A[r * lda + k]);
 #pragma GCC unroll 16
-                for (int v = 0; v < NW; v++)
-                    c[r][v] = V_FMA(a, b[v], c[r][v]);
+                for (int v = 0; v < NVR; v++)
+                    FR_ACC(r, v) = V_FMA(a, b[v], FR_ACC(r, v));
             }
         }
     }
 #pragma GCC unroll 16
     for (int r = 0; r < 2 * MR; r++)
 #pragma GCC unroll 16
-        for (int v = 0; v < NW; v++)
+        for (int v = 0; v < NVR; v++)
             if (r < ROWS) {
                 if (load)
-                    c[r][v] += V_LOAD(C + r * ldc + v * VLEN);
-                V_STORE(C + r * ldc + v * VLEN, c[r][v]);
+                    FR_ACC(r, v) += V_LOAD(C + r * ldc + v * VLEN);
+                V_STORE(C + r * ldc + v * VLEN, FR_ACC(r, v));
             }
 }
+#undef FR_ACC
 
 #define FR_TILE_CASE(M_, AT_) \
-    case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
+    case M_: FR_NAME(tile)(M_, NV, AT_, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
 #if MR >= 8
 #define FR_TILE_CASES(AT_) FR_TILE_CASE(8, AT_) FR_TILE_CASE(7, AT_) FR_TILE_CASE(6, AT_) FR_TILE_CASE(5, AT_) \
     FR_TILE_CASE(4, AT_) FR_TILE_CASE(3, AT_) FR_TILE_CASE(2, AT_)
@@ -220,12 +172,12 @@ static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t k
     if (at) {
         switch (m) {
         FR_TILE_CASES(1)
-        default: FR_NAME(tile)(1, 1, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
+        default: FR_NAME(tile)(1, NV, 1, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
         }
     } else {
         switch (m) {
         FR_TILE_CASES(0)
-        default: FR_NAME(tile)(1, 0, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
+        default: FR_NAME(tile)(1, NV, 0, kc, A, lda, B, ldb, C, ldc, load, pf, pfmask, pfn); break;
         }
     }
 }
@@ -235,30 +187,30 @@ static __attribute__((noinline)) void FR_NAME(tile_m)(int m, int at, ptrdiff_t k
  * dropped it when gemm's code changed: float64 products then took 1.01-1.03x the time.) */
 #undef FR_TILE_CASE
 #define FR_TILE_CASE(M_, AT_) \
-    case M_: FR_NAME(tile)(M_, AT_, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+    case M_: FR_NAME(tile)(M_, NV, AT_, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
 static __attribute__((noinline)) void FR_NAME(tile_g)(int m, int at, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
                                                       const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc, int load)
 {
     if (at) {
         switch (m) {
         FR_TILE_CASES(1)
-        default: FR_NAME(tile)(1, 1, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+        default: FR_NAME(tile)(1, NV, 1, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
         }
     } else {
         switch (m) {
         FR_TILE_CASES(0)
-        default: FR_NAME(tile)(1, 0, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
+        default: FR_NAME(tile)(1, NV, 0, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
         }
     }
 }
 #undef FR_TILE_CASES
 #undef FR_TILE_CASE
 
-/* The narrow micro-kernel, tile_narrow for every row count 1..2 MR: for an op(B) of at most NR/2 columns
- * (gemm's narrow case; mostly the step products computed transposed, C^T = W dA^T, at N <= NR/2: see
- * product.h), where tile_m spent half or more of its multiply-adds on the panel's zero columns. */
+/* The narrow micro-kernel, tile with NV / 2 vectors a row for every row count 1..2 MR: for an op(B) of at
+ * most NR/2 columns (gemm's narrow case; mostly the step products computed transposed, C^T = W dA^T, at
+ * N <= NR/2: see product.h), where tile_m spent half or more of its multiply-adds on zero columns. */
 #define FR_NARROW_CASE(M_) \
-    case M_: FR_NAME(tile_narrow)(M_, kc, A, lda, B, ldb, C, ldc, load); break;
+    case M_: FR_NAME(tile)(M_, NV / 2, 0, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
 static __attribute__((noinline)) void FR_NAME(tile_n)(int m, ptrdiff_t kc, const REAL *A, ptrdiff_t lda,
                                                       const REAL *B, ptrdiff_t ldb, REAL *C, ptrdiff_t ldc,
                                                       int load)
@@ -272,7 +224,7 @@ static __attribute__((noinline)) void FR_NAME(tile_n)(int m, ptrdiff_t kc, const
 #endif
     FR_NARROW_CASE(8) FR_NARROW_CASE(7) FR_NARROW_CASE(6) FR_NARROW_CASE(5) FR_NARROW_CASE(4)
     FR_NARROW_CASE(3) FR_NARROW_CASE(2)
-    default: FR_NAME(tile_narrow)(1, kc, A, lda, B, ldb, C, ldc, load); break;
+    default: FR_NAME(tile)(1, NV / 2, 0, kc, A, lda, B, ldb, C, ldc, load, NULL, 0, 0); break;
     }
 }
 #undef FR_NARROW_CASE
