@@ -434,24 +434,6 @@ static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, pt
     }
 }
 
-/* gemm's narrow case for every panel of op(B)'s block: packed here when lazy (into slot), else found at
- * packed + jp * kc * NR; C points at row 0, column 0 of C. */
-static __attribute__((noinline)) void FR_NAME(gemm_narrow_panels)(ptrdiff_t mc, ptrdiff_t kc, const REAL *A,
-                                                                  ptrdiff_t lda, const REAL *B, ptrdiff_t ldb, int bt,
-                                                                  ptrdiff_t k0, ptrdiff_t H, ptrdiff_t per_gate,
-                                                                  ptrdiff_t npanels, ptrdiff_t u0, ptrdiff_t span,
-                                                                  REAL *slot, const REAL *packed, REAL *C,
-                                                                  ptrdiff_t ldc, int load)
-{
-    for (ptrdiff_t jp = 0; jp < npanels; jp++) {
-        const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
-        const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
-        if (slot)
-            FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, slot);
-        FR_NAME(gemm_narrow)(mc, kc, A, lda, slot ? slot : packed + jp * kc * FR_NR, FR_NR, width, C + j0, ldc, load);
-    }
-}
-
 /* A general product on a set of columns: C[0:M, cols] (+)= op(A) op(B)[:, cols], where cols are the
  * columns g*H + [u0, u1) for g < gates (a slab of units of every gate block; gates = 1, H = N, u0 = 0,
  * u1 = N for plain columns 0..N-1).  op(A) (M x K) = A row-major (row stride lda) when at = 0 or A^T
@@ -572,12 +554,6 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                         dst[k * MR + r] = 0;
                 }
             }
-            if (narrow) {  /* every panel of width <= NR/2: never read in place */
-                FR_NAME(gemm_narrow_panels)(mc, kc, copy_a ? Ab : A + m0 * lda + k0, copy_a ? lda_c : lda, B, ldb, bt,
-                                            k0, H, per_gate, npanels, u0, span, lazy ? Bb : NULL, Bb,
-                                            C + m0 * ldc, ldc, load);
-                continue;
-            }
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
                 const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
@@ -587,6 +563,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, panel);
                 const REAL *Bp = in_place ? B + k0 * ldb + j0 : panel;
                 const ptrdiff_t ldbp = in_place ? ldb : FR_NR;
+                if (narrow) {  /* width <= NR/2: packed, never read in place */
+                    FR_NAME(gemm_narrow)(mc, kc, copy_a ? Ab : A + m0 * lda + k0, copy_a ? lda_c : lda, Bp, ldbp,
+                                         width, C + m0 * ldc + j0, ldc, load);
+                    continue;
+                }
                 for (ptrdiff_t ib = 0; ib < nb; ib++) {
                     const ptrdiff_t r0 = ib * MR;
                     const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
