@@ -68,6 +68,13 @@
  * 4 KiB apart (the input projections); float32, whose micro-kernel reads half as many bytes of A per
  * FLOP, 0.99-1.01x at 16 KiB. */
 #define FR_COPY_A_STRIDE (16 * 1024)
+/* ... and only when more than this many panels of op(B) read each copied block: the copy reads the block
+ * from L3 once, where without it each panel does, so with few panels it costs more than it saves.  Measured
+ * (one thread, the two versions alternated in one process, rows 16 or 32 KiB apart): a step's dA Wh^T and
+ * dA Wx^T, which product.h computes transposed (op(A) = the weights, op(B) = dA^T of N columns), (512-1024,
+ * 4096) x (4096, 25-64) float32 0.66-0.78x the time without the copy, float64 0.67x at 25 columns and 0.85x
+ * at 64 (2 panels); 4 panels 0.95-0.96x, 8 panels 0.96-1.00x, 10-12 panels float64 1.04-1.12x. */
+#define FR_COPY_A_PANELS 8
 #ifndef FR_DIRECT_M
 #define FR_DIRECT_M 32             /* gemm reads op(B) in place (unpacked) for at most this many rows ... */
 #endif

@@ -498,9 +498,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
      * (25, 1024) x (1024, 4096) 1.79 ms in place, 1.54 packed; with rows 8 KiB apart (H = 512) reading
      * in place stays as fast or faster. */
     const int direct = !bt && M <= FR_DIRECT_M && (M <= MR || ldb * (ptrdiff_t)sizeof(REAL) <= FR_DIRECT_STRIDE);
-    /* at = 0 and A's rows a multiple of FR_COPY_A_STRIDE bytes apart: each block of op(A) is copied, row
-     * by row, to rows copy_ld(kc) REALs apart (see FR_COPY_A_STRIDE) */
-    const int copy_a = !at && !direct && (lda * (ptrdiff_t)sizeof(REAL)) % FR_COPY_A_STRIDE == 0;
+    /* at = 0, A's rows a multiple of FR_COPY_A_STRIDE bytes apart and more than FR_COPY_A_PANELS panels of
+     * op(B): each block of op(A) is copied, row by row, to rows copy_ld(kc) REALs apart (see FR_COPY_A_STRIDE) */
+    const int copy_a = !at && !direct && gates * per_gate > FR_COPY_A_PANELS
+                       && (lda * (ptrdiff_t)sizeof(REAL)) % FR_COPY_A_STRIDE == 0;
     /* op(B) of at most NR/2 columns and A row-major: row blocks of 2 MR rows through the narrow micro-kernel
      * (tile_n), which multiplies only the panel's first NR/2 columns.  Measured (fr_product, alternating
      * processes, 2 threads, float32 on AVX-512, NR/2 = 32): a step's dA Wx^T and dA Wh^T at N = 25, which
@@ -534,7 +535,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
              * A row-major (at = 0) is read in place instead: the micro-kernel broadcasts from MR rows that
              * each stream forward, which the hardware prefetches as well as a packed panel, and the copy
              * (a transposition, scalar stores) cost up to a fifth of the product when N is small (dX).
-             * Rows FR_COPY_A_STRIDE bytes apart are copied first (row copies, not a transposition). */
+             * Rows FR_COPY_A_STRIDE bytes apart are copied first (row copies, not a transposition), where
+             * enough panels read the copy (FR_COPY_A_PANELS). */
             const ptrdiff_t lda_c = FR_NAME(copy_ld)(kc);
             for (ptrdiff_t r = 0; copy_a && r < mc; r++)
                 memcpy(Ab + r * lda_c, A + (m0 + r) * lda + k0, kc * sizeof(REAL));
