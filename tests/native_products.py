@@ -161,14 +161,14 @@ def check_gemm_prev(rng, dtype, N, T, H, gates, u0, u1):
 def check_product(rng, dtype, M, N, K, at, bt):
     """product (a team job of gemm shares: columns when M <= N, else rows; by B^T with few rows, computed
     transposed), beta 0 and 1, into a C with a row stride wider than N whose extra columns must stay
-    untouched; with BLAS on one thread only the few-row products (product.h: op(A) of at most FR_DIRECT_M
-    = 32 rows, transposed ones, or op(A) = A^T of at most 32 rows of A) run, on the caller, and the others
-    are left to BLAS, C untouched."""
+    untouched; with BLAS on one thread every product runs on the caller but the float64 ones by op(A) = A^T
+    of more than FR_DIRECT_M = 32 rows of A into a C of more than FR_PRODUCT_BLAS_C_BYTES = 8 MiB, which are
+    left to BLAS, C untouched."""
     dtype = np.dtype(dtype)
     A = rng.standard_normal((K, M) if at else (M, K)).astype(dtype)
     B = rng.standard_normal((N, K) if bt else (K, N)).astype(dtype)
     opA, opB = (A.T if at else A), (B.T if bt else B)
-    alone = M <= 32 or (bt and M <= 64 and M < N) or (at and K <= 32)
+    alone = not (dtype == np.float64 and at and K > 32 and M * N * 8 > 8 * 1024 * 1024)
     n = 0
     for threads in (1, 2):
         for beta in (0, 1):
@@ -296,9 +296,10 @@ def check_all(seed=0):
         for N, T, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (3, 1, 5, 1, 0, 5), (1, 7, 9, 4, 0, 9),
                                        (10, 13, 40, 4, 8, 40), (25, 16, 70, 3, 0, 35), (7, 300, 33, 1, 0, 33)]:
             n += check_gemm_prev(rng, dtype, N, T, H, gates, u0, u1)
-        # one thread (small), two by op(B)'s bytes (few rows), two by flops, split by columns or rows
+        # one thread (small), two by op(B)'s bytes (few rows), two by flops, split by columns or rows; the last:
+        # with BLAS on one thread, float64's A^T B of C > 8 MiB left to BLAS
         for M, N, K in [(1, 7, 3), (1, 1004, 512), (25, 2048, 256), (300, 70, 400), (100, 512, 2048),
-                        (64, 1024, 300), (40, 30, 50)]:
+                        (64, 1024, 300), (40, 30, 50), (1030, 1030, 40)]:
             for at in (0, 1):
                 for bt in (0, 1):
                     n += check_product(rng, dtype, M, N, K, at, bt)

@@ -439,8 +439,8 @@ cdef inline size_t up64(size_t nbytes) noexcept nogil:
 # The products run on the packed micro-kernels (fastrnn/_native/packed.h), never on BLAS: an OpenBLAS
 # call leaves its idle threads spinning for ~0.1 s, which would take the team's second core (measured: a
 # 2-thread team job right after a 2-thread OpenBLAS GEMM took 7.2 ms instead of 3.3 ms).  The affine
-# layers use the same products and team, and so do the single steps' float32 products above the serial
-# line while BLAS may use more than one thread, and those of few rows with one (big, product.h).  Without
+# layers use the same products and team, and so do the single steps' products above the serial line
+# (big, product.h; with BLAS on one thread, on the caller, all but a few it leaves to BLAS).  Without
 # fastrnn._native the kernels below call BLAS as before.
 
 ctypedef void (*task_t)(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil

@@ -26,16 +26,17 @@
  * A product by weights packed once for a loop (resident.h) streams those panels instead, whatever the
  * thread count.
  *
- * With BLAS limited to one thread nothing spins, and only the products where OpenBLAS is slowest run
- * here, on the caller: op(A) of at most FR_DIRECT_M rows, or the transposed ones above (measured, one
- * thread, float32, against OpenBLAS: lstm_step (25, 256, 512) forward+backward 0.86, gru_step 0.81,
- * rnn_step 0.77-0.82; at 64 and 100 rows OpenBLAS was as fast, or faster by up to 8 %, so those stay).
- * In float64 the same (one thread, against dgemm: few-row products 0.89-0.97 of its time at (25, 256-512)
- * x (256-512, 512-2048), the transposed ones 0.67-0.99).  And op(A) = A^T of at most FR_DIRECT_M rows
- * of A: a step's weight gradients X^T dA at N <= 32, where OpenBLAS first zeroes all of C (one thread,
- * (256 or 512, 25) x (25, 2048): float32 0.63-0.68x its time, float64 0.69-0.75x; steps at N = 25 with
- * the shorter blocks of packed.h's FR_LAZY_KC, alternating processes, cython: forward + backward 0.79-0.94x
- * the time, rnn, lstm, gru, both dtypes).  At N = 64 and 100 the steps took 1.01-1.05x, so those stay.
+ * With BLAS limited to one thread nothing spins, and the products run here all the same, on the caller:
+ * until 2026-12-03 only the few-row ones did (op(A) of at most FR_DIRECT_M rows, the transposed ones above,
+ * X^T dA of at most FR_DIRECT_M rows of X, whose C OpenBLAS first zeroes), OpenBLAS having measured as fast
+ * at 64 and 100 rows; with packed.h's few-row blocking since then (FR_LAZY_KC, the narrow tile,
+ * FR_COPY_A_PANELS) ours is the faster there too.  Measured (one thread, alternating processes), the
+ * products as the steps make them at N = 100 and 64: float32 0.75-0.89x OpenBLAS's time, float64
+ * 0.73-0.97x; steps forward + backward (cython): N = 100 0.83-0.86x (float32) and 0.83-0.92x (float64),
+ * N = 64 0.81-0.89x and 0.90x (the RNN); numba at N = 100 0.80-0.84x; forwards alone 0.81-0.83x.  Except
+ * the float64 weight gradients X^T dA whose C exceeds FR_PRODUCT_BLAS_C_BYTES: with caches flushed between
+ * calls, as in a layer, ours took 1.03-1.26x OpenBLAS's time at (512-1024, 64) x (64, 3072-4096) (float32
+ * 0.88-0.91x), and the large float64 LSTM and GRU steps 1.07-1.09x; left to OpenBLAS they take 0.99-1.02x.
  */
 #ifndef FASTRNN_PRODUCT_H
 #define FASTRNN_PRODUCT_H
@@ -47,6 +48,7 @@
 #define FR_PRODUCT_MIN_FLOPS 4.0e6 /* a thread's share at least (as the affine layers' jobs) ... */
 #define FR_PRODUCT_MIN_BYTES 524288 /* ... or of op(B)'s bytes, which bound a product of few rows */
 #define FR_PRODUCT_SWAP_M 64 /* op(B) = B^T with at most this many rows of op(A): computed as C^T = B op(A)^T */
+#define FR_PRODUCT_BLAS_C_BYTES (8.0 * 1024 * 1024) /* one thread: float64 X^T dA of a larger C stay with BLAS */
 
 static int (*fr_product_blas_threads)(void) = NULL;
 
@@ -153,9 +155,10 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
     int64_t nth, i;
     if (fr_resident_product(dbl, M, N, K, A, lda, at, B, ldb, bt, C, ldc, beta, NULL) == 0)
         return 0;  /* B's panels were packed once for this loop (resident.h) */
-    /* BLAS on one thread: nothing spins then, so only the few-row products (few rows of op(A), or of A for
-     * op(A) = A^T), where OpenBLAS is slowest, run here (on the caller) */
-    if (fr_product_limit() <= 1 && !(M <= FR_DIRECT_M || swap || (at && K <= FR_DIRECT_M)))
+    /* BLAS on one thread (nothing spins then): every product here, on the caller, but float64 weight
+     * gradients of a large C (see the top of this file) */
+    if (fr_product_limit() <= 1 && dbl && at && K > FR_DIRECT_M
+        && (double)M * (double)N * sizeof(double) > FR_PRODUCT_BLAS_C_BYTES)
         return -1;
     nth = fr_product_threads(dbl, M, N, K);
     memset(&p, 0, sizeof p);
@@ -187,9 +190,9 @@ static int fr_product(int dbl, ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const void
 }
 
 /* C (M x N, row-major, row stride ldc) = op(A) op(B) (beta 0) or += it (beta 1), op(A) and op(B) read
- * as fr_gemm (packed.h) reads them, on the team.  Returns 0, or -1 when it leaves the product to the
- * caller (BLAS), C untouched: BLAS may use one thread only (its threads do not spin then) and the product
- * has more rows than the few where ours is faster, or no work buffer could be had. */
+ * as fr_gemm (packed.h) reads them, on the team (on the caller when one thread is all BLAS may use).
+ * Returns 0, or -1 when it leaves the product to the caller (BLAS), C untouched: one of the few it leaves to
+ * BLAS on one thread (above), or no work buffer could be had. */
 static int fr_product_s(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A, ptrdiff_t lda, int at,
                         const float *B, ptrdiff_t ldb, int bt, float *C, ptrdiff_t ldc, int beta)
 {

@@ -28,9 +28,9 @@ refers to the name only, so it is valid in every process.
 Above OpenBLAS's one-thread line (m*n*k > SERIAL_GEMM) a product goes to fastrnn._native's team first
 (``fr_product``, as the Cython backend's ``mm``), so that the compiled layers never wake BLAS's threads,
 which spin ~0.1 s after a call and would take the team's core from the next layer; BLAS runs it when the
-team cannot or should not (no extension, ``FASTRNN_NATIVE=0``, BLAS limited to one thread and more than a
-few rows, alpha not 1 or beta not 0/1).  It streams B's panels instead when B is resident (packed once
-for a loop: ``resident.h``).
+team cannot or should not (no extension, ``FASTRNN_NATIVE=0``, alpha not 1 or beta not 0/1, and with BLAS
+limited to one thread the float64 weight gradients of a large result: see product.h).  It streams B's
+panels instead when B is resident (packed once for a loop: ``resident.h``).
 
 Row-major: ``gemm(bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C, c0, ldc)``
 computes ``C = alpha op(A) @ op(B) + beta C`` on row-major matrices starting at
@@ -184,8 +184,8 @@ def gemm(typingctx, bi, ta, tb, M, N, K, alpha, A, a0, lda, B, b0, ldb, beta, C,
 
         # Above the serial line (as the Cython backend's mm): on the team (fastrnn._native's product.h)
         # first, so that a loop of steps and affine layers (CaptioningRNN.sample) uses one pool of threads;
-        # it says "not done" (no extension, FASTRNN_NATIVE=0, BLAS on one thread and many rows, no work
-        # buffer) and BLAS runs it.
+        # it says "not done" (no extension, FASTRNN_NATIVE=0, one of the few it leaves to BLAS on one thread,
+        # no work buffer) and BLAS runs it.
         from ._packed import _NAMES as native_names  # registers the product's symbols before any linking
 
         f64, i32 = ir.DoubleType(), ir.IntType(32)
