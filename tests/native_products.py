@@ -284,8 +284,9 @@ def check_all(seed=0):
                     n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt)
         # rows of A 16 KiB apart (FR_COPY_A_STRIDE), which gemm copies block by block when op(A) = A and more
         # than FR_COPY_A_PANELS (8) panels of op(B) read each block (the last four here, on every ISA: NR <= 64),
-        # and reads in place with fewer (the first four where NR is 64, float32 on AVX-512): one K block, two or more (the last short: K blocks
-        # span FR_GEMM_KC_ROW_BYTES of A's rows then), several row blocks of op(A) (gemm_mc)
+        # and reads in place with fewer (the first four where NR is 64, float32 on AVX-512): one K block, two
+        # or more (the last short: K blocks span FR_GEMM_KC_ROW_BYTES of A's rows then), several row blocks of
+        # op(A) (gemm_mc)
         for M, K, H, gates, u0, u1 in [(40, 50, 70, 1, 0, 70), (100, 300, 130, 4, 20, 130), (60, 1100, 70, 1, 0, 70),
                                        (1100, 40, 30, 2, 0, 30),
                                        (40, 50, 600, 1, 0, 600), (100, 300, 300, 4, 20, 300),
