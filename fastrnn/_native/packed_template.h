@@ -19,10 +19,10 @@
 
 /* The micro-kernel: C[0:m, 0:NVR*VLEN] (+)= op(A)[0:m, 0:kc] B[0:kc, 0:NVR*VLEN] with m = ROWS, the whole
  * tile in registers: NVR = NV (a panel's NR columns) and ROWS <= MR, or the narrow form (tile_n)
- * NVR = NV / 2 and ROWS <= 2 MR in as many registers, row r's vectors in those of row r % MR.  op(A) = A row-major (row
- * stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m, row stride lda: the weight gradients X^T dA
- * read X this way); B a packed panel (kc rows of NR), C row-major (row stride ldc).  load != 0: C is
- * accumulated into; load == 0: C is overwritten.
+ * NVR = NV / 2 and ROWS <= 2 MR in as many registers, row r's vectors in those of row r % MR.
+ * op(A) = A row-major (row stride lda) when AT = 0, A^T when AT = 1 (A stored kc x m, row stride lda: the
+ * weight gradients X^T dA read X this way); B a packed panel (kc rows of NR), C row-major (row stride
+ * ldc).  load != 0: C is accumulated into; load == 0: C is overwritten.
  * The product is summed from zero and C added at the end, with C's lines prefetched first: in a layer C
  * is often cold (the gate buffer the input projection wrote long before), and loading it up front
  * stalled the whole tile on those misses (measured: lstm (100, 16, 256, 512) float32 fwd+bwd 3-5 %
@@ -229,6 +229,24 @@ static __attribute__((noinline)) void FR_NAME(tile_n)(int m, ptrdiff_t kc, const
 }
 #undef FR_NARROW_CASE
 
+/* A partial tile (width columns of C, fewer than the tile's w) goes through a full-width tile on the
+ * stack: edge_in fills its m rows of w from C (zeros past width, or everywhere when !load), the tile
+ * accumulates into it, edge_out writes its first width columns back. */
+static inline void FR_NAME(edge_in)(REAL *edge, ptrdiff_t w, const REAL *C, ptrdiff_t ldc, int m, ptrdiff_t width,
+                                    int load)
+{
+    for (int r = 0; r < m; r++)
+        for (ptrdiff_t j = 0; j < w; j++)
+            edge[r * w + j] = (load && j < width) ? C[r * ldc + j] : 0;
+}
+
+static inline void FR_NAME(edge_out)(const REAL *edge, ptrdiff_t w, REAL *C, ptrdiff_t ldc, int m, ptrdiff_t width)
+{
+    for (int r = 0; r < m; r++)
+        for (ptrdiff_t j = 0; j < width; j++)
+            C[r * ldc + j] = edge[r * w + j];
+}
+
 /* Every row block of op(A) (M rows, at most MR each, as even as possible) against one packed block of
  * kc rows of a panel: C[0:M, 0:width] (+)= op(A)[0:M, 0:kc] Bp.  A points at (row 0, k 0) of op(A). */
 static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, int at, const REAL *Bp,
@@ -252,13 +270,9 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
         if (width == FR_NR) {
             FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, FR_NR, C + r0 * ldc, ldc, load, pf, (1 << s) - 1, pfn);
         } else {  /* a partial panel: through a full-width tile on the stack */
-            for (int r = 0; r < m; r++)
-                for (ptrdiff_t j = 0; j < FR_NR; j++)
-                    edge[r * FR_NR + j] = (load && j < width) ? C[(r0 + r) * ldc + j] : 0;
+            FR_NAME(edge_in)(edge, FR_NR, C + r0 * ldc, ldc, m, width, load);
             FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, FR_NR, edge, FR_NR, 1, pf, (1 << s) - 1, pfn);
-            for (int r = 0; r < m; r++)
-                for (ptrdiff_t j = 0; j < width; j++)
-                    C[(r0 + r) * ldc + j] = edge[r * FR_NR + j];
+            FR_NAME(edge_out)(edge, FR_NR, C + r0 * ldc, ldc, m, width);
         }
         pf += pfn * 64;
         lines -= pfn;
@@ -405,14 +419,9 @@ static __attribute__((noinline)) void FR_NAME(gemm_narrow)(ptrdiff_t mc, ptrdiff
     REAL edge[2 * MR * W];
     for (ptrdiff_t r0 = 0; r0 < mc; r0 += 2 * MR) {
         const int m = (int)(mc - r0 < 2 * MR ? mc - r0 : 2 * MR);
-        REAL *Ct = C + r0 * ldc;
-        for (int r = 0; r < m; r++)
-            for (ptrdiff_t j = 0; j < W; j++)
-                edge[r * W + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
+        FR_NAME(edge_in)(edge, W, C + r0 * ldc, ldc, m, width, load);
         FR_NAME(tile_n)(m, kc, A + r0 * lda, lda, Bp, ldb, edge, W, 1);
-        for (int r = 0; r < m; r++)
-            for (ptrdiff_t j = 0; j < width; j++)
-                Ct[r * ldc + j] = edge[r * W + j];
+        FR_NAME(edge_out)(edge, W, C + r0 * ldc, ldc, m, width);
     }
 }
 
@@ -579,13 +588,9 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     if (width == FR_NR) {
                         FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, ldbp, Ct, ldc, load);
                     } else {
-                        for (int r = 0; r < m; r++)
-                            for (ptrdiff_t j = 0; j < FR_NR; j++)
-                                edge[r * FR_NR + j] = (load && j < width) ? Ct[r * ldc + j] : 0;
+                        FR_NAME(edge_in)(edge, FR_NR, Ct, ldc, m, width, load);
                         FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, ldbp, edge, FR_NR, 1);
-                        for (int r = 0; r < m; r++)
-                            for (ptrdiff_t j = 0; j < width; j++)
-                                Ct[r * ldc + j] = edge[r * FR_NR + j];
+                        FR_NAME(edge_out)(edge, FR_NR, Ct, ldc, m, width);
                     }
                 }
             }
