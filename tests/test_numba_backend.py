@@ -26,7 +26,27 @@ if "numba" in fastrnn.available_backends():
 
     from fastrnn._numba import _gru, _lstm, _math, _rnn, _steps, backend
     from fastrnn._numba._jit import OPTIONS, PIPELINE
+    from fastrnn._numba._views import run
     from fastrnn._numba._wide import PREFER_WIDE
+
+    @njit
+    def _rows_by_runs(a, width, out):
+        """out[n] = sum of run n of a (width elements from n * width); each run's first element then -1."""
+        for n in range(out.shape[0]):
+            r = run(a, n * width, width)
+            out[n] = r.sum()
+            if width:
+                r[0] = -1.0
+
+    @njit
+    def _rows_by_slices(a, width, out):
+        flat = a.reshape(-1)
+        for n in range(out.shape[0]):
+            out[n] = flat[n * width : (n + 1) * width].sum()
+
+    @njit(boundscheck=True)
+    def _checked_run_sum(a, start, count):
+        return run(a, start, count).sum()
 
     _STEPS = (_steps.rnn_step_forward, _steps.rnn_step_backward, _steps.lstm_step_forward, _steps.lstm_step_backward)
 
@@ -354,6 +374,48 @@ def test_every_layer_with_numba_bounds_checking(tmp_path):
     """
     env = {"NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FASTRNN_NUMBA_BLAS": ""}
     assert _run_subprocess(code, env, cwd=tmp_path).strip() == "ok"
+
+
+# ------------------------------------------------------------------ borrowed views (_views.run)
+
+
+@pytest.mark.parametrize("shape,width", [((2, 3, 4), 4), ((2, 3, 4), 6), ((5,), 1), ((1, 1), 1), ((3, 2), 0)])
+def test_run_is_the_flat_range_it_names_and_writes_go_through(shape, width):
+    a = np.arange(np.prod(shape), dtype=np.float64).reshape(shape)
+    rows = a.size // width if width else 3
+    out = np.empty(rows)
+    expected = np.array([a.reshape(-1)[n * width : (n + 1) * width].sum() for n in range(rows)])
+    _rows_by_runs(a, width, out)
+    np.testing.assert_array_equal(out, expected)
+    if width:
+        assert (a.reshape(-1)[: rows * width : width] == -1.0).all()
+
+
+def test_run_of_a_readonly_array_is_readonly():
+    from numba.core.errors import TypingError
+
+    a = np.zeros(6)
+    a.flags.writeable = False
+    with pytest.raises(TypingError):
+        _rows_by_runs(a, 3, np.empty(2))
+
+
+def test_runs_take_no_counted_references():
+    """What runs are for (see _views): a loop of runs has no NRT_incref, a loop of slices has."""
+    a, out = np.zeros((4, 3)), np.empty(4)
+    _rows_by_runs(a, 3, out)
+    _rows_by_slices(a, 3, out)
+    increfs = re.compile(r"call .*@NRT_incref\(")
+    assert not increfs.search(_rows_by_runs.inspect_llvm(_rows_by_runs.signatures[0]))
+    assert increfs.search(_rows_by_slices.inspect_llvm(_rows_by_slices.signatures[0]))
+
+
+def test_run_outside_its_array_raises_when_bounds_are_checked():
+    a = np.arange(12.0).reshape(2, 6)
+    assert _checked_run_sum(a, 10, 2) == 21.0
+    for start, count in ((11, 2), (-1, 2), (0, 13), (3, -1)):
+        with pytest.raises(IndexError, match="run outside its array"):
+            _checked_run_sum(a, start, count)
 
 
 # ------------------------------------------------------------------ vectorized math

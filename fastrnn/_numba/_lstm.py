@@ -40,6 +40,7 @@ from ._jit import helper, inline_helper, kernel
 from ._math import vtanh
 from ._prefetch import AHEAD, fetch, fetch_for_write
 from ._rnn import backprop_into_previous, sequence_grads
+from ._views import run
 
 
 @helper
@@ -106,11 +107,13 @@ def backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1):
     gradient into h_t (dht[:, t]) and into c_t (dc, which then becomes the gradient into c_{t-1})."""
     N, T, G = gates.shape
     H = G // 4
-    for n in range(N):
-        a, da = gates[n, t], dA[n, t]
-        _row_gradients(dht[n, t, u0:u1], dc[n, u0:u1], c[n, t, u0:u1], tanh_c[n, t, u0:u1],
-                       a[u0:u1], a[H + u0 : H + u1], a[2 * H + u0 : 2 * H + u1], a[3 * H + u0 : 3 * H + u1],
-                       da[u0:u1], da[H + u0 : H + u1], da[2 * H + u0 : 2 * H + u1], da[3 * H + u0 : 3 * H + u1])
+    w = u1 - u0
+    for n in range(N):  # runs, not slices: twelve counted references a row (see _views)
+        # unit u0 of the row's gates and dA, of its dh and tanh(c), of c_{t-1} (c holds c0 in step 0)
+        ga, ha, ca = (n * T + t) * G + u0, (n * T + t) * H + u0, (n * (T + 1) + t) * H + u0
+        _row_gradients(run(dht, ha, w), run(dc, n * H + u0, w), run(c, ca, w), run(tanh_c, ha, w),
+                       run(gates, ga, w), run(gates, ga + H, w), run(gates, ga + 2 * H, w), run(gates, ga + 3 * H, w),
+                       run(dA, ga, w), run(dA, ga + H, w), run(dA, ga + 2 * H, w), run(dA, ga + 3 * H, w))
 
 
 @helper

@@ -21,6 +21,7 @@ from ._blas import NOTRANS, TRANS, gemm
 from ._dense import affine_grads
 from ._jit import helper, kernel
 from ._math import vtanh
+from ._views import run
 
 
 @helper
@@ -101,11 +102,12 @@ def lstm_step_backward(bi, dnext_h, dnext_c, x, prev_h, prev_c, Wx, Wh, gates, t
     N, H = dnext_h.shape
     one = gates.dtype.type(1)
     dA = np.empty((N, 4 * H), gates.dtype)
-    for n in range(N):
-        a, da = gates[n], dA[n]
-        i, f, o, g = a[:H], a[H : 2 * H], a[2 * H : 3 * H], a[3 * H :]
-        di, df, do, dg = da[:H], da[H : 2 * H], da[2 * H : 3 * H], da[3 * H :]
-        dh, dcn, tc, c_prev, dc = dnext_h[n], dnext_c[n], tanh_c[n], prev_c[n], dprev_c[n]
+    for n in range(N):  # runs, not slices: a dozen counted references a row (see _views)
+        r, s = n * 4 * H, n * H
+        i, f, o, g = run(gates, r, H), run(gates, r + H, H), run(gates, r + 2 * H, H), run(gates, r + 3 * H, H)
+        di, df, do, dg = run(dA, r, H), run(dA, r + H, H), run(dA, r + 2 * H, H), run(dA, r + 3 * H, H)
+        dh, dcn, tc = run(dnext_h, s, H), run(dnext_c, s, H), run(tanh_c, s, H)
+        c_prev, dc = run(prev_c, s, H), run(dprev_c, s, H)
         for j in range(H):  # dc: the gradient into next_c, kept in dprev_c until the last loop
             oj, tcj = o[j], tc[j]
             do[j] = dh[j] * tcj * (oj * (one - oj))
