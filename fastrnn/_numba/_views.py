@@ -5,8 +5,9 @@ Why: every array Numba makes, a slice included, holds a counted reference to the
 views: an atomic increment when it is made and an atomic decrement when it dies (``NRT_incref`` /
 ``NRT_decref``, which LLVM's reference-count pruning cannot remove across the branches a slice's bounds
 make).  The pointwise passes take a dozen runs per row per step (the four gate blocks of a row of the
-gates and of dA, a row of each state): in the tiny LSTM's backward (N = 10, T = 13, H = 40) those
-atomics took a quarter of Numba's time (perf: 25 % in NRT_incref / NRT_decref).
+gates and of dA, a row of each state): in a loop of the tiny LSTM's backward (N = 10, T = 13, H = 40)
+NRT_incref / NRT_decref took a quarter of perf's samples (an atomic also collects those of the stalls
+around it; what removing them saved is below).
 
 How it wins its speed: a run made here carries no reference (a null meminfo, for which Numba's incref and
 decref do nothing), and no bounds arithmetic: a pointer and a length.  It is valid as long as the array it
