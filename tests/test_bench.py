@@ -274,6 +274,27 @@ def test_sample_case_is_verified_for_every_implementation(cell):
     assert workloads.gemm_flops(case) == sum(2 * a[0] * a[1] * b[1] for a, b in calls)
 
 
+def test_sampled_captions_must_equal_the_oracles_and_a_difference_is_located():
+    """Captions are word indices: one wrong word fails the check, whatever the float tolerance, and the
+    message says how many words differ and where the first is (what a rare mismatch needs to be chased)."""
+    expected = {"captions": np.arange(3, 3 + 4 * 16, dtype=np.int64).reshape(4, 16)}
+    same = {"captions": expected["captions"].copy()}
+    assert bench._verify(same, expected, "float32") == (True, 0.0, "captions", None)
+    wrong = expected["captions"].copy()
+    wrong[2, 5] += 1  # the neighbouring word (compared as floats, 9001 for 9000 would pass float32's tolerance)
+    wrong[3, 0] = 7
+    ok, worst, name, detail = bench._verify({"captions": wrong}, expected, "float32")
+    assert not ok and worst == math.inf and name == "captions"
+    assert detail == "2 of 64 entries of captions differ from the oracle's, the first at [2, 5]: 41 instead of 40"
+    ok, _, _, detail = bench._verify({"captions": wrong[:, :8]}, expected, "float32")
+    assert not ok and "shape (4, 8), the oracle's (4, 16)" in detail
+    # float results keep the per-dtype tolerance and report no detail
+    x = {"h": np.ones((3, 4), np.float32)}
+    assert bench._verify({"h": x["h"] * (1 + 1e-7)}, x, "float32")[0]
+    ok, worst, name, detail = bench._verify({"h": x["h"] * 1.1}, x, "float32")
+    assert not ok and 1 < worst < math.inf and name == "h" and detail is None
+
+
 def test_gemm_flops_of_the_gru():
     """The floor's GEMMs for G = 3H: forward X Wx and T h Wh; backward T dA Wh^T, dX, dWx and dWh."""
     case = workloads.cases(kinds=("sequence",), cells=("gru",), sizes=("tiny",), dtypes=("float32",))[1]

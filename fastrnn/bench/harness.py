@@ -120,20 +120,38 @@ def _timed_call(w, clock):
 
 
 def _verify(results, expected, dtype):
-    """(verified, worst excess, name of the worst array or of what is missing)."""
+    """(verified, worst excess, name of the worst array or of what is missing, what differs or None).
+
+    Integer results (sampled captions) must equal the oracle's: a word index is right or wrong, and the
+    message says how many differ and where the first one is."""
     missing = sorted(set(expected) - set(results))
     if missing:
-        return False, math.inf, f"missing {', '.join(missing)}"
-    worst, worst_name = 0.0, None
+        return False, math.inf, f"missing {', '.join(missing)}", None
+    worst, worst_name, detail = 0.0, None, None
     for name, e in expected.items():
         a = np.asarray(results[name])
         e = np.asarray(e)
-        x = excess(a, e, dtype)
+        if np.issubdtype(e.dtype, np.integer):
+            x, d = _integer_mismatch(a, e, name)
+        else:
+            x, d = excess(a, e, dtype), None
         if a.dtype != e.dtype:
             x = math.inf
         if x > worst or worst_name is None:
-            worst, worst_name = x, name
-    return worst <= 1.0, worst, worst_name
+            worst, worst_name, detail = x, name, d
+    return worst <= 1.0, worst, worst_name, detail
+
+
+def _integer_mismatch(a, e, name):
+    """(0, None) when a equals e, else (inf, a description of the entries that differ)."""
+    if a.shape != e.shape:
+        return math.inf, f"{name} has shape {a.shape}, the oracle's {e.shape}"
+    wrong = np.argwhere(a != e)
+    if not len(wrong):
+        return 0.0, None
+    first = tuple(int(i) for i in wrong[0])
+    return math.inf, (f"{len(wrong)} of {e.size} entries of {name} differ from the oracle's, the first at "
+                      f"{list(first)}: {a[first]} instead of {e[first]}")
 
 
 def _entry(role):
@@ -176,10 +194,11 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
                     expected = got
                     entry["verified"], entry["max_excess"] = True, 0.0
                 else:
-                    ok, worst, worst_name = _verify(got, expected, case.dtype)
+                    ok, worst, worst_name, detail = _verify(got, expected, case.dtype)
                     entry["verified"], entry["max_excess"], entry["worst"] = ok, worst, worst_name
                     if not ok:
-                        entry["error"] = f"differs from the oracle: {worst_name} at {worst:.3g}x the tolerance"
+                        detail = detail or f"{worst_name} at {worst:.3g}x the tolerance"
+                        entry["error"] = f"differs from the oracle: {detail}"
                         continue
             del raw
             _, warm = _timed_call(w, clock)  # warm-up, and the size of a sample
