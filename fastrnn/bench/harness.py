@@ -5,7 +5,8 @@ How a case is measured (all implementations in one process):
 1. every implementation is built on the same inputs (``fastrnn.workloads``);
 2. the oracle runs once, then every other implementation runs once and its values and
    gradients are compared with the oracle's at the tolerance of the dtype
-   (``fastrnn._tolerances``); one that disagrees, or raises, is reported and not timed.
+   (``fastrnn._tolerances``), sampled captions word for word; one that disagrees, or raises,
+   is reported and not timed.
    This first call is timed on its own and reported as ``first_call_s``: for Numba it
    includes compiling (or loading the cached) kernels;
 3. every implementation runs once more as a warm-up, which also sizes its batch: a sample
