@@ -103,8 +103,8 @@ def verified_workload(case, impl):
     with w.context():
         raw = w.run()  # first call: for numba this compiles or loads the cached kernels
     if w.results is not None and impl != workloads.ORACLE:
-        ok, worst, name = bench._verify(w.results(raw), oracle_results(case, arrays), case.dtype)
-        assert ok, f"{impl} differs from the oracle on {case.label}: {name} at {worst:.3g}x the tolerance"
+        ok, worst, name, detail = bench._verify(w.results(raw), oracle_results(case, arrays), case.dtype)
+        assert ok, f"{impl} differs from the oracle on {case.label}: {detail or f'{name} at {worst:.3g}x the tolerance'}"
     return w
 
 
