@@ -104,7 +104,8 @@ def verified_workload(case, impl):
         raw = w.run()  # first call: for numba this compiles or loads the cached kernels
     if w.results is not None and impl != workloads.ORACLE:
         ok, worst, name, detail = bench._verify(w.results(raw), oracle_results(case, arrays), case.dtype)
-        assert ok, f"{impl} differs from the oracle on {case.label}: {detail or f'{name} at {worst:.3g}x the tolerance'}"
+        detail = detail or f"{name} at {worst:.3g}x the tolerance"
+        assert ok, f"{impl} differs from the oracle on {case.label}: {detail}"
     return w
 
 
