@@ -10,8 +10,11 @@ medium sizes, float64 tiny layers 0.88-0.91; a loop of tanh alone runs 1.33x fas
 The price is the loops' scalar remainders, up to 15 float32 elements: a loop over H = 40 units
 runs slower than at 256 bits, which is why the LSTM activates its four gate blocks as one loop of
 4H whenever it covers every unit (its tiny forward took 1.08 of its time with four loops, 1.00
-with one).  AMD's Zen 4 runs a 512-bit instruction as two 256-bit halves; the width was not
-measured there.
+with one).  AMD's Zen 4 runs a 512-bit instruction as two 256-bit halves; measured there
+(2026-12-04, alternating processes, 2 threads, forward + backward), 256-bit code took 1.03x the
+time of 512-bit on the small and medium float32 LSTM and 1.00x on the small GRU (8 pairs), and
+1.03-1.10x on the tiny layers, 0.94-1.06x on the small and medium ones in both dtypes (5 pairs
+over 14 layers, noisier): within the VM's noise, so 512 bits there too.
 
 The width is a per-function LLVM attribute, ``"prefer-vector-width"="512"``, so only
 fastrnn's own functions get it: the process-wide alternative (``NUMBA_CPU_FEATURES``) would
