@@ -667,6 +667,61 @@ def test_summary_says_whether_other_processes_are_busy():
     assert "expect noisy timings" in line
 
 
+
+def test_interference_is_what_others_and_the_hypervisor_took_between_two_readings():
+    hz = os.sysconf("SC_CLK_TCK")
+    Times = namedtuple("Times", "user system")
+    before = machine.cpu_snapshot(ticks=lambda: (1000, 50), own=lambda: Times(1.0, 0.5), clock=lambda: 10.0)
+    # two seconds later: 3 cores' seconds busy (1.5 of them ours), half a core's second stolen
+    after = machine.cpu_snapshot(ticks=lambda: (1000 + 3 * hz, 50 + hz // 2), own=lambda: Times(2.0, 1.0),
+                                 clock=lambda: 12.0)
+    got = machine.interference(before, after)
+    assert got["seconds"] == 2.0
+    assert got["cores"] == pytest.approx(0.75)
+    assert got["steal_cores"] == pytest.approx((hz // 2) / hz / 2)
+    assert machine.interference(before, after, min_seconds=3.0) is None  # too short a window to tell
+    assert machine.interference(None, after) is None
+
+    def no_proc():
+        raise OSError("no /proc/stat")
+
+    assert machine.cpu_snapshot(ticks=no_proc) is None
+
+
+def test_each_case_records_what_others_took_while_it_ran(monkeypatch):
+    Times = namedtuple("Times", "user system")
+    hz = os.sysconf("SC_CLK_TCK")
+    readings = iter([(0, 0, 0.0, 100.0), (4 * hz, hz, 1.0, 102.0)])  # 2 s: 3 cores' s of others, 1 stolen
+
+    real = machine.cpu_snapshot
+
+    def snapshot():
+        busy, steal, own, at = next(readings)
+        return real(ticks=lambda: (busy, steal), own=lambda: Times(own, 0.0), clock=lambda: at)
+
+    monkeypatch.setattr(machine, "cpu_snapshot", snapshot)
+    record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), ["numpy", "floor"], rounds=1)
+    assert record["interference"]["cores"] == pytest.approx(1.5)
+    assert record["interference"]["steal_cores"] == pytest.approx(0.5)
+
+
+def test_table_says_what_others_took_and_names_the_cases_they_slowed():
+    report = _synthetic_report(3)
+    quiet = {"seconds": 2.0, "cores": 0.01, "steal_cores": 0.0}
+    for r in report["cases"]:
+        r["interference"] = dict(quiet)
+    text = bench_report.table(report, markdown=True)
+    assert "other processes used at most 0.01 cores" in text and "may be slow" not in text
+    noisy = report["cases"][1]
+    noisy["interference"] = {"seconds": 2.0, "cores": 0.15, "steal_cores": machine.BUSY_CORES}
+    text = bench_report.table(report, markdown=True)
+    assert f"hypervisor took at most {machine.BUSY_CORES:.2f} ({noisy['label']})" in text
+    assert f"1 case(s) lost {machine.BUSY_CORES} cores or more" in text
+    assert f"{noisy['label']} (0.15 / {machine.BUSY_CORES:.2f})" in text
+    for r in report["cases"]:
+        r["interference"] = None  # not measured (no /proc/stat, or cases too short): no line
+    assert "other processes used" not in bench_report.table(report, markdown=True)
+
 def test_cpu_ticks_count_only_the_cpus_this_process_may_use(tmp_path, monkeypatch):
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 100 900 0 0 0 9 0 0\n"

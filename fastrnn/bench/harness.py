@@ -44,7 +44,8 @@ and the model and sampling at both batches) a run took 98 s on the project's 2 i
 (2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took 138 s), the
 peak measurement 5 s of it. A busy machine makes it longer and noisier, which the line on other
 processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
-second at its start).
+second at its start), and so does each case's ``interference``: what other processes used and the
+hypervisor stole while that case ran, which the report names where it took a fifth of a core or more.
 """
 
 import contextlib
@@ -65,6 +66,7 @@ SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = timing.MIN_SAMPLE_S
+INTERFERENCE_MIN_S = 0.5  # a case shorter than this is too short for /proc/stat's ticks to tell
 SETTLE_S = timing.SETTLE_S  # seconds between implementations on different thread pools (see 4. above)
 WARM_S = timing.WARM_S  # seconds of untimed calls of a pool's members before its samples (see 4. above)
 
@@ -175,6 +177,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     ``peak_gflops`` is the machine's peak in the case's dtype (None: shares of peak are None).
     """
     started = time.perf_counter()
+    cpu_before = machine.cpu_snapshot()
     record = {
         "label": case.label, "kind": case.kind, "cell": case.cell, "size": case.size, "dims": case.dim,
         "dtype": case.dtype, "pass": case.pass_label, "gemm_flops": workloads.gemm_flops(case),
@@ -241,6 +244,8 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     record["ratios"] = ratios(record["results"])
     record["rates"] = rates(record["results"], record["gemm_flops"], peak_gflops)
     record["elapsed_s"] = time.perf_counter() - started
+    # what other processes and the hypervisor took while the case ran (see report.interference_line)
+    record["interference"] = machine.interference(cpu_before, machine.cpu_snapshot(), INTERFERENCE_MIN_S)
     return record
 
 

@@ -14,9 +14,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe", "other_cpu"]
+__all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe", "other_cpu",
+           "cpu_snapshot", "interference"]
 
-BUSY_CORES = 0.2  # other processes using this many cores or more at the start of a run: expect noisy timings
+BUSY_CORES = 0.2  # cores taken by other processes (or the hypervisor) at a run's start or during a case: expect noise
 
 # distribution name -> label
 _PACKAGES = {
@@ -181,26 +182,46 @@ def _cpu_ticks(path="/proc/stat"):
     return busy, steal
 
 
+def cpu_snapshot(ticks=_cpu_ticks, own=os.times, clock=time.monotonic):
+    """A reading for ``interference``: the machine's busy and stolen clock ticks (``_cpu_ticks``), this
+    process's CPU time and the time; None where the system does not tell (no /proc/stat)."""
+    try:
+        busy, steal = ticks()
+        t = own()
+        return {"busy": busy, "steal": steal, "own_s": t.user + t.system, "at": clock()}
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def interference(before, after, min_seconds=0.0):
+    """Between two ``cpu_snapshot`` readings: the cores' worth of CPU time that other processes used, and
+    that the hypervisor stole, as {"seconds", "cores", "steal_cores"}; None without both readings or over
+    less than ``min_seconds`` (the kernel counts CPU time in ticks of 1-10 ms: a short window cannot tell)."""
+    if before is None or after is None:
+        return None
+    elapsed = after["at"] - before["at"]
+    if elapsed <= 0 or elapsed < min_seconds:
+        return None
+    try:
+        hz = os.sysconf("SC_CLK_TCK")
+    except (ValueError, OSError, AttributeError):
+        return None
+    mine = after["own_s"] - before["own_s"]
+    return {"seconds": elapsed, "cores": max(0.0, ((after["busy"] - before["busy"]) / hz - mine) / elapsed),
+            "steal_cores": max(0.0, (after["steal"] - before["steal"]) / hz / elapsed)}
+
+
 def other_cpu(seconds=0.5, sleep=time.sleep, ticks=_cpu_ticks, own=os.times, clock=time.monotonic):
     """How busy the machine is right now, without us: the cores' worth of CPU time that other processes
     used, and that the hypervisor stole, while this process slept ``seconds``.  None where the system does
     not tell (no /proc/stat).  Unlike the load average, which decays over a minute, it is not raised by
     a run that has just ended."""
-    try:
-        hz = os.sysconf("SC_CLK_TCK")
-        busy0, steal0 = ticks()
-        t0, c0 = clock(), own()
-        sleep(seconds)
-        busy1, steal1 = ticks()
-        t1, c1 = clock(), own()
-    except (OSError, ValueError, AttributeError, IndexError):
+    before = cpu_snapshot(ticks, own, clock)
+    if before is None:
         return None
-    elapsed = t1 - t0
-    if elapsed < seconds / 2:  # the sleep was cut short (or faked): too short a window to tell
-        return None
-    mine = (c1.user - c0.user) + (c1.system - c0.system)
-    return {"seconds": elapsed, "cores": max(0.0, ((busy1 - busy0) / hz - mine) / elapsed),
-            "steal_cores": max(0.0, (steal1 - steal0) / hz / elapsed)}
+    sleep(seconds)
+    # a sleep cut short (or faked) is too short a window to tell
+    return interference(before, cpu_snapshot(ticks, own, clock), min_seconds=seconds / 2)
 
 
 def native():

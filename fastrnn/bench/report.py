@@ -187,6 +187,29 @@ def table(report, markdown=False):
                          "(for numba this includes compiling or loading the cached kernels): "
                          + "; ".join(f"{name} {format_time(v['overhead_s'])} (largest {format_time(v['largest_s'])}"
                                      f" in {v['largest_case']})" for name, v in fc.items()))]
+    line = interference_line(report["cases"])
+    if line:
+        out += ["", wrap(line)]
     if report.get("failures"):
         out += ["", "FAILURES:"] + [f"  {f}" for f in report["failures"]]
     return "\n".join(out)
+
+
+def interference_line(cases, most=6):
+    """What other processes and the hypervisor took while the cases ran (each case's ``interference``,
+    fastrnn.bench.machine): the largest of each, and the cases where together they took
+    ``machine.BUSY_CORES`` cores or more, whose rows may be slow for it; None when no case was measured."""
+    measured = [(r["label"], r["interference"]) for r in cases if r.get("interference")]
+    if not measured:
+        return None
+    other = max(measured, key=lambda c: c[1]["cores"])
+    steal = max(measured, key=lambda c: c[1]["steal_cores"])
+    text = (f"while the cases ran, other processes used at most {other[1]['cores']:.2f} cores "
+            f"({other[0]}) and the hypervisor took at most {steal[1]['steal_cores']:.2f} ({steal[0]})")
+    noisy = [f"{label} ({i['cores']:.2f} / {i['steal_cores']:.2f})" for label, i in measured
+             if i["cores"] + i["steal_cores"] >= machine.BUSY_CORES]
+    if noisy:
+        text += (f"; {len(noisy)} case(s) lost {machine.BUSY_CORES} cores or more to them, so their rows may be slow "
+                 f"for it (cores used by other processes / taken by the hypervisor): {'; '.join(noisy[:most])}"
+                 + ("; ..." if len(noisy) > most else ""))
+    return text
