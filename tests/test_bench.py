@@ -60,13 +60,18 @@ def _name_runs(monkeypatch, on_run=None):
     monkeypatch.setattr(workloads, "build", named_build)
 
 
-def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
+@pytest.mark.parametrize("visit_s, per_visit", [(None, 3), (1e-9, 1)])
+def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch, visit_s, per_visit):
     """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
-    fastrnn's team: the compiled backends; torch's): the first half of the rounds in one pool order,
-    the rest in the reverse order, with a pause at every change of pool and after the last; within a
-    pool every round samples every member once, in turn, each round starting one further."""
+    fastrnn's team: the compiled backends; torch's), in visits of ``per_visit`` rounds: a pass over the
+    pools in one order, the next in the reverse order, and so on, with a pause at every change of pool and
+    after the last; within a pool every round samples every member once, in turn, each round starting one
+    further. A tiny case fits all its rounds in VISIT_S: half of them per visit; where a round takes longer
+    than VISIT_S, one."""
     log = []
     _name_runs(monkeypatch)
+    if visit_s is not None:
+        monkeypatch.setattr(bench, "VISIT_S", visit_s)
     sample = bench.timing.sample
 
     def logged_sample(fn, number, clock):
@@ -91,8 +96,11 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
         else:
             current.append(entry)
     assert current == []  # a pause after the last pool too
-    # 3 rounds pool by pool, then 2 in reverse order: the middle pool's two runs are one group
-    expected = [(p, 3) for p in pools] + [(p, 2) for p in reversed(pools)]
+    # passes of per_visit rounds, alternately forward and reversed; at a turn one pool's two visits are one group
+    expected = []
+    for i, start in enumerate(range(0, rounds, per_visit)):
+        n = min(per_visit, rounds - start)
+        expected += [(p, n) for p in (pools if i % 2 == 0 else pools[::-1])]
     merged = [expected[0]]
     for members, n in expected[1:]:
         if members == merged[-1][0]:
@@ -100,13 +108,18 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch):
         else:
             merged.append((members, n))
     assert len(groups) == len(merged)
+    rounds_of = {}  # per pool, its rounds in time order
     for (members, n), group in zip(merged, groups):
         assert len(group) == n * len(members)
         chunks = [group[i:i + len(members)] for i in range(0, len(group), len(members))]
         assert all(sorted(c) == sorted(members) for c in chunks)
+        rounds_of.setdefault(tuple(members), []).extend(chunks)
+    for members, chunks in rounds_of.items():
+        assert len(chunks) == rounds
         if len(members) > 1:
-            assert chunks[0] != chunks[1]  # each round starts one further along
+            assert all(a != b for a, b in zip(chunks, chunks[1:]))  # each round starts one further along
     assert all(len(record["results"][n]["samples_s"]) == rounds for n in names)
+    assert record["rounds_per_visit"] == per_visit
 
 
 def test_every_pool_is_warmed_up_untimed_before_its_samples(monkeypatch):
@@ -158,17 +171,21 @@ def test_warm_up_calls_each_function_until_the_time_is_up():
     assert bench.timing.warm_up([lambda: calls.append("a")], 0.0, clock=lambda: 0.0) == 1  # at least once
 
 
-@pytest.mark.parametrize("rounds", [1, 2, 5, 9])
-def test_pool_schedule_puts_every_pool_at_the_middle(rounds):
+@pytest.mark.parametrize("rounds, per_visit", [(1, None), (2, None), (5, None), (9, None), (5, 1), (6, 1),
+                                               (9, 2), (8, 2), (7, 3)])
+def test_pool_schedule_spreads_every_pool_over_the_case(rounds, per_visit):
     pools = [["numpy", "floor"], ["cython", "numba"], ["torch"]]
-    schedule = bench.pool_schedule(pools, rounds)
+    schedule = bench.pool_schedule(pools, rounds, per_visit)
+    k = per_visit or (rounds + 1) // 2
     for members in pools:
         taken = [r for m, rs in schedule if m is members for r in rs]
-        assert sorted(taken) == list(range(rounds))  # every round once
-    # the order of the segments: forward, then (from the second half on) reversed
+        assert taken == list(range(rounds))  # every round once, in order
+        assert all(len(rs) == k for m, rs in schedule if m is members if rs[-1] != rounds - 1)  # full visits
+    # the order of the segments: passes over the pools, forward then reversed, and so on
+    passes = -(-rounds // k)
     order = [pools.index(m) for m, rs in schedule]
-    assert order == ([0, 1, 2] if rounds == 1 else [0, 1, 2, 2, 1, 0])
-    # the mean position of a pool's samples in time is the same for every pool
+    assert order == [i for p in range(passes) for i in ([0, 1, 2] if p % 2 == 0 else [2, 1, 0])]
+    # the mean position of a pool's samples in time is the same for every pool when the passes pair up
     positions = {}
     t = 0
     for members, rs in schedule:
@@ -176,8 +193,62 @@ def test_pool_schedule_puts_every_pool_at_the_middle(rounds):
             positions.setdefault(pools.index(members), []).append(t)
             t += 1
     means = [sum(p) / len(p) for p in positions.values()]
-    if rounds % 2 == 0:
+    if rounds % (2 * k) == 0:
         assert max(means) == min(means)
+
+
+@pytest.mark.parametrize("schedule_before", [False, True])
+def test_a_slow_phase_of_the_machine_moves_no_pool_against_another(monkeypatch, schedule_before):
+    """A simulated machine: every call costs one second of a virtual clock, 1.6 seconds during a phase that
+    covers the first 40 % of the calls after the setup (as the project's VM did for seconds at a time,
+    every thread pool alike). Visits of one round each (a round here takes far longer than VISIT_S) put
+    two of every pool's five samples in the phase, and every median stays 1 s; with one visit per half of
+    the rounds (VISIT_S = 1e9: the schedule before) the phase took three samples of the first pool only."""
+    team = [b for b in ("cython", "numba") if b in fastrnn.available_backends()]
+    if not team:
+        pytest.skip("no compiled backend: one thread pool only")
+    names = ["numpy", "floor", *team]
+    setup = 2 * len(names)  # every implementation's checked first call and its sizing call
+    if schedule_before:
+        monkeypatch.setattr(bench, "VISIT_S", 1e9)
+    now, calls, slow = [0.0], [0], [range(0)]
+
+    def on_run(name):
+        now[0] += 1.6 if calls[0] in slow[0] else 1.0
+        calls[0] += 1
+
+    _name_runs(monkeypatch, on_run=on_run)
+
+    def measure():
+        calls[0] = 0
+        return bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=5, clock=lambda: now[0],
+                                  sleep=lambda s: now.__setitem__(0, now[0] + s), min_sample=0.5)
+
+    measure()  # counts the calls
+    slow[0] = range(setup, setup + int(0.4 * (calls[0] - setup)))
+    record = measure()
+    medians = {name: e["median_s"] for name, e in record["results"].items()}
+    if not schedule_before:
+        assert record["rounds_per_visit"] == 1
+        assert all(m == pytest.approx(1.0) for m in medians.values())
+    else:
+        assert record["rounds_per_visit"] == 3
+        assert medians["numpy"] == pytest.approx(1.6) and medians["floor"] == pytest.approx(1.6)
+        assert all(medians[n] == pytest.approx(1.0) for n in team)
+
+
+def test_pool_schedule_refuses_empty_visits():
+    with pytest.raises(ValueError, match="per_visit"):
+        bench.pool_schedule([["numpy"]], 5, 0)
+
+
+def test_rounds_per_visit_fits_visit_s_within_half_the_rounds():
+    v = bench.VISIT_S
+    assert bench.rounds_per_visit(v / 2, 5) == 2  # two rounds fit
+    assert bench.rounds_per_visit(v / 100, 9) == 5  # all would fit: half of them (rounded up), two visits each
+    assert bench.rounds_per_visit(v * 3, 5) == 1  # none fits: one
+    assert bench.rounds_per_visit(0.0, 7) == 4
+    assert bench.rounds_per_visit(v / 100, 1) == 1
 
 
 def test_medians_and_ratios_come_from_the_samples(monkeypatch):

@@ -13,13 +13,16 @@ How a case is measured (all implementations in one process):
    times ``number`` back-to-back calls, enough to last ``min_sample`` seconds;
 4. rounds: the implementations are grouped by the thread pool they compute on -- NumPy's
    BLAS (the oracle and the floor), fastrnn's team (the compiled backends, see
-   fastrnn._native), torch's -- and each group takes its rounds on its own, after a pause of
-   ``SETTLE_S``: the first half of the rounds group by group, the second half with the groups in
-   reverse order (``pool_schedule``), so that a machine drifting over the seconds a case takes
-   biases no group against another. Before its rounds (after each pause) the group's members run
-   untimed, in turn, for ``WARM_S``: on the project's VM the first call after 0.15 s idle ran
-   1.4-1.8x slow and the next two 1.05-1.1x, so without it the first sample of every group's
-   share was slow. In each round every implementation of the group takes one sample, in turn
+   fastrnn._native), torch's -- and each group takes its rounds on its own, in visits: as many
+   rounds as fit in ``VISIT_S`` (at least one, at most half of them), the groups in turn, forward
+   then backward (``pool_schedule``), with a pause of ``SETTLE_S`` at every change of group. Every
+   group's samples are then spread over the whole case: on the project's VM the whole guest at
+   times ran ~1.6x slow for seconds (oracle, floor and team alike, nothing visible from inside),
+   and with one visit per half of the rounds such a phase fell on the first half of one or two
+   groups only, moving their medians and no one else's. Before its rounds (after each pause) the
+   group's members run untimed, in turn, for ``WARM_S``: on the project's VM the first call after
+   0.15 s idle ran 1.4-1.8x slow and the next two 1.05-1.1x, so without it the first sample of
+   every group's share was slow. In each round every implementation of the group takes one sample, in turn
    (round-robin, starting one further along each round), so slow drifts of the machine hit all
    alike; the garbage collector is off during a sample. The reason for the groups is that a
    thread pool keeps its idle threads spinning after a call: measured here,
@@ -41,8 +44,9 @@ How a case is measured (all implementations in one process):
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
 and the model and sampling at both batches) a run took 98 s on the project's 2 idle cores
-(2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took 138 s), the
-peak measurement 5 s of it. A busy machine makes it longer and noisier, which the line on other
+(Intel Xeon, 2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took
+138 s), the peak measurement 5 s of it; on the AMD EPYC (Zen 4), with the visits of 4. (142 more pauses
+than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it (2026-12-04). A busy machine makes it longer and noisier, which the line on other
 processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
 second at its start), and so does each case's ``interference``: what other processes used and the
 hypervisor stole while that case ran, which the report names where it took a fifth of a core or more.
@@ -60,7 +64,8 @@ from . import machine, peak, timing, workloads
 from .._tolerances import excess
 from .sizes import DEFAULT_BENCH_SIZES
 
-__all__ = ["run", "auto_rounds", "pool_schedule", "rates", "ratios", "DEFAULT_KINDS", "DEFAULT_SIZES", "SCHEMA"]
+__all__ = ["run", "auto_rounds", "rounds_per_visit", "pool_schedule", "rates", "ratios", "DEFAULT_KINDS",
+           "DEFAULT_SIZES", "SCHEMA"]
 
 SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
 DEFAULT_KINDS = workloads.KINDS
@@ -69,6 +74,7 @@ MIN_SAMPLE_S = timing.MIN_SAMPLE_S
 INTERFERENCE_MIN_S = 0.5  # a case shorter than this is too short for /proc/stat's ticks to tell
 SETTLE_S = timing.SETTLE_S  # seconds between implementations on different thread pools (see 4. above)
 WARM_S = timing.WARM_S  # seconds of untimed calls of a pool's members before its samples (see 4. above)
+VISIT_S = 0.25  # seconds of rounds per visit of the pools, about (see 4. above and rounds_per_visit)
 
 
 def auto_rounds(round_s):
@@ -78,6 +84,15 @@ def auto_rounds(round_s):
     if round_s < 0.25:
         return 7
     return 5
+
+
+def rounds_per_visit(round_s, rounds):
+    """How many rounds a pool takes per visit, for a case whose one round takes ``round_s``: as many as fit
+    in ``VISIT_S`` (a visit costs a pause of ``SETTLE_S`` and ``WARM_S`` of untimed calls, so the rounds of
+    short cases go in few visits), at least one and at most half of the ``rounds`` (rounded up), so that
+    every pool has at least two visits, one in each half of the case."""
+    fit = math.floor(VISIT_S / round_s) if round_s > 0 else rounds
+    return max(1, min(fit, (rounds + 1) // 2))
 
 
 @contextlib.contextmanager
@@ -215,14 +230,17 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
         entry["number"] = timing.calls_per_sample(warm, min_sample)
         runnable.append((name, w, entry, warm))
 
+    round_s = sum(e["number"] * warm for _, _, e, warm in runnable)  # one sample of every implementation
     if rounds is None:
-        rounds = auto_rounds(sum(e["number"] * warm for _, _, e, warm in runnable))
+        rounds = auto_rounds(round_s)
     record["rounds"] = rounds
+    per_visit = rounds_per_visit(round_s, rounds)
+    record["rounds_per_visit"] = per_visit
     pools = {}
     for item in runnable:
         pools.setdefault(_thread_pool(item[0]), []).append(item)
     previous = None
-    for members, rounds_of_pool in pool_schedule(list(pools.values()), rounds):
+    for members, rounds_of_pool in pool_schedule(list(pools.values()), rounds, per_visit):
         if members is not previous:
             if previous is not None:
                 sleep(settle)  # let the previous pool's threads stop spinning
@@ -249,19 +267,23 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     return record
 
 
-def pool_schedule(pools, rounds):
-    """The order in which the pools take their rounds (see 4. above): the first half of the rounds
-    (rounded up) pool by pool, then the rest with the pools in reverse order, as ``[(pool, round
-    indices), ...]``.  A pool's samples then sit, on average, at the middle of the case, whatever the
-    pool: a machine that drifts steadily (this VM does, by several % over seconds) biases no ratio
-    between pools, where one pass (every round of one pool, then of the next) credited the drift to
-    the pool timed last.  The two middle segments belong to the same pool: one pause more per pool
-    boundary, not per round."""
-    first = range((rounds + 1) // 2)
-    second = range((rounds + 1) // 2, rounds)
-    schedule = [(members, first) for members in pools]
-    if second:
-        schedule += [(members, second) for members in reversed(pools)]
+def pool_schedule(pools, rounds, per_visit=None):
+    """The order in which the pools take their rounds (see 4. above), as ``[(pool, round indices), ...]``:
+    passes of ``per_visit`` rounds (default: half of them, rounded up), each pass visiting every pool, the
+    first pass in the given order, the next in reverse, and so on.  Two reasons.  A machine that drifts
+    steadily (this VM does, by several % over seconds) then biases no ratio between pools: every pair of
+    passes puts each pool's samples at the same mean time, where one pass (every round of one pool, then of
+    the next) credited the drift to the pool timed last.  And a step change (seconds of a slow machine) falls
+    on the visits of every pool it covers, not on one pool's half of the rounds.  The pool at a turn takes
+    two visits in a row: one pause fewer."""
+    if per_visit is None:
+        per_visit = (rounds + 1) // 2
+    if per_visit < 1:
+        raise ValueError("per_visit must be at least 1")
+    schedule = []
+    for p, start in enumerate(range(0, rounds, per_visit)):
+        these = range(start, min(start + per_visit, rounds))
+        schedule += [(members, these) for members in (pools if p % 2 == 0 else pools[::-1])]
     return schedule
 
 
@@ -362,6 +384,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
             "settings": {
                 "implementations": list(names), "rounds": rounds if rounds is not None else "auto",
                 "threads": thread_counts, "seed": seed, "min_sample_s": min_sample, "warm_up_s": WARM_S,
+                "visit_s": VISIT_S,
             },
             "peak": None,
             "peak_end": None,

@@ -119,8 +119,10 @@ def table(report, markdown=False):
     rounds = s["rounds"]
     how = []  # how the rounds were taken (see fastrnn.bench.harness)
     if threads.get("torch"):
-        how.append("each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's for half of the "
-                   "rounds, then in reverse order")
+        visit = s.get("visit_s")
+        how.append("each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's in turn, "
+                   + (f"{1000 * visit:.0f} ms of rounds (at most half of them) per visit, " if visit else "")
+                   + "forward then backward")
     if s.get("warm_up_s"):
         how.append(f"each pool's rounds after {1000 * s['warm_up_s']:.0f} ms of untimed calls")
     lines.append(

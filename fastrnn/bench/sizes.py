@@ -26,7 +26,8 @@ SIZES = {
 }
 
 # What ``fastrnn bench`` runs without --sizes, chosen so a default run (with the model and sampling
-# at both batches) takes under two minutes on 2 idle cores (98 s measured): "medium" would add about
+# at both batches) takes two to three minutes on 2 idle cores (98 s measured on the Xeon, 156 s on
+# the Zen 4 with the harness's shorter visits, fastrnn.bench.harness): "medium" would add about
 # as much again, and "large" takes minutes on its own. ``--sizes all`` runs every one.
 DEFAULT_BENCH_SIZES = ("tiny", "small")
 
