@@ -122,6 +122,44 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch, v
     assert record["rounds_per_visit"] == per_visit
 
 
+def test_with_one_pool_every_round_samples_every_implementation_without_pauses(monkeypatch):
+    """With one thread nothing spins: one group of all the implementations, each sampled once per round,
+    in turn, starting one further along each round; warmed up once, no pause until the case ends."""
+    log = []
+    _name_runs(monkeypatch)
+    sample = bench.timing.sample
+
+    def logged_sample(fn, number, clock):
+        log.append(fn.implementation)
+        return sample(fn, number, clock)
+
+    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+    names = bench.implementations()
+    rounds = 4
+    with bench.thread_settings(1, "torch" in names):
+        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=rounds, one_pool=True,
+                                    sleep=lambda s: log.append(("pause", s)))
+    assert all(not isinstance(e, tuple) for e in log)  # no pause at all: one pool, nothing to wait for
+    chunks = [log[i:i + len(names)] for i in range(0, len(log), len(names))]
+    assert len(chunks) == rounds and all(sorted(c) == sorted(names) for c in chunks)
+    assert all(a != b for a, b in zip(chunks, chunks[1:]))
+    assert all(len(record["results"][n]["samples_s"]) == rounds for n in names)
+
+
+def test_a_one_thread_run_takes_one_pool_and_says_so(monkeypatch):
+    seen = []
+    measure = bench.measure_case
+    monkeypatch.setattr(bench, "measure_case", lambda *a, **k: seen.append(k["one_pool"]) or measure(*a, **k))
+    case = _tiny(cell="rnn", pass_="fwd")
+    for threads in (1, 2):
+        report = bench.run([case], ["numpy", "floor"], rounds=2, threads=threads, peak_sizes=(64,),
+                           sleep=lambda s: None)
+        assert report["settings"]["one_pool"] is (report["settings"]["threads"]["blas"] == 1)
+        text = bench_report.table(report)
+        assert ("every implementation in turn" in text) is report["settings"]["one_pool"]
+    assert seen[0] is True
+
+
 def test_every_pool_is_warmed_up_untimed_before_its_samples(monkeypatch):
     """Before a pool's first sample, and after every pause, each member of the pool runs untimed
     (the first calls after a pause run slow), for at least WARM_S of the clock."""

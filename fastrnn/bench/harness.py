@@ -32,7 +32,11 @@ How a case is measured (all implementations in one process):
    1.3x slow after torch, and a 2-thread team job right after a 2-thread OpenBLAS GEMM 2.2x
    slow. A user's program that mixes the pools pays that; a program that stays in one
    (fastrnn's layers and models, or torch alone) does not. With one thread (``--threads 1``)
-   nothing spins, and the split changes nothing;
+   nothing spins: all implementations then form one group (``one_pool``), each taking one
+   sample in turn in every round, with no pauses. Measured so (one thread, Zen 4, 2026-12-04:
+   every implementation in turn, against group by group with the pause and the warm-up), the
+   medians were 0.89-1.03x the grouped ones, none slower beyond noise: the finest interleaving,
+   and no pauses;
 5. the time of an implementation is the median of its samples, and every ratio is taken
    between medians of the same run;
 6. rates: every implementation of a case (the floor included) is credited with the same work,
@@ -186,10 +190,11 @@ def _thread_pool(name):
 
 
 def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter,
-                 sleep=time.sleep, settle=SETTLE_S, peak_gflops=None):
+                 sleep=time.sleep, settle=SETTLE_S, peak_gflops=None, one_pool=False):
     """Measures one case; returns its JSON-able record (see the module docstring).
 
-    ``peak_gflops`` is the machine's peak in the case's dtype (None: shares of peak are None).
+    ``peak_gflops`` is the machine's peak in the case's dtype (None: shares of peak are None);
+    ``one_pool``: every implementation in one group, no pauses (for one thread: see 4. above).
     """
     started = time.perf_counter()
     cpu_before = machine.cpu_snapshot()
@@ -238,7 +243,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     record["rounds_per_visit"] = per_visit
     pools = {}
     for item in runnable:
-        pools.setdefault(_thread_pool(item[0]), []).append(item)
+        pools.setdefault("all" if one_pool else _thread_pool(item[0]), []).append(item)
     previous = None
     for members, rounds_of_pool in pool_schedule(list(pools.values()), rounds, per_visit):
         if members is not previous:
@@ -378,13 +383,14 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
     peak_libraries = peak.libraries()
     dtypes = list(dict.fromkeys(case.dtype for case in cases))
     with thread_settings(threads, "torch" in names or "torch" in peak_libraries) as thread_counts:
+        one_pool = thread_counts["blas"] == 1 and thread_counts["torch"] in (None, 1)  # nothing spins (4. above)
         report = {
             "schema": SCHEMA,
             "machine": {**machine.describe(), "other_cpu": machine.other_cpu(sleep=sleep)},
             "settings": {
                 "implementations": list(names), "rounds": rounds if rounds is not None else "auto",
                 "threads": thread_counts, "seed": seed, "min_sample_s": min_sample, "warm_up_s": WARM_S,
-                "visit_s": VISIT_S,
+                "visit_s": VISIT_S, "one_pool": one_pool,
             },
             "peak": None,
             "peak_end": None,
@@ -399,7 +405,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                 bar.set_postfix_str(case.label, refresh=True)
                 report["cases"].append(measure_case(
                     case, names, rounds, seed, min_sample, clock, sleep=sleep,
-                    peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"]))
+                    peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"], one_pool=one_pool))
                 bar.update()
             bar.set_postfix_str("the machine's peak again", refresh=True)
             report["peak_end"] = peak.remeasure(report["peak"], clock=clock, sleep=sleep, gemm=peak_gemm)

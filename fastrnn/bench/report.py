@@ -118,13 +118,16 @@ def table(report, markdown=False):
     lines += peak_lines(report)
     rounds = s["rounds"]
     how = []  # how the rounds were taken (see fastrnn.bench.harness)
-    if threads.get("torch"):
+    if s.get("one_pool"):
+        how.append("one thread: every implementation in turn in every round, no pauses")
+    elif threads.get("torch"):
         visit = s.get("visit_s")
         how.append("each thread pool in rounds of its own: NumPy's BLAS, fastrnn's team, torch's in turn, "
                    + (f"{1000 * visit:.0f} ms of rounds (at most half of them) per visit, " if visit else "")
                    + "forward then backward")
     if s.get("warm_up_s"):
-        how.append(f"each pool's rounds after {1000 * s['warm_up_s']:.0f} ms of untimed calls")
+        whose = "the" if s.get("one_pool") else "each pool's"
+        how.append(f"{whose} rounds after {1000 * s['warm_up_s']:.0f} ms of untimed calls")
     lines.append(
         f"threads: BLAS {threads['blas']}" + (f", torch {threads['torch']}" if threads.get("torch") else "")
         + f"; time = median of {'auto (5-9)' if rounds == 'auto' else rounds} interleaved rounds"
