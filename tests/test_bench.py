@@ -144,6 +144,7 @@ def test_with_one_pool_every_round_samples_every_implementation_without_pauses(m
     assert len(chunks) == rounds and all(sorted(c) == sorted(names) for c in chunks)
     assert all(a != b for a, b in zip(chunks, chunks[1:]))
     assert all(len(record["results"][n]["samples_s"]) == rounds for n in names)
+    assert record["rounds_per_visit"] == rounds  # one visit of every round
 
 
 def test_a_one_thread_run_takes_one_pool_and_says_so(monkeypatch):

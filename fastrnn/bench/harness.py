@@ -50,7 +50,8 @@ under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DE
 and the model and sampling at both batches) a run took 98 s on the project's 2 idle cores
 (Intel Xeon, 2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took
 138 s), the peak measurement 5 s of it; on the AMD EPYC (Zen 4), with the visits of 4. (142 more pauses
-than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it (2026-12-04). A busy machine makes it longer and noisier, which the line on other
+than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it, and with
+``--threads 1`` (one group, no pauses) 85 s (2026-12-04). A busy machine makes it longer and noisier, which the line on other
 processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
 second at its start), and so does each case's ``interference``: what other processes used and the
 hypervisor stole while that case ran, which the report names where it took a fifth of a core or more.
@@ -239,7 +240,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
     if rounds is None:
         rounds = auto_rounds(round_s)
     record["rounds"] = rounds
-    per_visit = rounds_per_visit(round_s, rounds)
+    per_visit = rounds if one_pool else rounds_per_visit(round_s, rounds)
     record["rounds_per_visit"] = per_visit
     pools = {}
     for item in runnable:
