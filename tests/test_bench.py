@@ -60,6 +60,17 @@ def _name_runs(monkeypatch, on_run=None):
     monkeypatch.setattr(workloads, "build", named_build)
 
 
+def _log_samples(monkeypatch, log, entry=lambda name: name):
+    """Makes every timed sample append ``entry(its implementation's name)`` to ``log`` (needs _name_runs)."""
+    sample = bench.timing.sample
+
+    def logged_sample(fn, number, clock):
+        log.append(entry(fn.implementation))
+        return sample(fn, number, clock)
+
+    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+
+
 @pytest.mark.parametrize("visit_s, per_visit", [(None, 3), (1e-9, 1)])
 def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch, visit_s, per_visit):
     """The implementations take their rounds pool by pool (NumPy's BLAS: the oracle and the floor;
@@ -72,13 +83,7 @@ def test_runs_are_interleaved_round_robin_within_each_thread_pool(monkeypatch, v
     _name_runs(monkeypatch)
     if visit_s is not None:
         monkeypatch.setattr(bench, "VISIT_S", visit_s)
-    sample = bench.timing.sample
-
-    def logged_sample(fn, number, clock):
-        log.append(fn.implementation)
-        return sample(fn, number, clock)
-
-    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+    _log_samples(monkeypatch, log)
     names = bench.implementations()
     rounds = 5
     with bench.thread_settings(1, "torch" in names):
@@ -127,13 +132,7 @@ def test_with_one_pool_every_round_samples_every_implementation_without_pauses(m
     in turn, starting one further along each round; warmed up once, no pause until the case ends."""
     log = []
     _name_runs(monkeypatch)
-    sample = bench.timing.sample
-
-    def logged_sample(fn, number, clock):
-        log.append(fn.implementation)
-        return sample(fn, number, clock)
-
-    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+    _log_samples(monkeypatch, log)
     names = bench.implementations()
     rounds = 4
     with bench.thread_settings(1, "torch" in names):
@@ -166,13 +165,7 @@ def test_every_pool_is_warmed_up_untimed_before_its_samples(monkeypatch):
     (the first calls after a pause run slow), for at least WARM_S of the clock."""
     log = []
     _name_runs(monkeypatch, on_run=lambda name: log.append(("run", name)))
-    sample = bench.timing.sample
-
-    def logged_sample(fn, number, clock):
-        log.append(("sample", fn.implementation))
-        return sample(fn, number, clock)
-
-    monkeypatch.setattr(bench.timing, "sample", logged_sample)
+    _log_samples(monkeypatch, log, entry=lambda name: ("sample", name))
     ticks = itertools.count()
     team = [b for b in ("cython", "numba") if b in fastrnn.available_backends()]
     if not team:
