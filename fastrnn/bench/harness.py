@@ -22,9 +22,9 @@ How a case is measured (all implementations in one process):
    groups only, moving their medians and no one else's. Before its rounds (after each pause) the
    group's members run untimed, in turn, for ``WARM_S``: on the project's VM the first call after
    0.15 s idle ran 1.4-1.8x slow and the next two 1.05-1.1x, so without it the first sample of
-   every group's share was slow. In each round every implementation of the group takes one sample, in turn
-   (round-robin, starting one further along each round), so slow drifts of the machine hit all
-   alike; the garbage collector is off during a sample. The reason for the groups is that a
+   every group's share was slow. In each round every implementation of the group takes one
+   sample, in turn (round-robin, starting one further along each round), so slow drifts of the
+   machine hit all alike; the garbage collector is off during a sample. The reason for the groups is that a
    thread pool keeps its idle threads spinning after a call: measured here,
    OpenBLAS's for about 0.1 s, torch's for 10-50 ms, the team's for 1 ms. With 2 threads
    on 2 cores, the spinning threads of one pool take a core from whatever runs next on
@@ -49,10 +49,10 @@ How a case is measured (all implementations in one process):
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
 and the model and sampling at both batches) a run took 98 s on the project's 2 idle cores
 (Intel Xeon, 2026-12-02; the first run of a fresh install, which compiles Numba's kernels, took
-138 s), the peak measurement 5 s of it; on the AMD EPYC (Zen 4), with the visits of 4. (142 more pauses
-than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it, and with
-``--threads 1`` (one group, no pauses) 85 s (2026-12-04). A busy machine makes it longer and noisier, which the line on other
-processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
+138 s), the peak measurement 5 s of it; on the AMD EPYC (Zen 4), with the visits of 4. (142 more
+pauses than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it, and
+with ``--threads 1`` (one group, no pauses) 85 s (2026-12-04). A busy machine makes it longer and
+noisier, which the line on other processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
 second at its start), and so does each case's ``interference``: what other processes used and the
 hypervisor stole while that case ran, which the report names where it took a fifth of a core or more.
 """
