@@ -52,9 +52,10 @@ and the model and sampling at both batches) a run took 98 s on the project's 2 i
 138 s), the peak measurement 5 s of it; on the AMD EPYC (Zen 4), with the visits of 4. (142 more
 pauses than with one visit per half of the rounds, about 28 s), 156 s, the peak 13 s of it, and
 with ``--threads 1`` (one group, no pauses) 85 s (2026-12-04). A busy machine makes it longer and
-noisier, which the line on other processes above the table tells (``machine.other_cpu``: their CPU use while the run sleeps half a
-second at its start), and so does each case's ``interference``: what other processes used and the
-hypervisor stole while that case ran, which the report names where it took a fifth of a core or more.
+noisier, which the line on other processes above the table tells (``machine.other_cpu``: their
+CPU use while the run sleeps half a second at its start), and so does each case's
+``interference``: what other processes used and the hypervisor stole while that case ran, which
+the report names where it took a fifth of a core or more.
 """
 
 import contextlib
