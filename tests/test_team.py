@@ -10,6 +10,7 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -237,6 +238,25 @@ def test_the_team_runs_the_large_sequences_with_the_threads_blas_may_use(backend
                 getattr(layers, f"{cell}_backward_state")(*[np.ones_like(o) for o in outs], cache)
                 stats = _native.team_stats()
                 assert stats["jobs"] == jobs + 2 and stats["last_job_threads"] == 2, "backward not on the team"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2 CPUs to move a worker between")
+def test_a_sleeping_worker_is_moved_off_the_callers_cpu_before_its_job(backend):
+    """After a pause the worker sleeps; a wake-up would place it on its waker's CPU, where the caller runs
+    its own share (team.h, Waiting): fr_team_run moves it off that CPU first, and the job's results are
+    the same as without the pause."""
+    args = state_inputs(np.random.default_rng(7), np.float32, (16, 4, 8, 512), "lstm")
+    with threadpool_limits(2):
+        h, _ = layers.lstm_forward(args[0], args[1], args[3], args[4], args[5])
+        for _ in range(3):
+            time.sleep(0.05)  # 50 times the worker's spin: it sleeps now
+            moved = _native.team_stats()["moved_off_callers_cpu"]
+            again, _ = layers.lstm_forward(args[0], args[1], args[3], args[4], args[5])
+            stats = _native.team_stats()
+            assert stats["last_job_threads"] == 2
+            assert stats["moved_off_callers_cpu"] > moved, "the sleeping worker was not moved before its job"
+            np.testing.assert_array_equal(again, h)
 
 
 @pytest.mark.parametrize("name", COMPILED_BACKENDS)

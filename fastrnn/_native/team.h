@@ -19,6 +19,16 @@
  * With these spins (and 200 us at the end of a job) no job of such a loop sleeps; a worker that still
  * finds itself on its caller's CPU leaves it (fr_leave_cpu).  Both spins stay a hundredth of the ~0.1 s
  * OpenBLAS's threads spin after a call.
+ * After a pause that was not enough (Zen 4, 2026-12-04): a 2-thread product of 0.7 ms took 2.8 ms, call
+ * after call, once the team had slept.  The caller, asleep at the end of a job, was woken by the worker
+ * onto the worker's CPU and waited there ~1 ms behind the worker's spin for the next job; the worker, woken
+ * for that job onto the caller's CPU, moved off it, and the pair swapped CPUs at every call.  So now the
+ * caller moves a worker that sleeps, or that waits on the caller's CPU, off that CPU before it publishes a
+ * job (fr_narrow: a sleeper then wakes on another CPU), and a worker that had to wake the caller at the end
+ * of a job sleeps at once instead of spinning on the CPU it just gave the caller.  Measured after pauses
+ * of 0.05-0.5 s: 0.7-0.8 ms a call from the second call on.  (Yielding in the spins instead fixed the
+ * pauses but made a job right after a 2-thread OpenBLAS call wait a whole 4 ms tick behind OpenBLAS's
+ * spinning thread, which yields too.)
  * Barrier waits inside a job spin for a few tens of microseconds, then sleep on a futex: on a busy
  * machine a spinning thread would keep the descheduled thread it waits for off the core for a whole
  * time slice, at every step (measured: 18 ms instead of 0.1 ms per call with a third busy process on 2
@@ -35,6 +45,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -56,6 +67,7 @@ typedef struct {
     _Alignas(64) atomic_uint round;             /* rounds completed (a futex word on Linux) */
     atomic_int sleepers;                        /* threads asleep on round */
     char pad[64 - sizeof(atomic_uint) - sizeof(atomic_int)];
+    atomic_uint wakes;                          /* futex wakes issued here (a sleeper was waiting) */
 } fr_barrier;
 
 #if defined(__linux__)
@@ -108,6 +120,10 @@ static struct {
     void *arg;
     int64_t nth;
     int caller_cpu;              /* the CPU the caller of the job runs on (-1: unknown) */
+    pid_t tids[FR_TEAM_MAX];     /* per tid: the worker's kernel thread id (0: not known yet) */
+    atomic_int where[FR_TEAM_MAX];  /* per tid: the CPU the worker last saw itself on while it waited for a
+                                     * job, -1 while it sleeps (or before it first looked) */
+    uint64_t narrowed;           /* fr_team_run: the workers (bit tid) it narrowed for this job's wake-up ... */
     _Alignas(64) atomic_uint_fast64_t job;       /* job number, published after fn/arg/nth */
     fr_barrier bar;
     /* for fastrnn info and the tests: jobs run on several threads, calls run alone because the team was
@@ -130,8 +146,10 @@ static int64_t fr_sync_arrive(void *sync)
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_store_explicit(&b->round, round + 1, memory_order_seq_cst);
-        if (atomic_load_explicit(&b->sleepers, memory_order_seq_cst))
+        if (atomic_load_explicit(&b->sleepers, memory_order_seq_cst)) {
+            atomic_fetch_add_explicit(&b->wakes, 1, memory_order_relaxed);
             fr_futex_wake(&b->round);
+        }
         return -1;  /* the last to arrive: nothing to wait for */
     }
     return (int64_t)round;
@@ -159,24 +177,41 @@ static int64_t fr_now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* A worker that finds itself on the CPU of the job's caller (see Waiting above) narrows its own CPU set
- * to the others, which moves it at once, then widens it again, which does not move it back.  Nothing is
- * pinned; the caller is never touched. */
+/* Moving a thread off a CPU without pinning it: narrowing its CPU set to the others moves it at once (or,
+ * asleep, makes its next wake-up pick one of them); widening it again afterwards does not move it back.
+ * fr_narrow(tid, cpu, all) narrows thread `tid` (a kernel thread id, 0: the calling thread) and keeps its set
+ * in `all`; returns 1 when it did.  Only the team's workers are ever narrowed, never the caller of a job. */
+#if defined(__linux__) && defined(CPU_SET)
+typedef cpu_set_t fr_cpus;
+static int fr_narrow(pid_t tid, int cpu, fr_cpus *all)
+{
+    cpu_set_t others;
+    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(tid, sizeof *all, all) != 0 || !CPU_ISSET(cpu, all))
+        return 0;
+    others = *all;
+    CPU_CLR(cpu, &others);
+    if (CPU_COUNT(&others) == 0 || sched_setaffinity(tid, sizeof others, &others) != 0)
+        return 0;
+    atomic_fetch_add_explicit(&fr_team.moved, 1, memory_order_relaxed);
+    return 1;
+}
+static void fr_widen(pid_t tid, const fr_cpus *all) { sched_setaffinity(tid, sizeof *all, all); }
+static pid_t fr_gettid(void) { return (pid_t)syscall(SYS_gettid); }
+#else
+typedef int fr_cpus;
+static int fr_narrow(pid_t tid, int cpu, fr_cpus *all) { (void)tid, (void)cpu, (void)all; return 0; }
+static void fr_widen(pid_t tid, const fr_cpus *all) { (void)tid, (void)all; }
+static pid_t fr_gettid(void) { return 0; }
+#endif
+
+static fr_cpus fr_team_saved[FR_TEAM_MAX]; /* ... and their CPU sets, restored once the job is published */
+
+/* A worker that finds itself on the CPU of the job's caller leaves it. */
 static void fr_leave_cpu(int cpu)
 {
-#if defined(__linux__) && defined(CPU_SET)
-    cpu_set_t all, others;
-    if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof all, &all) != 0 || !CPU_ISSET(cpu, &all))
-        return;
-    others = all;
-    CPU_CLR(cpu, &others);
-    if (CPU_COUNT(&others) > 0 && sched_setaffinity(0, sizeof others, &others) == 0) {
-        sched_setaffinity(0, sizeof all, &all);
-        atomic_fetch_add_explicit(&fr_team.moved, 1, memory_order_relaxed);
-    }
-#else
-    (void)cpu;
-#endif
+    fr_cpus all;
+    if (fr_narrow(0, cpu, &all))
+        fr_widen(0, &all);
 }
 
 static int fr_current_cpu(void)
@@ -193,13 +228,20 @@ static void *fr_worker(void *p)
     const int64_t tid = (int64_t)(intptr_t)p;
     /* Not the job number now: the job this thread was started for may be published already. */
     uint_fast64_t seen = fr_team.first_job[tid];
+    fr_team.tids[tid] = fr_gettid();
+    int64_t spin_ns = FR_SPIN_JOB_NS;
     for (;;) {
         /* wait for the next job: spin a little, then sleep */
         int64_t start = fr_now_ns();
         uint_fast64_t job;
         for (int i = 0; (job = atomic_load_explicit(&fr_team.job, memory_order_acquire)) == seen; i++) {
             FR_PAUSE();
-            if ((i & 255) == 255 && fr_now_ns() - start > FR_SPIN_JOB_NS) {
+            if ((i & 255) != 255)
+                continue;
+            if (fr_now_ns() - start <= spin_ns) {
+                atomic_store_explicit(&fr_team.where[tid], fr_current_cpu(), memory_order_relaxed);
+            } else {
+                atomic_store_explicit(&fr_team.where[tid], -1, memory_order_relaxed);
                 pthread_mutex_lock(&fr_team.lock);
                 fr_team.sleeping++;
                 while ((job = atomic_load_explicit(&fr_team.job, memory_order_acquire)) == seen)
@@ -214,7 +256,11 @@ static void *fr_worker(void *p)
             if (fr_team.caller_cpu >= 0 && fr_current_cpu() == fr_team.caller_cpu)
                 fr_leave_cpu(fr_team.caller_cpu);
             fr_team.fn(fr_team.arg, &fr_team.bar, tid, fr_team.nth);
+            const unsigned wakes = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed);
             fr_sync_end(&fr_team.bar);  /* the end of the job */
+            /* This thread woke the caller, asleep at the end of the job: Linux placed it here, and a spin
+             * would hold this CPU from it, so sleep now (the next job moves this thread, see fr_team_run) */
+            spin_ns = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed) != wakes ? 0 : FR_SPIN_JOB_NS;
         }
     }
     return NULL;
@@ -229,6 +275,8 @@ static void fr_team_forget(void)  /* in a forked child: the workers did not come
     fr_team.wake = c;
     fr_team.sleeping = 0;
     fr_team.started = 0;
+    for (int i = 0; i < FR_TEAM_MAX; i++)
+        fr_team.tids[i] = 0;
 }
 
 static int fr_team_grow(int64_t nth)  /* starts workers up to tid nth - 1; returns the team size */
@@ -247,6 +295,8 @@ static int fr_team_grow(int64_t nth)  /* starts workers up to tid nth - 1; retur
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 1 << 20);
         fr_team.first_job[fr_team.started + 1] = atomic_load_explicit(&fr_team.job, memory_order_relaxed);
+        fr_team.tids[fr_team.started + 1] = 0;
+        atomic_store_explicit(&fr_team.where[fr_team.started + 1], -1, memory_order_relaxed);
         pthread_sigmask(SIG_BLOCK, &all, &old);  /* the new thread inherits the mask: no signals */
         int err = pthread_create(&thread, &attr, fr_worker, (void *)(intptr_t)(fr_team.started + 1));
         pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -271,14 +321,25 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
             fr_team.fn = fn;
             fr_team.arg = arg;
             fr_team.nth = nth;
-            fr_team.caller_cpu = fr_current_cpu();
+            const int cpu = fr_current_cpu();
+            fr_team.caller_cpu = cpu;
             fr_team.bar.n = nth;
+            /* Workers asleep, or waiting on this CPU, are moved off it first (see Waiting above) */
+            fr_team.narrowed = 0;
+            for (int64_t w = 1; w < nth && cpu >= 0; w++) {
+                const int at = atomic_load_explicit(&fr_team.where[w], memory_order_relaxed);
+                if (fr_team.tids[w] && (at < 0 || at == cpu) && fr_narrow(fr_team.tids[w], cpu, &fr_team_saved[w]))
+                    fr_team.narrowed |= (uint64_t)1 << w;
+            }
             atomic_store_explicit(&fr_team.bar.count, 0, memory_order_relaxed);
             atomic_fetch_add_explicit(&fr_team.job, 1, memory_order_release);
             pthread_mutex_lock(&fr_team.lock);
             if (fr_team.sleeping)
                 pthread_cond_broadcast(&fr_team.wake);
             pthread_mutex_unlock(&fr_team.lock);
+            for (int64_t w = 1; w < nth && fr_team.narrowed; w++)
+                if (fr_team.narrowed >> w & 1)
+                    fr_widen(fr_team.tids[w], &fr_team_saved[w]);
             fn(arg, &fr_team.bar, 0, nth);
             fr_sync_end(&fr_team.bar);  /* the end of the job: every worker is done with it */
             atomic_fetch_add_explicit(&fr_team.jobs, 1, memory_order_relaxed);
