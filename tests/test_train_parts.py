@@ -38,6 +38,16 @@ def test_clip_by_global_norm_scales_all_gradients_together():
     assert norm == pytest.approx(5.0) and same["a"] is g["a"]
 
 
+def test_global_norm_of_large_strided_and_scalar_gradients():
+    """Large enough for BLAS to have threaded a dot (which it no longer calls), a transposed view, a 0-d
+    array and both float dtypes: the norm in float64, as math.fsum of the squares gives it."""
+    rng = np.random.default_rng(0)
+    g = {"W": rng.standard_normal((256, 1024)).astype(np.float32), "Wt": rng.standard_normal((300, 70)).T,
+         "s": np.array(2.5), "b": rng.standard_normal(1024).astype(np.float32)}
+    squares = math.fsum(float(x) ** 2 for a in g.values() for x in np.asarray(a, np.float64).ravel())
+    assert clip.global_norm(g) == pytest.approx(math.sqrt(squares), rel=1e-12)
+
+
 def test_clip_lets_nan_through_and_rejects_bad_thresholds():
     out, norm = clip.clip_by_global_norm({"a": np.array([np.nan, 1.0])}, 1.0)
     assert math.isnan(norm) and np.isnan(out["a"][0])
