@@ -120,7 +120,7 @@ static struct {
     void *arg;
     int64_t nth;
     int caller_cpu;              /* the CPU the caller of the job runs on (-1: unknown) */
-    pid_t tids[FR_TEAM_MAX];     /* per tid: the worker's kernel thread id (0: not known yet) */
+    _Atomic pid_t tids[FR_TEAM_MAX];  /* per tid: the worker's kernel thread id (0: not known yet) */
     atomic_int where[FR_TEAM_MAX];  /* per tid: the CPU the worker last saw itself on while it waited for a
                                      * job, -1 while it sleeps (or before it first looked) */
     uint64_t narrowed;           /* fr_team_run: the workers (bit tid) it narrowed for this job's wake-up ... */
@@ -228,7 +228,7 @@ static void *fr_worker(void *p)
     const int64_t tid = (int64_t)(intptr_t)p;
     /* Not the job number now: the job this thread was started for may be published already. */
     uint_fast64_t seen = fr_team.first_job[tid];
-    fr_team.tids[tid] = fr_gettid();
+    atomic_store_explicit(&fr_team.tids[tid], fr_gettid(), memory_order_relaxed);
     int64_t spin_ns = FR_SPIN_JOB_NS;
     for (;;) {
         /* wait for the next job: spin a little, then sleep */
@@ -255,6 +255,7 @@ static void *fr_worker(void *p)
         if (tid < fr_team.nth) {
             if (fr_team.caller_cpu >= 0 && fr_current_cpu() == fr_team.caller_cpu)
                 fr_leave_cpu(fr_team.caller_cpu);
+            atomic_store_explicit(&fr_team.where[tid], fr_current_cpu(), memory_order_relaxed);  /* awake */
             fr_team.fn(fr_team.arg, &fr_team.bar, tid, fr_team.nth);
             const unsigned wakes = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed);
             fr_sync_end(&fr_team.bar);  /* the end of the job */
@@ -276,7 +277,7 @@ static void fr_team_forget(void)  /* in a forked child: the workers did not come
     fr_team.sleeping = 0;
     fr_team.started = 0;
     for (int i = 0; i < FR_TEAM_MAX; i++)
-        fr_team.tids[i] = 0;
+        atomic_store_explicit(&fr_team.tids[i], 0, memory_order_relaxed);
 }
 
 static int fr_team_grow(int64_t nth)  /* starts workers up to tid nth - 1; returns the team size */
@@ -295,7 +296,7 @@ static int fr_team_grow(int64_t nth)  /* starts workers up to tid nth - 1; retur
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&attr, 1 << 20);
         fr_team.first_job[fr_team.started + 1] = atomic_load_explicit(&fr_team.job, memory_order_relaxed);
-        fr_team.tids[fr_team.started + 1] = 0;
+        atomic_store_explicit(&fr_team.tids[fr_team.started + 1], 0, memory_order_relaxed);
         atomic_store_explicit(&fr_team.where[fr_team.started + 1], -1, memory_order_relaxed);
         pthread_sigmask(SIG_BLOCK, &all, &old);  /* the new thread inherits the mask: no signals */
         int err = pthread_create(&thread, &attr, fr_worker, (void *)(intptr_t)(fr_team.started + 1));
@@ -328,7 +329,8 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
             fr_team.narrowed = 0;
             for (int64_t w = 1; w < nth && cpu >= 0; w++) {
                 const int at = atomic_load_explicit(&fr_team.where[w], memory_order_relaxed);
-                if (fr_team.tids[w] && (at < 0 || at == cpu) && fr_narrow(fr_team.tids[w], cpu, &fr_team_saved[w]))
+                const pid_t who = atomic_load_explicit(&fr_team.tids[w], memory_order_relaxed);
+                if (who && (at < 0 || at == cpu) && fr_narrow(who, cpu, &fr_team_saved[w]))
                     fr_team.narrowed |= (uint64_t)1 << w;
             }
             atomic_store_explicit(&fr_team.bar.count, 0, memory_order_relaxed);
@@ -339,7 +341,7 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
             pthread_mutex_unlock(&fr_team.lock);
             for (int64_t w = 1; w < nth && fr_team.narrowed; w++)
                 if (fr_team.narrowed >> w & 1)
-                    fr_widen(fr_team.tids[w], &fr_team_saved[w]);
+                    fr_widen(atomic_load_explicit(&fr_team.tids[w], memory_order_relaxed), &fr_team_saved[w]);
             fn(arg, &fr_team.bar, 0, nth);
             fr_sync_end(&fr_team.bar);  /* the end of the job: every worker is done with it */
             atomic_fetch_add_explicit(&fr_team.jobs, 1, memory_order_relaxed);
