@@ -123,7 +123,6 @@ static struct {
     _Atomic pid_t tids[FR_TEAM_MAX];  /* per tid: the worker's kernel thread id (0: not known yet) */
     atomic_int where[FR_TEAM_MAX];  /* per tid: the CPU the worker last saw itself on while it waited for a
                                      * job, -1 while it sleeps (or before it first looked) */
-    uint64_t narrowed;           /* fr_team_run: the workers (bit tid) it narrowed for this job's wake-up ... */
     _Alignas(64) atomic_uint_fast64_t job;       /* job number, published after fn/arg/nth */
     fr_barrier bar;
     /* for fastrnn info and the tests: jobs run on several threads, calls run alone because the team was
@@ -154,11 +153,12 @@ static int64_t fr_sync_arrive(void *sync)
     }
     return (int64_t)round;
 }
-static void fr_arrive(void *sync, int64_t spin_ns)
+static int fr_arrive(void *sync, int64_t spin_ns)  /* returns 1 for the thread that arrived last */
 {
     const int64_t token = fr_sync_arrive(sync);
     if (token >= 0)
         fr_wait_round((fr_barrier *)sync, (unsigned)token, spin_ns);
+    return token < 0;
 }
 static void fr_sync_wait(void *sync, int64_t token)
 {
@@ -168,7 +168,7 @@ static void fr_sync_wait(void *sync, int64_t token)
 static void fr_sync(void *sync) { fr_arrive(sync, FR_SPIN_SYNC_NS); }
 
 /* The barrier that ends a job (every thread, the caller last to leave). */
-static void fr_sync_end(void *sync) { fr_arrive(sync, FR_SPIN_END_NS); }
+static int fr_sync_end(void *sync) { return fr_arrive(sync, FR_SPIN_END_NS); }
 
 static int64_t fr_now_ns(void)
 {
@@ -204,7 +204,8 @@ static void fr_widen(pid_t tid, const fr_cpus *all) { (void)tid, (void)all; }
 static pid_t fr_gettid(void) { return 0; }
 #endif
 
-static fr_cpus fr_team_saved[FR_TEAM_MAX]; /* ... and their CPU sets, restored once the job is published */
+static fr_cpus fr_team_saved[FR_TEAM_MAX]; /* fr_team_run: the CPU sets of the workers it narrowed for a
+                                            * job's wake-up, restored once the job is published */
 
 /* A worker that finds itself on the CPU of the job's caller leaves it. */
 static void fr_leave_cpu(int cpu)
@@ -258,10 +259,12 @@ static void *fr_worker(void *p)
             atomic_store_explicit(&fr_team.where[tid], fr_current_cpu(), memory_order_relaxed);  /* awake */
             fr_team.fn(fr_team.arg, &fr_team.bar, tid, fr_team.nth);
             const unsigned wakes = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed);
-            fr_sync_end(&fr_team.bar);  /* the end of the job */
-            /* This thread woke the caller, asleep at the end of the job: Linux placed it here, and a spin
-             * would hold this CPU from it, so sleep now (the next job moves this thread, see fr_team_run) */
-            spin_ns = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed) != wakes ? 0 : FR_SPIN_JOB_NS;
+            const int last = fr_sync_end(&fr_team.bar);  /* the end of the job */
+            /* This thread, last to arrive, woke the caller asleep there: Linux placed the caller on this
+             * CPU, and a spin would hold the CPU from it, so sleep now (the next job moves this thread, see
+             * fr_team_run).  A worker that was itself woken keeps its spin. */
+            const int woke = last && atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed) != wakes;
+            spin_ns = woke ? 0 : FR_SPIN_JOB_NS;
         }
     }
     return NULL;
@@ -326,12 +329,12 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
             fr_team.caller_cpu = cpu;
             fr_team.bar.n = nth;
             /* Workers asleep, or waiting on this CPU, are moved off it first (see Waiting above) */
-            fr_team.narrowed = 0;
+            uint64_t narrowed = 0;  /* bit w: worker w */
             for (int64_t w = 1; w < nth && cpu >= 0; w++) {
                 const int at = atomic_load_explicit(&fr_team.where[w], memory_order_relaxed);
                 const pid_t who = atomic_load_explicit(&fr_team.tids[w], memory_order_relaxed);
                 if (who && (at < 0 || at == cpu) && fr_narrow(who, cpu, &fr_team_saved[w]))
-                    fr_team.narrowed |= (uint64_t)1 << w;
+                    narrowed |= (uint64_t)1 << w;
             }
             atomic_store_explicit(&fr_team.bar.count, 0, memory_order_relaxed);
             atomic_fetch_add_explicit(&fr_team.job, 1, memory_order_release);
@@ -339,8 +342,8 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
             if (fr_team.sleeping)
                 pthread_cond_broadcast(&fr_team.wake);
             pthread_mutex_unlock(&fr_team.lock);
-            for (int64_t w = 1; w < nth && fr_team.narrowed; w++)
-                if (fr_team.narrowed >> w & 1)
+            for (int64_t w = 1; w < nth && narrowed; w++)
+                if (narrowed >> w & 1)
                     fr_widen(atomic_load_explicit(&fr_team.tids[w], memory_order_relaxed), &fr_team_saved[w]);
             fn(arg, &fr_team.bar, 0, nth);
             fr_sync_end(&fr_team.bar);  /* the end of the job: every worker is done with it */
