@@ -23,36 +23,6 @@ import contextvars
 import importlib
 import os
 
-LAYER_FUNCTIONS = (
-    "affine_forward",
-    "affine_backward",
-    "rnn_step_forward",
-    "rnn_step_backward",
-    "rnn_forward",
-    "rnn_backward",
-    "word_embedding_forward",
-    "word_embedding_backward",
-    "sigmoid",
-    "lstm_step_forward",
-    "lstm_step_backward",
-    "lstm_forward",
-    "lstm_backward",
-    "temporal_affine_forward",
-    "temporal_affine_backward",
-    "temporal_softmax_loss",
-    "gru_step_forward",
-    "gru_step_backward",
-    "gru_forward",
-    "gru_backward",
-    # the sequence layers that take and return the recurrent state (truncated BPTT, stacking)
-    "rnn_forward_state",
-    "rnn_backward_state",
-    "lstm_forward_state",
-    "lstm_backward_state",
-    "gru_forward_state",
-    "gru_backward_state",
-)
-
 # What a third-party backend must define: the layer functions of cs231n's rnn_layers.py
 # (with the affine layer, in it from 2020 on). Everything else in LAYER_FUNCTIONS is optional.
 REQUIRED_FUNCTIONS = (
@@ -72,6 +42,21 @@ REQUIRED_FUNCTIONS = (
     "temporal_affine_forward",
     "temporal_affine_backward",
     "temporal_softmax_loss",
+)
+
+# Every layer function a backend may define: the required ones, then fastrnn's additions.
+LAYER_FUNCTIONS = REQUIRED_FUNCTIONS + (
+    "gru_step_forward",
+    "gru_step_backward",
+    "gru_forward",
+    "gru_backward",
+    # the sequence layers that take and return the recurrent state (truncated BPTT, stacking)
+    "rnn_forward_state",
+    "rnn_backward_state",
+    "lstm_forward_state",
+    "lstm_backward_state",
+    "gru_forward_state",
+    "gru_backward_state",
 )
 
 # name -> (module, how to get it when it is missing); in order of preference for the default.
