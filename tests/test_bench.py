@@ -3,6 +3,7 @@
 import itertools
 import math
 import os
+import sys
 from collections import namedtuple
 
 import numpy as np
@@ -608,7 +609,8 @@ def test_rates_and_shares_of_peak_in_a_run():
     cases = [_tiny("sequence", "lstm", "float32", "fwd+bwd"), _tiny("step", "rnn", "float64", "fwd")]
     n = 64
     report = bench.run(cases, ["numpy", "floor"], rounds=3, threads=1, clock=clock, sleep=lambda s: None,
-                       peak_sizes=[n], peak_gemm=lambda library, size, dtype: (lambda: None))
+                       peak_sizes=[n], peak_gemm=lambda library, size, dtype: (lambda: None),
+                       fma_run=lambda double, iters, threads: {"seconds": 1.0, "flops": 4 * n ** 3, "threads": 1})
     assert report["schema"] == bench.SCHEMA == "fastrnn-bench/2"
     p = report["peak"]
     assert set(p["dtypes"]) == {"float32", "float64"}
@@ -635,6 +637,12 @@ def test_rates_and_shares_of_peak_in_a_run():
     assert "peak again at the end of the run (same library and n): float32" in text
     assert "% peak below is of the higher of the two" in text
     assert "moved by more than" not in text
+    # the FMA limit, on the run's threads: 4 n^3 FLOPs a second in every sample, twice the peak
+    f = report["fma_limit"]
+    assert f["threads"] == 1 and set(f["dtypes"]) == {"float32", "float64"}
+    assert all(d["gflops"] == pytest.approx(4 * n ** 3 / 1e9) for d in f["dtypes"].values())
+    assert (f"FMA limit, 1 thread (multiply-adds from registers only, the most any product could reach): "
+            f"float32 {bench_report.format_gflops(4 * n ** 3 / 1e9)} GFLOP/s (the peak is 0.50 of it)") in text
 
 
 def test_a_peak_that_moved_during_the_run_gets_a_note():
@@ -680,6 +688,39 @@ def test_remeasure_uses_the_library_and_size_that_gave_the_peak():
     again = peak.remeasure(first, clock=lambda: float(next(ticks)), sleep=lambda s: None, gemm=gemm)
     assert made == [("torch", 48, "float32")] and set(again) == {"float32"}
     assert again["float32"]["gflops"] == pytest.approx(2 * 48 ** 3 / 1e9)
+
+
+def test_fma_limit_sizes_its_samples_from_a_probe_and_takes_their_median():
+    calls = []
+    speeds = iter([1.0, 1.0, 2.0, 1.0, 3.0, 1.0])  # a probe, then 5 samples, per dtype (float32 here)
+
+    def fma_run(double, iters, threads):
+        calls.append((double, iters, threads))
+        per_iter = 32 if double else 64
+        return {"seconds": iters * 1e-6 / next(speeds, 1.0), "flops": 2 * iters * per_iter, "threads": threads}
+
+    record = peak.fma_limit(["float32", "float64"], 2, sample_s=0.05, fma_run=fma_run)
+    probe = peak.FMA_PROBE_ITERS
+    iters = round(probe * 0.05 / (probe * 1e-6))  # samples of 0.05 s at the probe's speed
+    assert calls == [(False, probe, 2)] + [(False, iters, 2)] * 5 + [(True, probe, 2)] + [(True, iters, 2)] * 5
+    f32, f64 = record["dtypes"]["float32"], record["dtypes"]["float64"]
+    assert f32["samples_gflops"] == pytest.approx([2 * 64 * s * 1e6 / 1e9 for s in (1.0, 2.0, 1.0, 3.0, 1.0)])
+    assert f32["gflops"] == pytest.approx(2 * 64 * 1e6 / 1e9)  # the median, not the best
+    assert f64["gflops"] == pytest.approx(2 * 32 * 1e6 / 1e9)
+    assert record["threads"] == 2 and record["error"] is None
+
+
+def test_fma_limit_of_the_compiled_loops_and_without_them(monkeypatch):
+    real = peak.fma_limit(["float64"], 1, rounds=2, sample_s=0.002)
+    assert real["isa"] == fastrnn._native.layout()["isa"] and real["threads"] == 1
+    assert len(real["dtypes"]["float64"]["samples_gflops"]) == 2  # the rate itself is never asserted
+    # as on an install without the compiled module
+    monkeypatch.setitem(sys.modules, "fastrnn._native", None)
+    monkeypatch.delattr(fastrnn, "_native")
+    missing = peak.fma_limit(["float32"], 2)
+    assert missing["dtypes"] == {} and "compiled module is not available" in missing["error"]
+    report = {"peak": None, "fma_limit": missing}
+    assert bench_report.fma_lines(report) == [f"FMA limit: not measured: {missing['error']}"]
 
 
 def test_format_gflops_and_share():

@@ -42,6 +42,33 @@ def test_layout_names_the_isa_and_panel_widths():
     assert layout["nr_float32"] == 2 * layout["nr_float64"] >= 4
 
 
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "generic"])
+def test_fma_loops_count_their_work_on_every_isa_version(isa):
+    """fma_run's FLOPs are threads x rounds x (2 x chains x lanes) of the selected ISA, every thread ran,
+    and the time is the job's; the rate itself is never asserted."""
+    code = ("import json, sys; from fastrnn._native import _native as n\n"
+            "out = {'isa': n.layout()['isa'], 'runs': [n.fma_run(d, 1000, t) for d in (0, 1) for t in (1, 2)]}\n"
+            "print(json.dumps(out))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTRNN_ISA": isa}, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    got = json.loads(out.stdout)
+    chains, lanes32 = {"avx512": (16, 16), "avx2": (12, 8), "generic": (12, 4)}[got["isa"]]
+    for run, (double, threads) in zip(got["runs"], [(0, 1), (0, 2), (1, 1), (1, 2)]):
+        lanes = lanes32 // 2 if double else lanes32
+        assert 1 <= run["threads"] <= threads
+        assert run["flops"] == run["threads"] * 1000 * 2 * chains * lanes
+        assert run["seconds"] > 0
+
+
+def test_fma_run_refuses_empty_work():
+    for iters, threads in ((0, 1), (1, 0), (-5, 2)):
+        with pytest.raises(ValueError, match="iters >= 1 and threads >= 1"):
+            _native.fma_run(False, iters, threads)
+
+
 def test_products_in_this_process():
     sys.path.insert(0, HERE)
     try:

@@ -24,7 +24,8 @@ Arrays the backends allocate come from a pool that keeps freed large blocks mapp
 Python sees the kernels' addresses only: ``symbols()`` maps each exported C function to its address,
 which the Cython kernels call through function pointers and the Numba kernels bind by name, as both do
 with BLAS. ``layout()`` says which ISA was chosen and the panel width NR per dtype (the packed layout);
-``team_stats()`` how the team has run.
+``team_stats()`` how the team has run. ``fma_run()`` times multiply-adds from registers on the team
+(fma.h): the FMA limit that ``fastrnn bench`` reports beside the libraries' peak.
 
 The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, ``--threads``):
 ``blas_threads_address()`` is the address of the ``get_num_threads`` of NumPy's OpenBLAS, which the
@@ -36,10 +37,10 @@ import threading
 
 from .._workspace import pool_cap_bytes
 
-from ._native import (layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add, resident_remove,
-                      resident_stats, set_blas_threads, set_handler, symbols, team_stats)
+from ._native import (fma_run, layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add,
+                      resident_remove, resident_stats, set_blas_threads, set_handler, symbols, team_stats)
 
-__all__ = ["layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
+__all__ = ["fma_run", "layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
            "pool_set_cap", "set_handler", "pooled", "resident", "resident_stats", "team_stats"]
 
 # get_num_threads in the OpenBLAS builds NumPy's wheels bundle (scipy-openblas, ILP64 or not)

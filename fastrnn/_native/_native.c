@@ -9,6 +9,7 @@
 #include <Python.h>
 #include <numpy/arrayobject.h>
 
+#include "fma.h"
 #include "packed.h"
 #include "pool.h"
 #include "product.h"
@@ -102,6 +103,25 @@ static PyObject *team_stats(PyObject *self, PyObject *unused)
                          "last_job_threads", (long long)atomic_load(&fr_team.last));
 }
 
+static PyObject *fma_run(PyObject *self, PyObject *args)
+{
+    /* fma_run(double, iters, threads): fma.h's loops, iters rounds on each of up to `threads` threads */
+    int dbl;
+    long long iters, nth;
+    double seconds, flops;
+    int64_t ran;
+    if (!PyArg_ParseTuple(args, "pLL", &dbl, &iters, &nth))
+        return NULL;
+    if (iters < 1 || nth < 1) {
+        PyErr_SetString(PyExc_ValueError, "fma_run needs iters >= 1 and threads >= 1");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    ran = fr_fma_run(dbl, (int64_t)iters, (int64_t)nth, &seconds, &flops);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("{s:d,s:d,s:L}", "seconds", seconds, "flops", flops, "threads", (long long)ran);
+}
+
 static PyObject *set_handler(PyObject *self, PyObject *handler)
 {
     /* makes `handler` (a "mem_handler" capsule; None: NumPy's default) NumPy's current memory handler in
@@ -182,6 +202,8 @@ static PyMethodDef methods[] = {
     {"pool_set_cap", pool_set_cap, METH_O, "sets the most bytes the array pool keeps; returns the previous cap"},
     {"team_stats", team_stats, METH_NOARGS,
      "worker threads started, team jobs, calls run alone, workers moved off the caller's CPU, last job's threads"},
+    {"fma_run", fma_run, METH_VARARGS,
+     "fma_run(double, iters, threads): seconds, FLOPs and threads of fma.h's register-only multiply-add loops"},
     {"set_handler", set_handler, METH_O, "makes a memory handler NumPy's current one here; returns the previous"},
     {"resident_add", resident_add, METH_O,
      "packs a 2-D float matrix once and keeps it for this thread's products by it; False: not kept"},

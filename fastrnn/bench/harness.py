@@ -43,7 +43,9 @@ How a case is measured (all implementations in one process):
    the FLOPs of the GEMMs the kernel design needs (``workloads.gemm_flops``), so its achieved
    GFLOP/s is that count / its median, and its share of peak is that rate / the machine's peak
    in the case's dtype. The peak is measured once per dtype at the start of the run, with the
-   run's threads, torch after NumPy with the same settle pause (``fastrnn.bench.peak``).
+   run's threads, torch after NumPy with the same settle pause (``fastrnn.bench.peak``); beside
+   it the FMA limit, the rate of multiply-adds from registers alone on the same threads, which
+   no product can pass and a BLAS's large GEMM need not reach (``peak.fma_limit``).
 
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
@@ -74,6 +76,7 @@ __all__ = ["run", "auto_rounds", "rounds_per_visit", "pool_schedule", "rates", "
            "DEFAULT_SIZES", "SCHEMA"]
 
 SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
+# (since 2026-12-04 also "fma_limit", the FMA limit; a reader of older reports finds it missing)
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = timing.MIN_SAMPLE_S
@@ -370,13 +373,14 @@ def implementations(backends=None, torch=None):
 
 
 def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S, progress=False,
-        clock=time.perf_counter, sleep=time.sleep, peak_sizes=None, peak_gemm=peak.make_gemm):
+        clock=time.perf_counter, sleep=time.sleep, peak_sizes=None, peak_gemm=peak.make_gemm, fma_run=None):
     """Runs the benchmark; returns the report (JSON-able dict).
 
     ``cases`` from ``fastrnn.workloads.cases``, ``names`` from ``implementations``;
     ``progress`` shows a tqdm bar on stderr. The machine's peak is measured first, in every
     dtype of ``cases``, with NumPy and (when installed) torch: ``peak_sizes`` as in
-    ``fastrnn.bench.peak.measure``. ``clock``, ``sleep`` and ``peak_gemm`` are for tests.
+    ``fastrnn.bench.peak.measure``; then the FMA limit (``fastrnn.bench.peak.fma_limit``) on the same
+    threads. ``clock``, ``sleep``, ``peak_gemm`` and ``fma_run`` are for tests.
     """
     from tqdm.auto import tqdm
 
@@ -396,6 +400,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
             },
             "peak": None,
             "peak_end": None,
+            "fma_limit": None,
             "cases": [],
         }
         started = time.perf_counter()
@@ -403,6 +408,8 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
             bar.set_postfix_str("the machine's peak (large GEMMs)", refresh=True)
             report["peak"] = peak.measure(dtypes, peak_libraries, sizes=peak_sizes, min_sample=min_sample,
                                           clock=clock, sleep=sleep, gemm=peak_gemm)
+            bar.set_postfix_str("the FMA limit", refresh=True)
+            report["fma_limit"] = peak.fma_limit(dtypes, thread_counts["blas"], fma_run=fma_run)
             for case in cases:
                 bar.set_postfix_str(case.label, refresh=True)
                 report["cases"].append(measure_case(

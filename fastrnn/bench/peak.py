@@ -29,6 +29,13 @@ between them and after the last (their thread pools keep spinning after a call; 
 
 Cost (the report stores it as ``elapsed_s``), both dtypes and both libraries, on the project's
 2-core machine: 2.1 s with 2 threads (of a 33 s default run), 3.6 s with 1 thread.
+
+The FMA limit (``fma_limit``) is the ceiling above that peak: the rate of multiply-adds from
+registers alone, on the run's threads, with the vectors and ISA the packed kernels chose
+(``fastrnn/_native/fma.h``). A BLAS's large GEMM need not reach it: on the project's AMD EPYC (Zen 4)
+OpenBLAS's ran at 0.92 of it (107-109 of 117 GFLOP/s a core in float32). The report shows both, so a
+share of peak can be read against what the cores can do. It takes about 0.5 s (both dtypes, ``FMA_ROUNDS`` samples of
+``FMA_SAMPLE_S`` each).
 """
 
 import statistics
@@ -38,13 +45,18 @@ import numpy as np
 
 from . import timing, workloads
 
-__all__ = ["DEFAULT_SIZES", "libraries", "describe_libraries", "make_gemm", "measure", "select"]
+__all__ = ["DEFAULT_SIZES", "libraries", "describe_libraries", "make_gemm", "measure", "select", "fma_limit"]
 
 DEFAULT_SIZES = (1000, 2000, 3000, 4000)
 MIN_SIZES = 2  # always measured (of DEFAULT_SIZES), whatever the first one gave
 GAIN = 0.10  # a larger size is measured only while the last one gained this much over the best before it
 MAX_CALL_S = 1.0  # ... and only while its one call is predicted to take less than this
 ROUNDS = 5
+FMA_ROUNDS = 5
+FMA_SAMPLE_S = 0.05  # seconds of one sample of the FMA loops
+FMA_PROBE_ITERS = 100_000  # rounds of the first, untimed call (which also wakes the team) that sizes the samples
+FMA_WHAT = ("median rate of independent vector multiply-adds from registers (2 FLOPs each), on every thread "
+            "of the run at once, with the packed kernels' ISA")
 WHAT = ("best median rate of square GEMMs (C = A @ B into a preallocated C, 2 n^3 FLOPs) over the libraries "
         "and sizes measured, in this run, with its threads")
 
@@ -199,3 +211,29 @@ def measure(dtypes, libs=None, sizes=None, rounds=ROUNDS, min_sample=timing.MIN_
         "errors": errors,
         "elapsed_s": time.perf_counter() - started,
     }
+
+
+def fma_limit(dtypes, threads, rounds=FMA_ROUNDS, sample_s=FMA_SAMPLE_S, fma_run=None):
+    """The FMA limit of every dtype in ``dtypes`` on ``threads`` threads (see the module docstring); returns its
+    JSON-able record: {"what", "isa", "threads", "dtypes": {dtype: {"gflops", "samples_gflops"}}, "elapsed_s",
+    "error"}. ``fma_run(double, iters, threads)`` -> {"seconds", "flops", "threads"} runs the loops (default:
+    ``fastrnn._native``'s); without the compiled module the record says so in "error" and has no rates."""
+    started = time.perf_counter()
+    record = {"what": FMA_WHAT, "isa": None, "threads": None, "dtypes": {}, "elapsed_s": None, "error": None}
+    if fma_run is None:
+        try:
+            from .. import _native
+        except ImportError as exc:  # no compiled kernels: no compiled loop to measure with
+            record["error"] = f"fastrnn's compiled module is not available ({exc})"
+            return record
+        fma_run, record["isa"] = _native.fma_run, _native.layout()["isa"]
+    for dtype in dtypes:
+        double = np.dtype(dtype) == np.float64
+        probe = fma_run(double, FMA_PROBE_ITERS, threads)
+        iters = max(1, round(FMA_PROBE_ITERS * sample_s / max(probe["seconds"], 1e-9)))
+        samples = [fma_run(double, iters, threads) for _ in range(rounds)]
+        rates = [s["flops"] / s["seconds"] / 1e9 for s in samples if s["seconds"] > 0]
+        record["threads"] = samples[-1]["threads"]
+        record["dtypes"][dtype] = {"gflops": statistics.median(rates) if rates else None, "samples_gflops": rates}
+    record["elapsed_s"] = time.perf_counter() - started
+    return record

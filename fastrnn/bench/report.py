@@ -6,7 +6,7 @@ import textwrap
 from . import machine
 from .._table import render
 
-__all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines"]
+__all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines", "fma_lines"]
 
 # the peak measured again at the end of a run that differs from the start's by more than this gets a note
 PEAK_DRIFT = 0.05
@@ -86,7 +86,30 @@ def peak_lines(report):
                          "between runs")
     for what, error in p.get("errors", {}).items():
         lines.append(f"peak: {what} failed: {error}")
-    return lines
+    return lines + fma_lines(report)
+
+
+def fma_lines(report):
+    """The FMA limit per dtype (``fastrnn.bench.peak.fma_limit``) and the share of it the peak is."""
+    f = report.get("fma_limit")
+    if not f:
+        return []
+    if f.get("error"):
+        return [f"FMA limit: not measured: {f['error']}"]
+    threads = f["threads"]
+    peaks = (report.get("peak") or {}).get("dtypes", {})
+    parts = []
+    for dtype, d in f["dtypes"].items():
+        if d["gflops"] is None:
+            parts.append(f"{dtype} not measured")
+            continue
+        peak = max([v for v in ((peaks.get(dtype) or {}).get("gflops"),
+                                ((report.get("peak_end") or {}).get(dtype) or {}).get("gflops")) if v] or [0])
+        parts.append(f"{dtype} {format_gflops(d['gflops'])} GFLOP/s"
+                     + (f" (the peak is {peak / d['gflops']:.2f} of it)" if peak else ""))
+    isa = f"{f['isa']} " if f.get("isa") else ""
+    return [f"FMA limit, {threads} thread{'s' if threads != 1 else ''} ({isa}multiply-adds from registers only, "
+            f"the most any product could reach): " + "; ".join(parts)]
 
 
 def _spread(entry):
