@@ -45,7 +45,8 @@ How a case is measured (all implementations in one process):
    in the case's dtype. The peak is measured once per dtype at the start of the run, with the
    run's threads, torch after NumPy with the same settle pause (``fastrnn.bench.peak``); beside
    it the FMA limit, the rate of multiply-adds from registers alone on the same threads, which
-   no product can pass and a BLAS's large GEMM need not reach (``peak.fma_limit``).
+   no product can pass and a BLAS's large GEMM need not reach (``peak.fma_limit``); both again at
+   the end of the run, and the report takes the higher of each.
 
 ``--rounds`` fixes the number of rounds; by default it is 9 for cases whose round takes
 under 0.05 s, 7 under 0.25 s, else 5. With the default cases (``fastrnn.sizes.DEFAULT_BENCH_SIZES``
@@ -76,7 +77,8 @@ __all__ = ["run", "auto_rounds", "rounds_per_visit", "pool_schedule", "rates", "
            "DEFAULT_SIZES", "SCHEMA"]
 
 SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
-# (since 2026-12-04 also "fma_limit", the FMA limit; a reader of older reports finds it missing)
+# (since 2026-12-04 also "fma_limit" and "fma_limit_end", the FMA limit at the start and the end of the run;
+# a reader of older reports finds them missing)
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = timing.MIN_SAMPLE_S
@@ -380,7 +382,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
     ``progress`` shows a tqdm bar on stderr. The machine's peak is measured first, in every
     dtype of ``cases``, with NumPy and (when installed) torch: ``peak_sizes`` as in
     ``fastrnn.bench.peak.measure``; then the FMA limit (``fastrnn.bench.peak.fma_limit``) on the same
-    threads. ``clock``, ``sleep``, ``peak_gemm`` and ``fma_run`` are for tests.
+    threads; both again after the cases. ``clock``, ``sleep``, ``peak_gemm`` and ``fma_run`` are for tests.
     """
     from tqdm.auto import tqdm
 
@@ -401,6 +403,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
             "peak": None,
             "peak_end": None,
             "fma_limit": None,
+            "fma_limit_end": None,
             "cases": [],
         }
         started = time.perf_counter()
@@ -418,6 +421,7 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                 bar.update()
             bar.set_postfix_str("the machine's peak again", refresh=True)
             report["peak_end"] = peak.remeasure(report["peak"], clock=clock, sleep=sleep, gemm=peak_gemm)
+            report["fma_limit_end"] = peak.fma_limit(dtypes, thread_counts["blas"], fma_run=fma_run)
             use_higher_end_peak(report)
         report["elapsed_s"] = time.perf_counter() - started
     report["first_calls"] = first_calls(report["cases"])

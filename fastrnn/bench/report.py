@@ -90,7 +90,8 @@ def peak_lines(report):
 
 
 def fma_lines(report):
-    """The FMA limit per dtype (``fastrnn.bench.peak.fma_limit``) and the share of it the peak is."""
+    """The FMA limit per dtype (``fastrnn.bench.peak.fma_limit``; the higher of the run's start and end) and the
+    share of it the peak is."""
     f = report.get("fma_limit")
     if not f:
         return []
@@ -98,18 +99,21 @@ def fma_lines(report):
         return [f"FMA limit: not measured: {f['error']}"]
     threads = f["threads"]
     peaks = (report.get("peak") or {}).get("dtypes", {})
+    end = (report.get("fma_limit_end") or {}).get("dtypes", {})
     parts = []
     for dtype, d in f["dtypes"].items():
-        if d["gflops"] is None:
+        limit = max([v for v in (d["gflops"], (end.get(dtype) or {}).get("gflops")) if v] or [0])
+        if not limit:
             parts.append(f"{dtype} not measured")
             continue
         peak = max([v for v in ((peaks.get(dtype) or {}).get("gflops"),
                                 ((report.get("peak_end") or {}).get(dtype) or {}).get("gflops")) if v] or [0])
-        parts.append(f"{dtype} {format_gflops(d['gflops'])} GFLOP/s"
-                     + (f" (the peak is {peak / d['gflops']:.2f} of it)" if peak else ""))
+        parts.append(f"{dtype} {format_gflops(limit)} GFLOP/s"
+                     + (f" (the peak is {peak / limit:.2f} of it)" if peak else ""))
     isa = f"{f['isa']} " if f.get("isa") else ""
+    when = "the higher of the run's start and end" if end else "at the run's start"
     return [f"FMA limit, {threads} thread{'s' if threads != 1 else ''} ({isa}multiply-adds from registers only, "
-            f"the most any product could reach): " + "; ".join(parts)]
+            f"the most any product could reach; {when}): " + "; ".join(parts)]
 
 
 def _spread(entry):
