@@ -2,8 +2,8 @@
  * multiply-adds from registers -- the ceiling no product can pass, against which `fastrnn bench` also
  * shows its measured peak (the libraries' large GEMMs), since a BLAS's GEMM need not reach it.
  *
- * How it is measured: every thread of a team job runs `iters` rounds of FR_FMA_CHAINS independent
- * vector multiply-adds, acc = acc * m + a, with the vectors, instructions and ISA selection of the
+ * How it is measured: every thread of a team job runs `iters` rounds of 12-16 independent vector
+ * multiply-adds, acc = acc * m + a, with the vectors, instructions and ISA selection of the
  * packed kernels (packed.h's fr_impl: AVX-512, AVX2+FMA, or the portable 16-byte vectors, whose
  * multiply and add count as the two operations of one multiply-add).  The chains are enough to cover
  * the latency of every FMA unit of current x86 cores (4-5 cycles, two units: 8-10 in flight), and few
@@ -23,7 +23,8 @@
 #define FR_FMA_M 0.9990234375 /* 1 - 2^-10 */
 #define FR_FMA_A 0.0009765625 /* 2^-10: each chain tends to 1 */
 
-/* FR_FMA_FN(name, REAL, VEC, CHAINS, SET1, FMA): REAL name(int64_t iters, int64_t *flops_per_iter) */
+/* FR_FMA_FN(name, REAL, VEC, CHAINS, SET1, FMA) defines double name(int64_t iters, int64_t *flops_per_iter):
+ * iters rounds of CHAINS multiply-adds of VECs; returns the sum of the chains' lanes, sets the FLOPs a round. */
 #define FR_FMA_FN(NAME, REAL, VEC, CHAINS, SET1, FMA)                                                 \
     static __attribute__((noinline)) double NAME(int64_t iters, int64_t *flops_per_iter)             \
     {                                                                                                 \

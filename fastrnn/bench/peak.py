@@ -34,8 +34,8 @@ The FMA limit (``fma_limit``) is the ceiling above that peak: the rate of multip
 registers alone, on the run's threads, with the vectors and ISA the packed kernels chose
 (``fastrnn/_native/fma.h``). A BLAS's large GEMM need not reach it: on the project's AMD EPYC (Zen 4)
 OpenBLAS's ran at 0.92 of it (107-109 of 117 GFLOP/s a core in float32). The report shows both, so a
-share of peak can be read against what the cores can do. It takes about 0.5 s (both dtypes, ``FMA_ROUNDS`` samples of
-``FMA_SAMPLE_S`` each).
+share of peak can be read against what the cores can do. The harness measures it at the start of a run
+and again at its end, about 0.5 s each time (both dtypes, ``FMA_ROUNDS`` samples of ``FMA_SAMPLE_S``).
 """
 
 import statistics
