@@ -89,6 +89,11 @@ def peak_lines(report):
     return lines + fma_lines(report)
 
 
+def _higher(*rates):
+    """The highest of the rates that were measured (None: not), or 0 when none was."""
+    return max([r for r in rates if r] or [0])
+
+
 def fma_lines(report):
     """The FMA limit per dtype (``fastrnn.bench.peak.fma_limit``; the higher of the run's start and end) and the
     share of it the peak is."""
@@ -101,13 +106,13 @@ def fma_lines(report):
     peaks = (report.get("peak") or {}).get("dtypes", {})
     end = (report.get("fma_limit_end") or {}).get("dtypes", {})
     parts = []
+    peaks_end = report.get("peak_end") or {}
     for dtype, d in f["dtypes"].items():
-        limit = max([v for v in (d["gflops"], (end.get(dtype) or {}).get("gflops")) if v] or [0])
+        limit = _higher(d["gflops"], (end.get(dtype) or {}).get("gflops"))
         if not limit:
             parts.append(f"{dtype} not measured")
             continue
-        peak = max([v for v in ((peaks.get(dtype) or {}).get("gflops"),
-                                ((report.get("peak_end") or {}).get(dtype) or {}).get("gflops")) if v] or [0])
+        peak = _higher((peaks.get(dtype) or {}).get("gflops"), (peaks_end.get(dtype) or {}).get("gflops"))
         parts.append(f"{dtype} {format_gflops(limit)} GFLOP/s"
                      + (f" (the peak is {peak / limit:.2f} of it)" if peak else ""))
     isa = f"{f['isa']} " if f.get("isa") else ""
