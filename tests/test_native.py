@@ -1,6 +1,7 @@
 """fastrnn._native: its products on every ISA version, the thread team, the array pool."""
 
 import ctypes
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,6 @@ def test_fma_loops_count_their_work_on_every_isa_version(isa):
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "FASTRNN_ISA": isa}, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    import json
-
     got = json.loads(out.stdout)
     chains, lanes32 = {"avx512": (16, 16), "avx2": (12, 8), "generic": (12, 4)}[got["isa"]]
     for run, (double, threads) in zip(got["runs"], [(0, 1), (0, 2), (1, 1), (1, 2)]):

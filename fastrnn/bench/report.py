@@ -104,9 +104,9 @@ def fma_lines(report):
         return [f"FMA limit: not measured: {f['error']}"]
     threads = f["threads"]
     peaks = (report.get("peak") or {}).get("dtypes", {})
+    peaks_end = report.get("peak_end") or {}
     end = (report.get("fma_limit_end") or {}).get("dtypes", {})
     parts = []
-    peaks_end = report.get("peak_end") or {}
     for dtype, d in f["dtypes"].items():
         limit = _higher(d["gflops"], (end.get(dtype) or {}).get("gflops"))
         if not limit:
