@@ -27,7 +27,7 @@ extensions = [
         sources=["fastrnn/_native/_native.c"],
         depends=["fastrnn/_native/fma.h", "fastrnn/_native/packed.h", "fastrnn/_native/packed_template.h",
                  "fastrnn/_native/pool.h", "fastrnn/_native/product.h", "fastrnn/_native/resident.h",
-                 "fastrnn/_native/team.h"],
+                 "fastrnn/_native/roundtrip.h", "fastrnn/_native/team.h"],
         include_dirs=[numpy.get_include(), "fastrnn/_native"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=_FLAGS + ([] if os.name == "nt" else ["-pthread"]),

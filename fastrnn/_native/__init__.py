@@ -25,7 +25,9 @@ Python sees the kernels' addresses only: ``symbols()`` maps each exported C func
 which the Cython kernels call through function pointers and the Numba kernels bind by name, as both do
 with BLAS. ``layout()`` says which ISA was chosen and the panel width NR per dtype (the packed layout);
 ``team_stats()`` how the team has run. ``fma_run()`` times multiply-adds from registers on the team
-(fma.h): the FMA limit that ``fastrnn bench`` reports beside the libraries' peak.
+(fma.h): the FMA limit that ``fastrnn bench`` reports beside the libraries' peak. ``round_trip(iters)``
+times a cache line passed back and forth between two of the team's threads (roundtrip.h; None when the team
+cannot give two): how far apart the cores are, which ``fastrnn bench`` records at every visit of its pool.
 
 The team never uses more threads than the BLAS may (``threadpoolctl``'s limit, ``--threads``):
 ``blas_threads_address()`` is the address of the ``get_num_threads`` of NumPy's OpenBLAS, which the
@@ -38,10 +40,11 @@ import threading
 from .._workspace import pool_cap_bytes
 
 from ._native import (fma_run, layout, pool_handler, pool_release, pool_set_cap, pool_stats, resident_add,
-                      resident_remove, resident_stats, set_blas_threads, set_handler, symbols, team_stats)
+                      resident_remove, resident_stats, round_trip, set_blas_threads, set_handler, symbols,
+                      team_stats)
 
 __all__ = ["fma_run", "layout", "symbols", "blas_threads_address", "pool_handler", "pool_stats", "pool_release",
-           "pool_set_cap", "set_handler", "pooled", "resident", "resident_stats", "team_stats"]
+           "pool_set_cap", "set_handler", "pooled", "resident", "resident_stats", "round_trip", "team_stats"]
 
 # get_num_threads in the OpenBLAS builds NumPy's wheels bundle (scipy-openblas, ILP64 or not)
 _THREADS_SYMBOLS = ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",

@@ -14,6 +14,7 @@
 #include "pool.h"
 #include "product.h"
 #include "resident.h"
+#include "roundtrip.h"
 #include "team.h"
 
 static PyDataMem_Handler fr_pool_handler = {
@@ -122,6 +123,25 @@ static PyObject *fma_run(PyObject *self, PyObject *args)
     return Py_BuildValue("{s:d,s:d,s:L}", "seconds", seconds, "flops", flops, "threads", (long long)ran);
 }
 
+static PyObject *round_trip(PyObject *self, PyObject *arg)
+{
+    /* round_trip(iters): ns per round trip of a cache line between two team threads (roundtrip.h), or None */
+    long long iters = PyLong_AsLongLong(arg);
+    double ns;
+    if (iters == -1 && PyErr_Occurred())
+        return NULL;
+    if (iters < 1) {
+        PyErr_SetString(PyExc_ValueError, "round_trip needs iters >= 1");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    ns = fr_round_trip((int64_t)iters);
+    Py_END_ALLOW_THREADS
+    if (ns < 0)
+        Py_RETURN_NONE;
+    return PyFloat_FromDouble(ns);
+}
+
 static PyObject *set_handler(PyObject *self, PyObject *handler)
 {
     /* makes `handler` (a "mem_handler" capsule; None: NumPy's default) NumPy's current memory handler in
@@ -200,6 +220,8 @@ static PyMethodDef methods[] = {
     {"pool_stats", pool_stats, METH_NOARGS, "bytes kept by the array pool, its cap, blocks, reuses and new mappings"},
     {"pool_release", pool_release, METH_NOARGS, "unmaps every block the array pool keeps; returns the bytes"},
     {"pool_set_cap", pool_set_cap, METH_O, "sets the most bytes the array pool keeps; returns the previous cap"},
+    {"round_trip", round_trip, METH_O,
+     "round_trip(iters): ns per round trip of a cache line between two team threads, or None"},
     {"team_stats", team_stats, METH_NOARGS,
      "worker threads started, team jobs, calls run alone, workers moved off the caller's CPU, last job's threads"},
     {"fma_run", fma_run, METH_VARARGS,
