@@ -882,6 +882,73 @@ def test_table_says_what_others_took_and_names_the_cases_they_slowed():
         r["interference"] = None  # not measured (no /proc/stat, or cases too short): no line
     assert "other processes used" not in bench_report.table(report, markdown=True)
 
+def test_a_round_trip_is_read_before_every_visit_of_a_pool(monkeypatch):
+    """With ``round_trip``, each visit of a pool starts with a reading (after the pause that ends the
+    previous visit), kept in the record in time order; a reading of None (no second thread) is left out."""
+    log = []
+    _name_runs(monkeypatch)
+    _log_samples(monkeypatch, log)
+    readings = itertools.count(50)
+
+    def round_trip():
+        log.append("round trip")
+        value = next(readings)
+        return None if value == 51 else float(value)
+
+    names = bench.implementations()
+    with bench.thread_settings(1, "torch" in names):
+        record = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), names, rounds=3, round_trip=round_trip,
+                                    sleep=lambda s: None)
+    visits = log.count("round trip")
+    assert visits >= 2 * (1 + ("torch" in names))  # every pool visited at least twice (see pool_schedule)
+    assert log[0] == "round trip"
+    after = [log[i + 1] for i, entry in enumerate(log) if entry == "round trip"]
+    assert "round trip" not in after  # a reading, then that visit's samples
+    assert record["round_trip_ns"] == [50.0] + [float(v) for v in range(52, 50 + visits)]
+    # without it, nothing is read
+    plain = bench.measure_case(_tiny(cell="rnn", pass_="fwd"), ["numpy", "floor"], rounds=1, sleep=lambda s: None)
+    assert plain["round_trip_ns"] == []
+
+
+def test_a_run_reads_round_trips_only_with_two_threads(monkeypatch):
+    calls = []
+    monkeypatch.setattr(machine, "core_round_trip", lambda: calls.append(1) or 60.0)
+    kwargs = dict(rounds=1, sleep=lambda s: None, peak_sizes=[8],
+                  peak_gemm=lambda library, size, dtype: (lambda: None),
+                  fma_run=lambda double, iters, threads: {"seconds": 1.0, "flops": 1e9, "threads": threads})
+    one = bench.run([_tiny(cell="rnn", pass_="fwd")], ["numpy", "floor"], threads=1, **kwargs)
+    assert calls == [] and one["cases"][0]["round_trip_ns"] == []
+    two = bench.run([_tiny(cell="rnn", pass_="fwd")], ["numpy", "floor"], threads=2, **kwargs)
+    if two["settings"]["threads"]["blas"] >= 2:  # a BLAS that can use two
+        assert calls and two["cases"][0]["round_trip_ns"] == [60.0] * len(calls)
+
+
+def test_core_round_trip_is_measured_between_two_team_threads():
+    from fastrnn import _native
+
+    ns = machine.core_round_trip(iters=200)
+    assert ns is None or (math.isfinite(ns) and ns > 0)  # None only when the team is busy elsewhere
+    with pytest.raises(ValueError, match="iters"):
+        _native.round_trip(0)
+
+
+def test_table_names_the_cases_that_met_cores_far_apart():
+    report = _synthetic_report(3)
+    text = bench_report.table(report, markdown=True)
+    assert "round trip" not in text  # nothing read (one thread, or an older report)
+    for r in report["cases"]:
+        r["round_trip_ns"] = [55.0, 61.0]
+    text = bench_report.table(report, markdown=True)
+    assert "core-to-core round trip" in text and "55-61 ns in every case" in text and "farther apart" not in text
+    far = report["cases"][2]
+    far["round_trip_ns"] = [58.0, machine.FAR_ROUND_TRIP * 55.0 + 1]
+    text = bench_report.table(report, markdown=True)
+    assert f"55-{machine.FAR_ROUND_TRIP * 55.0 + 1:.0f} ns" in text
+    assert f"1 of 3 case(s) met readings of {machine.FAR_ROUND_TRIP:g}x the lowest" in text
+    assert f"{far['label']} ({machine.FAR_ROUND_TRIP * 55.0 + 1:.0f} ns)" in text
+    assert report["cases"][0]["label"] + " (" not in text.split("core-to-core")[1]
+
+
 def test_cpu_ticks_count_only_the_cpus_this_process_may_use(tmp_path, monkeypatch):
     stat = tmp_path / "stat"
     stat.write_text("cpu  100 0 100 900 0 0 0 9 0 0\n"

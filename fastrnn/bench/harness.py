@@ -58,7 +58,12 @@ with ``--threads 1`` (one group, no pauses) 85 s (2026-12-04). A busy machine ma
 noisier, which the line on other processes above the table tells (``machine.other_cpu``: their
 CPU use while the run sleeps half a second at its start), and so does each case's
 ``interference``: what other processes used and the hypervisor stole while that case ran, which
-the report names where it took a fifth of a core or more.
+the report names where it took a fifth of a core or more. With two threads or more, each case also keeps
+``round_trip_ns``: before every visit of a pool, the round trip of a cache line between the team's two
+threads (``machine.core_round_trip``). A virtual machine's CPUs may sit on cores of one die or of two, and
+the host may move them while the run goes on: on the project's Zen 4 guest the round trip was 50-65 ns, or
+for 10-60 s at a time 330-360 ns, when the 2-thread LSTM forward + backward ran 15 % slower (torch's about
+4 %). The report names the cases that met such readings (``machine.FAR_ROUND_TRIP``).
 """
 
 import contextlib
@@ -77,8 +82,9 @@ __all__ = ["run", "auto_rounds", "rounds_per_visit", "pool_schedule", "rates", "
            "DEFAULT_SIZES", "SCHEMA"]
 
 SCHEMA = "fastrnn-bench/2"  # 2: the machine's peak ("peak"), and per case "peak_gflops" and "rates"
-# (since 2026-12-04 also "fma_limit" and "fma_limit_end", the FMA limit at the start and the end of the run;
-# a reader of older reports finds them missing)
+# (since 2026-12-04 also "fma_limit" and "fma_limit_end", the FMA limit at the start and the end of the run,
+# and since 2026-12-05 per case "round_trip_ns", the core-to-core round trips before its visits; a reader of
+# older reports finds them missing)
 DEFAULT_KINDS = workloads.KINDS
 DEFAULT_SIZES = DEFAULT_BENCH_SIZES
 MIN_SAMPLE_S = timing.MIN_SAMPLE_S
@@ -197,11 +203,13 @@ def _thread_pool(name):
 
 
 def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, clock=time.perf_counter,
-                 sleep=time.sleep, settle=SETTLE_S, peak_gflops=None, one_pool=False):
+                 sleep=time.sleep, settle=SETTLE_S, peak_gflops=None, one_pool=False, round_trip=None):
     """Measures one case; returns its JSON-able record (see the module docstring).
 
     ``peak_gflops`` is the machine's peak in the case's dtype (None: shares of peak are None);
-    ``one_pool``: every implementation in one group, no pauses (for one thread: see 4. above).
+    ``one_pool``: every implementation in one group, no pauses (for one thread: see 4. above);
+    ``round_trip``: called before every visit of a pool, after its pause (``machine.core_round_trip``:
+    how far apart the team's two CPUs are then), its readings kept in the record's ``round_trip_ns``.
     """
     started = time.perf_counter()
     cpu_before = machine.cpu_snapshot()
@@ -209,6 +217,7 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
         "label": case.label, "kind": case.kind, "cell": case.cell, "size": case.size, "dims": case.dim,
         "dtype": case.dtype, "pass": case.pass_label, "gemm_flops": workloads.gemm_flops(case),
         "peak_gflops": peak_gflops, "rounds": None, "results": {}, "ratios": {}, "rates": {},
+        "round_trip_ns": [],
     }
     arrays = workloads.inputs(case, seed)
     runnable = []
@@ -256,6 +265,10 @@ def measure_case(case, names, rounds=None, seed=0, min_sample=MIN_SAMPLE_S, cloc
         if members is not previous:
             if previous is not None:
                 sleep(settle)  # let the previous pool's threads stop spinning
+            if round_trip is not None:
+                reading = round_trip()
+                if reading is not None:
+                    record["round_trip_ns"].append(reading)
             timing.warm_up([_in_context(w) for _, w, _, _ in members], WARM_S, clock)  # and this one's cores wake
         previous = members
         for r in rounds_of_pool:
@@ -375,14 +388,17 @@ def implementations(backends=None, torch=None):
 
 
 def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S, progress=False,
-        clock=time.perf_counter, sleep=time.sleep, peak_sizes=None, peak_gemm=peak.make_gemm, fma_run=None):
+        clock=time.perf_counter, sleep=time.sleep, peak_sizes=None, peak_gemm=peak.make_gemm, fma_run=None,
+        round_trip=None):
     """Runs the benchmark; returns the report (JSON-able dict).
 
     ``cases`` from ``fastrnn.workloads.cases``, ``names`` from ``implementations``;
     ``progress`` shows a tqdm bar on stderr. The machine's peak is measured first, in every
     dtype of ``cases``, with NumPy and (when installed) torch: ``peak_sizes`` as in
     ``fastrnn.bench.peak.measure``; then the FMA limit (``fastrnn.bench.peak.fma_limit``) on the same
-    threads; both again after the cases. ``clock``, ``sleep``, ``peak_gemm`` and ``fma_run`` are for tests.
+    threads; both again after the cases. Before every visit of a pool, with two threads or more, the
+    round trip of a cache line between the team's threads (``machine.core_round_trip``; ``round_trip``
+    replaces it). ``clock``, ``sleep``, ``peak_gemm``, ``fma_run`` and ``round_trip`` are for tests.
     """
     from tqdm.auto import tqdm
 
@@ -406,6 +422,9 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
             "fma_limit_end": None,
             "cases": [],
         }
+        # how far apart the team's two CPUs are, before every visit (only with two threads or more to run on)
+        if round_trip is None and thread_counts["blas"] >= 2:
+            round_trip = machine.core_round_trip
         started = time.perf_counter()
         with tqdm(total=len(cases), unit="case", disable=not progress, leave=False, dynamic_ncols=True) as bar:
             bar.set_postfix_str("the machine's peak (large GEMMs)", refresh=True)
@@ -417,7 +436,8 @@ def run(cases, names, rounds=None, threads=None, seed=0, min_sample=MIN_SAMPLE_S
                 bar.set_postfix_str(case.label, refresh=True)
                 report["cases"].append(measure_case(
                     case, names, rounds, seed, min_sample, clock, sleep=sleep,
-                    peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"], one_pool=one_pool))
+                    peak_gflops=report["peak"]["dtypes"][case.dtype]["gflops"], one_pool=one_pool,
+                    round_trip=round_trip))
                 bar.update()
             bar.set_postfix_str("the machine's peak again", refresh=True)
             report["peak_end"] = peak.remeasure(report["peak"], clock=clock, sleep=sleep, gemm=peak_gemm)

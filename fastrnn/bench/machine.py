@@ -15,9 +15,13 @@ from importlib import metadata
 from pathlib import Path
 
 __all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "describe", "other_cpu",
-           "cpu_snapshot", "interference"]
+           "cpu_snapshot", "interference", "core_round_trip"]
 
 BUSY_CORES = 0.2  # cores taken by other processes (or the hypervisor) at a run's start or during a case: expect noise
+ROUND_TRIP_ITERS = 2000  # round trips per reading of ``core_round_trip``: 0.1-0.7 ms on the project's VM
+# A reading this many times the run's lowest one: the team's two CPUs were farther apart then.  On the project's
+# Zen 4 guest the readings were 50-65 ns or 330-360 ns, nothing between (2026-12-05).
+FAR_ROUND_TRIP = 2.0
 
 # distribution name -> label
 _PACKAGES = {
@@ -222,6 +226,18 @@ def other_cpu(seconds=0.5, sleep=time.sleep, ticks=_cpu_ticks, own=os.times, clo
     sleep(seconds)
     # a sleep cut short (or faked) is too short a window to tell
     return interference(before, cpu_snapshot(ticks, own, clock), min_seconds=seconds / 2)
+
+
+def core_round_trip(iters=ROUND_TRIP_ITERS):
+    """Nanoseconds a cache line takes to go from one of fastrnn's team threads to another and back
+    (``fastrnn._native.round_trip``: the caller and a worker, as the 2-thread kernels run); None when the
+    C kernels did not build or the team could not give two threads.  A guest's CPUs may sit on cores of
+    one die or of two, and the host may move them between the two while a run goes on: only this tells."""
+    try:
+        from .._native import round_trip
+    except ImportError:
+        return None
+    return round_trip(iters)
 
 
 def native():

@@ -6,7 +6,8 @@ import textwrap
 from . import machine
 from .._table import render
 
-__all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines", "fma_lines"]
+__all__ = ["table", "format_time", "format_gflops", "format_share", "peak_lines", "fma_lines", "interference_line",
+           "round_trip_line"]
 
 # the peak measured again at the end of a run that differs from the start's by more than this gets a note
 PEAK_DRIFT = 0.05
@@ -224,9 +225,9 @@ def table(report, markdown=False):
                          "(for numba this includes compiling or loading the cached kernels): "
                          + "; ".join(f"{name} {format_time(v['overhead_s'])} (largest {format_time(v['largest_s'])}"
                                      f" in {v['largest_case']})" for name, v in fc.items()))]
-    line = interference_line(report["cases"])
-    if line:
-        out += ["", wrap(line)]
+    for line in (interference_line(report["cases"]), round_trip_line(report["cases"])):
+        if line:
+            out += ["", wrap(line)]
     if report.get("failures"):
         out += ["", "FAILURES:"] + [f"  {f}" for f in report["failures"]]
     return "\n".join(out)
@@ -249,4 +250,27 @@ def interference_line(cases, most=6):
         text += (f"; {len(noisy)} case(s) lost {machine.BUSY_CORES} cores or more to them, so their rows may be slow "
                  f"for it (cores used by other processes / taken by the hypervisor): {'; '.join(noisy[:most])}"
                  + ("; ..." if len(noisy) > most else ""))
+    return text
+
+
+def round_trip_line(cases, most=6):
+    """How far apart the team's two CPUs were while the cases ran (each case's ``round_trip_ns``, read
+    before every visit of a thread pool: ``machine.core_round_trip``): the range of the readings, and the
+    cases that met one of ``machine.FAR_ROUND_TRIP`` times the run's lowest or more, whose 2-thread rows
+    may be slow for it; None when nothing was read (one thread, or no C kernels)."""
+    readings = [(r["label"], r["round_trip_ns"]) for r in cases if r.get("round_trip_ns")]
+    if not readings:
+        return None
+    lowest = min(min(ns) for _, ns in readings)
+    highest = max(max(ns) for _, ns in readings)
+    far = [(label, max(ns)) for label, ns in readings if max(ns) >= machine.FAR_ROUND_TRIP * lowest]
+    text = (f"core-to-core round trip (a cache line between fastrnn's two team threads, before every visit of a "
+            f"thread pool): {lowest:.0f}-{highest:.0f} ns")
+    if not far:
+        return text + " in every case"
+    text += (f"; {len(far)} of {len(readings)} case(s) met readings of {machine.FAR_ROUND_TRIP:g}x the lowest or more, "
+             f"when the two CPUs sat farther apart (on a virtual machine: cores of different dies; fastrnn's "
+             f"2-thread calls ran up to 15 % slower so on the project's AMD EPYC guest), so their rows may be slow "
+             f"for it: "
+             + "; ".join(f"{label} ({ns:.0f} ns)" for label, ns in far[:most]) + ("; ..." if len(far) > most else ""))
     return text
