@@ -3,7 +3,7 @@
  * Why: on a virtual machine the host may run the guest's CPUs on cores that share a last-level cache
  * or on cores of different dies (or sockets), and move them between the two while the guest runs.  On
  * the project's AMD EPYC (Zen 4) guest this came and went every 10-60 s: a cache line's round trip
- * between the two vCPUs took 50-65 ns, then 330-360 ns (2026-12-05), and while it did, the 2-thread
+ * between the two vCPUs took 50-70 ns, then 320-360 ns (2026-12-05), and while it did, the 2-thread
  * LSTM forward + backward ran 15 % slower (our team's calls; torch's about 4 %), every thread's stores
  * to memory a third slower.  Nothing else visible from inside the guest tells the two apart, so
  * `fastrnn bench` measures this before every visit of a thread pool and names the cases that met it.

@@ -61,9 +61,9 @@ CPU use while the run sleeps half a second at its start), and so does each case'
 the report names where it took a fifth of a core or more. With two threads or more, each case also keeps
 ``round_trip_ns``: before every visit of a pool, the round trip of a cache line between the team's two
 threads (``machine.core_round_trip``). A virtual machine's CPUs may sit on cores of one die or of two, and
-the host may move them while the run goes on: on the project's Zen 4 guest the round trip was 50-65 ns, or
-for 10-60 s at a time 330-360 ns, when the 2-thread LSTM forward + backward ran 15 % slower (torch's about
-4 %). The report names the cases that met such readings (``machine.FAR_ROUND_TRIP``).
+the host may move them while the run goes on: on the project's Zen 4 guest the round trip was 50-70 ns, or
+for 10-60 s at a time 320-360 ns, when the 2-thread LSTM forward + backward ran 15 % slower (torch's about
+4 %). The report names the cases that met such readings at most of their visits (``machine.FAR_ROUND_TRIP``).
 """
 
 import contextlib

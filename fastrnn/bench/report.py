@@ -1,6 +1,7 @@
 """Presenting a ``fastrnn bench`` report as a terminal or Markdown table (``plot`` draws it)."""
 
 import math
+import statistics
 import textwrap
 
 from . import machine
@@ -255,22 +256,24 @@ def interference_line(cases, most=6):
 
 def round_trip_line(cases, most=6):
     """How far apart the team's two CPUs were while the cases ran (each case's ``round_trip_ns``, read
-    before every visit of a thread pool: ``machine.core_round_trip``): the range of the readings, and the
-    cases that met one of ``machine.FAR_ROUND_TRIP`` times the run's lowest or more, whose 2-thread rows
-    may be slow for it; None when nothing was read (one thread, or no C kernels)."""
-    readings = [(r["label"], r["round_trip_ns"]) for r in cases if r.get("round_trip_ns")]
+    before every visit of a thread pool: ``machine.core_round_trip``): the run's median reading and range,
+    and the cases whose own median reading was ``machine.FAR_ROUND_TRIP`` times the run's or more, whose
+    2-thread rows may be slow for it; None when nothing was read (one thread, or no C kernels)."""
+    readings = [(r["label"], sorted(r["round_trip_ns"])) for r in cases if r.get("round_trip_ns")]
     if not readings:
         return None
-    lowest = min(min(ns) for _, ns in readings)
-    highest = max(max(ns) for _, ns in readings)
-    far = [(label, max(ns)) for label, ns in readings if max(ns) >= machine.FAR_ROUND_TRIP * lowest]
+    every = sorted(ns for _, case in readings for ns in case)
+    typical = statistics.median(every)
+    far = [(label, statistics.median(ns), sum(x >= machine.FAR_ROUND_TRIP * typical for x in ns), len(ns))
+           for label, ns in readings if statistics.median(ns) >= machine.FAR_ROUND_TRIP * typical]
     text = (f"core-to-core round trip (a cache line between fastrnn's two team threads, before every visit of a "
-            f"thread pool): {lowest:.0f}-{highest:.0f} ns")
+            f"thread pool): median {typical:.0f} ns, {every[0]:.0f}-{every[-1]:.0f} ns")
     if not far:
-        return text + " in every case"
-    text += (f"; {len(far)} of {len(readings)} case(s) met readings of {machine.FAR_ROUND_TRIP:g}x the lowest or more, "
-             f"when the two CPUs sat farther apart (on a virtual machine: cores of different dies; fastrnn's "
-             f"2-thread calls ran up to 15 % slower so on the project's AMD EPYC guest), so their rows may be slow "
-             f"for it: "
-             + "; ".join(f"{label} ({ns:.0f} ns)" for label, ns in far[:most]) + ("; ..." if len(far) > most else ""))
+        return text + f"; no case met {machine.FAR_ROUND_TRIP:g}x the median at most of its visits"
+    text += (f"; {len(far)} of {len(readings)} case(s) met {machine.FAR_ROUND_TRIP:g}x the median or more at most of "
+             f"their visits, when the two CPUs sat farther apart (on a virtual machine: cores of different dies; "
+             f"fastrnn's 2-thread calls ran up to 15 % slower so on the project's AMD EPYC guest) or, above a "
+             f"microsecond, took turns on one CPU, so their rows may be slow for it: "
+             + "; ".join(f"{label} ({ns:.0f} ns at {n} of {total} visits)" for label, ns, n, total in far[:most])
+             + ("; ..." if len(far) > most else ""))
     return text
