@@ -40,7 +40,7 @@ static void fr_round_trip_task(void *arg, void *sync, int64_t tid, int64_t nth)
         /* at most FR_ROUND_TRIP_NS in all: two threads that share one CPU pass the line once a time slice */
         const int64_t t0 = fr_now_ns(), deadline = t0 + FR_ROUND_TRIP_NS;
         int64_t i = 0;
-        for (; i < job->iters && (i % 64 || fr_now_ns() < deadline); i++) {
+        for (; i < job->iters && (i % 16 || fr_now_ns() < deadline); i++) {
             atomic_store_explicit(&job->ball, 2 * i + 1, memory_order_release);
             while (atomic_load_explicit(&job->ball, memory_order_acquire) != 2 * i + 2)
                 FR_PAUSE();
