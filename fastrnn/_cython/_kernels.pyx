@@ -420,6 +420,11 @@ cdef inline size_t up64(size_t nbytes) noexcept nogil:
     return (nbytes + 63) & ~(<size_t>63)
 
 
+cdef inline size_t up_page(size_t nbytes) noexcept nogil:
+    """nbytes rounded up to a multiple of 4 KiB (see Layer.carry)."""
+    return (nbytes + 4095) & ~(<size_t>4095)
+
+
 # ------------------------------------------------------------------------------------------ the team
 # When fastrnn._native is there (backend.py hands over its addresses: set_native), a sequence layer's
 # pass runs as ONE job of its thread team (fastrnn/_native/team.h), whose threads each own a slab of
@@ -745,6 +750,13 @@ cdef struct Layer:
     const void *bhn
     void *hn
     void *dbhn
+    # LSTM backward: pages of each thread's own (4 KiB-aligned, carry_stride bytes apart, thread 1's first)
+    # for the gradients it carries from step to step, dprev and dc (N, H) of its units; thread 0 carries
+    # them in L.dprev and L.dc.  The shared arrays hold each thread's units in 1 KiB runs (H = 512, float32): every page is
+    # written by both threads at every step, which costs little while the two CPUs share an L3 and a lot
+    # when the host runs them on different dies (BENCHMARKS.md, "What the far phase punishes")
+    char *carry
+    size_t carry_stride
 
 
 cdef inline Work thread_work(void *W, size_t bytes, int64_t tid, int *failed) noexcept nogil:
@@ -970,14 +982,23 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     cdef const floating *cprev
     cdef floating *dA = <floating *>L.dA
     cdef floating *dc = <floating *>L.dc
+    cdef floating *dprev = <floating *>L.dprev
     cdef floating *db = <floating *>L.db
     cdef floating *P = <floating *>L.P
+    cdef intp r
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    if tid > 0 and L.carry != NULL:  # carried in pages of this thread's own (Layer.carry); dc starts as L.dc
+        dprev = <floating *>(L.carry + (tid - 1) * L.carry_stride)
+        dc = dprev + NH
+        for r in range(N):
+            memcpy(dc + r * H + u0, <floating *>L.dc + r * H + u0, (u1 - u0) * sizeof(floating))
     ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
         dhp = carried(L, t, &lddhp, kind)
+        if t < T - 1:
+            dhp = dprev
         cprev = previous_cell(L, t, &ldcp, kind)
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_lstm_bwd_f(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
@@ -986,7 +1007,10 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
                           tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
         bptt_product(sync, nth, N, G, u0, u1, dA + t * NG, G, P, H, ub0, ub1, t,
-                     <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
+                     <floating *>L.dh0 if t == 0 else dprev, 0)
+    if dc != <floating *>L.dc:  # dc0, this thread's units
+        for r in range(N):
+            memcpy(<floating *>L.dc + r * H + u0, dc + r * H + u0, (u1 - u0) * sizeof(floating))
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
 
@@ -1464,10 +1488,14 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
     cdef Layer layer
     cdef Layer *L = NULL
+    cdef size_t carry = 0
     if use_team(N, T, H, 4, tn):
         layer_setup(&layer, N, T, D, H, 4, tn)
         L = &layer
-    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0))
+        L.carry_stride = up_page(2 * N * H * item)
+        carry = 4096 + <size_t>(L.threads - 1) * L.carry_stride if L.threads > 1 else 0
+    cdef size_t o5 = o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0)
+    cdef cnp.ndarray work = scratch(o5 + carry)
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
@@ -1478,6 +1506,8 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     memset(zero, 0, H * item)
     if L != NULL:
         layer_place(L, dA + o4, G, 1, tn)
+        if carry:  # thread t's pages (t >= 1) at L.carry + (t - 1) * carry_stride, 4 KiB-aligned
+            L.carry = <char *>((<size_t>(dA + o5) + 4095) & ~(<size_t>4095))
     if dcT is None:  # dc, carried through the loop in dc0, starts from the final cell state's gradient
         memset(P(dc0), 0, N * H * item)
     else:
