@@ -57,7 +57,7 @@ from ._rnn import backward_units_carried as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
 
-__all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
+__all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team", "carry_bytes",
            "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team",
            "softmax_loss_team"]
 
@@ -66,7 +66,10 @@ __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team"
  _W_C, _W_TC, _W_GATES, _W_DHT, _W_DC, _W_DA, _W_P, _W_WBUF, _W_DX, _W_DWX, _W_DWH, _W_DH0, _W_DB) = range(28)
 # the GRU's bhn, hn, dbhn and size of dh's last axis (H, or 0: no dh)
 _W_BHN, _W_HN, _W_DBHN, _W_DHSIZE = range(28, 32)
-_WORDS = 32
+# the LSTM backward: pages of threads 1.. own for the gradients they carry (0: none; see _lstm_backward)
+_W_CARRY, _W_CARRY_STRIDE = range(32, 34)
+_WORDS = 34
+CARRY_PAGE = 4096
 _U8 = np.uint8(0)
 
 
@@ -301,11 +304,24 @@ def _lstm_backward(arg, sy, tid, nth, z):
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     for g in range(4):
         db[g * H + u0 : g * H + u1] = 0
+    # Threads 1.. carry their units of dh and dc in pages of their own: in the shared (N, H) arrays each
+    # thread's units are 1 KiB runs, so every page would be written by every thread at every step, which
+    # costs a lot when the host runs the two CPUs on different dies (cython's kernel does the same)
+    own_carry, own_dc = carry, dc
+    if tid > 0 and w[_W_CARRY] != 0:
+        base = w[_W_CARRY] + (tid - 1) * w[_W_CARRY_STRIDE]
+        own_carry = carray(pointer(base, z), (N, H))
+        own_dc = carray(pointer(base + N * H * own_carry.itemsize, z), (N, H))
+        own_carry[:, u0:u1] = carry[:, u0:u1]
+        own_dc[:, u0:u1] = dc[:, u0:u1]
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
-        lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1)  # the slab, then the barrier
+        lstm_backward_units(gates, c, tanh_c, dh, own_carry, own_dc, dA, db, t, u0, u1)  # the slab, then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        _bptt_product(sy, nth, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, carry, 0)
+        _bptt_product(sy, nth, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, own_carry, 0)
+    if tid > 0 and w[_W_CARRY] != 0:  # dh0 and dc0, this thread's units
+        carry[:, u0:u1] = own_carry[:, u0:u1]
+        dc[:, u0:u1] = own_dc[:, u0:u1]
     _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 4, u0, u1)
 
 
@@ -692,13 +708,14 @@ def lstm_forward_team(x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates, P, wbuf, nr, wo
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "f3", "o2", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1",
-        "n", "n", "n", "n")
-def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P, wbuf, dx, dWx, dWh, db, nr, work,
-                       task_address, threads):
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "f3", "o2", "o2", "o3", "o1", "w1", "w1", "o3", "o2", "o2",
+        "o1", "n", "n", "n", "n")
+def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P, wbuf, cbuf, dx, dWx, dWh, db, nr,
+                       work, task_address, threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
     carry (N, H) holds the final hidden state's gradient on entry and dh0 on return; dc (N, H) holds the
-    final cell state's gradient and gets dc0's.  Fills dA (scratch), dx, dWx, dWh and db."""
+    final cell state's gradient and gets dc0's.  Fills dA (scratch), dx, dWx, dWh and db.  cbuf (bytes):
+    scratch for the pages in which threads 1.. carry their units of dh and dc (``carry_bytes``), or empty."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 4 * H
@@ -715,7 +732,23 @@ def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P,
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
         dWh.ctypes.data, carry.ctypes.data, db.ctypes.data
+    stride = carry_stride(N, H, x.itemsize)
+    if threads > 1 and cbuf.size >= carry_bytes(N, H, x.itemsize, threads):
+        w[_W_CARRY] = (cbuf.ctypes.data + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
+        w[_W_CARRY_STRIDE] = stride
     _launch(w, task_address, threads)
+
+
+@helper
+def carry_stride(N, H, itemsize):
+    """Bytes between two threads' carry pages in the LSTM backward: dh and dc (N, H), whole pages."""
+    return (2 * N * H * itemsize + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
+
+
+@helper
+def carry_bytes(N, H, itemsize, threads):
+    """Bytes of cbuf for lstm_backward_team on `threads` threads (threads 1.. carry in pages of their own)."""
+    return CARRY_PAGE + (threads - 1) * carry_stride(N, H, itemsize) if threads > 1 else 0
 
 
 @kernel("f3", "f2", "f2", "f2", "f1", "f1", "o3", "o3", "o3", "o1", "w1", "n", "n", "n", "n")

@@ -344,14 +344,15 @@ def _lstm_backward(dh, dhT, dcT, cache):
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 4, dtype)
     if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
-        (dA,), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, gates.shape)
+        carry = -(-_team.carry_bytes(N, H, dtype.itemsize, plan[1]) // dtype.itemsize)  # threads 1..'s pages
+        (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, gates.shape, (carry,))
         dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         dc = np.zeros((N, H), dtype) if dcT is None else dcT.copy()  # the carried dc; dc0 on return
         db = _empty((4 * H,), dtype)
         task = _team.TASKS["lstm_backward"][dtype].address
         _team.lstm_backward_team[dtype](x, h0, Wx, Wh, h, c, tanh_c, gates, np.empty((N, T, 0), dtype) if dh is None
-                                        else dh, dh0, dc, dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2],
-                                        task, plan[1])
+                                        else dh, dh0, dc, dA, P, wbuf, cbuf.view(np.uint8), dx, dWx, dWh, db,
+                                        plan[0], plan[2], task, plan[1])
         return dx, dh0, dc, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, gates.shape, Wh)
     dcT = np.zeros(h0.shape, dtype) if dcT is None else dcT
