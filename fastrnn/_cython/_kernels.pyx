@@ -752,9 +752,10 @@ cdef struct Layer:
     void *dbhn
     # LSTM backward: pages of each thread's own (4 KiB-aligned, carry_stride bytes apart, thread 1's first)
     # for the gradients it carries from step to step, dprev and dc (N, H) of its units; thread 0 carries
-    # them in L.dprev and L.dc.  The shared arrays hold each thread's units in 1 KiB runs (H = 512, float32): every page is
-    # written by both threads at every step, which costs little while the two CPUs share an L3 and a lot
-    # when the host runs them on different dies (BENCHMARKS.md, "What the far phase punishes")
+    # them in L.dprev and L.dc.  The shared arrays hold each thread's units in runs of 1 KiB (H = 512,
+    # float32): every page written by both threads at every step, which costs little while the two CPUs
+    # share an L3 and a lot when the host runs them on different dies (BENCHMARKS.md, "What the far
+    # phase punishes")
     char *carry
     size_t carry_stride
 

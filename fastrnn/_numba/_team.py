@@ -57,8 +57,8 @@ from ._rnn import backward_units_carried as rnn_backward_units
 from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
 
-__all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team", "carry_bytes",
-           "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team",
+__all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
+           "carry_bytes", "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team",
            "softmax_loss_team"]
 
 # The int64 block of a task: sizes, then the addresses of its arrays.
@@ -316,7 +316,7 @@ def _lstm_backward(arg, sy, tid, nth, z):
         own_dc[:, u0:u1] = dc[:, u0:u1]
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
-        lstm_backward_units(gates, c, tanh_c, dh, own_carry, own_dc, dA, db, t, u0, u1)  # the slab, then the barrier
+        lstm_backward_units(gates, c, tanh_c, dh, own_carry, own_dc, dA, db, t, u0, u1)  # the slab, then barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
         _bptt_product(sy, nth, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, own_carry, 0)
     if tid > 0 and w[_W_CARRY] != 0:  # dh0 and dc0, this thread's units
