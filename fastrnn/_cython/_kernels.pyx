@@ -845,11 +845,12 @@ cdef inline const floating *upstream(Layer *L, intp t, intp *ld, floating *kind)
     return <const floating *>L.zero
 
 
-cdef inline const floating *carried(Layer *L, intp t, intp *ld, floating *kind) noexcept nogil:
-    """The gradient flowing into step t's h from step t+1 (dprev), or at the last step dhT or zeros."""
+cdef inline const floating *carried(Layer *L, intp t, const floating *dprev, intp *ld) noexcept nogil:
+    """The gradient flowing into step t's h from step t+1 (dprev: the thread's carry, L.dprev or its own
+    pages, see Layer.carry), or at the last step dhT or zeros."""
     if t < L.T - 1:
         ld[0] = L.H
-        return <const floating *>L.dprev
+        return dprev
     if L.dhT != NULL:
         ld[0] = L.H
         return <const floating *>L.dhT
@@ -917,7 +918,7 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     ppack(H, H, 1, <const floating *>L.Wh, H, 1, P, ub0, ub1)
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
-        dhp = carried(L, t, &lddhp, kind)
+        dhp = carried(L, t, <const floating *>L.dprev, &lddhp)
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
                          db + u0)
@@ -997,9 +998,7 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
-        dhp = carried(L, t, &lddhp, kind)
-        if t < T - 1:
-            dhp = dprev
+        dhp = carried(L, t, dprev, &lddhp)
         cprev = previous_cell(L, t, &ldcp, kind)
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_lstm_bwd_f(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,

@@ -259,7 +259,7 @@ def round_trip_line(cases, most=6):
     before every visit of a thread pool: ``machine.core_round_trip``): the run's median reading and range,
     and the cases whose own median reading was ``machine.FAR_ROUND_TRIP`` times the run's or more, whose
     2-thread rows may be slow for it; None when nothing was read (one thread, or no C kernels)."""
-    readings = [(r["label"], sorted(r["round_trip_ns"])) for r in cases if r.get("round_trip_ns")]
+    readings = [(r["label"], r["round_trip_ns"]) for r in cases if r.get("round_trip_ns")]
     if not readings:
         return None
     every = sorted(ns for _, case in readings for ns in case)
