@@ -26,7 +26,8 @@ NR = {np.dtype(np.float32): _native.layout()["nr_float32"], np.dtype(np.float64)
 
 # (N, T, D, H) on the team path: enough work per step for two threads (16, 4, 8, 512); a last unit block
 # that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96); a batch of
-# FR_KC_L2_M (48) rows or more, whose step products walk the weights in larger blocks (50, 2, 3, 300).
+# FR_KC_L2_M (48) rows or more, whose step products walk the weights in larger blocks, and whose LSTM
+# backward splits its loop by rows instead of units on 2 and 3 threads (BATCH_MIN_ROWS) (50, 2, 3, 300).
 TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130), (50, 2, 3, 300)]
 CELLS = ["rnn", "lstm", "gru"]
 GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs
@@ -84,17 +85,19 @@ def test_team_parity(backend, cell, shape, dtype, threads):
             assert_all_close(tuple(grads), tuple(expected[1]), err_msg=msg + " backward")
 
 
+@pytest.mark.parametrize("shape", [(16, 8, 8, 512), (48, 6, 8, 256)])
 @pytest.mark.parametrize("threads", [2, 3])
 @pytest.mark.parametrize("cell", CELLS)
-def test_team_runs_give_the_same_bits_every_time(backend, cell, threads):
+def test_team_runs_give_the_same_bits_every_time(backend, cell, threads, shape):
     """The same inputs on the same number of threads give the same bits, whichever thread reaches each
     step's barrier last (the threads' order varies from run to run): every thread sums its split step
-    products in the same order, the last to arrive included."""
-    args = state_inputs(np.random.default_rng(8), np.float64, (16, 8, 8, 512), cell)
+    products in the same order, the last to arrive included; the LSTM backward split by rows (48 rows:
+    16 or more a thread) sums the threads' parts of db in thread order."""
+    args = state_inputs(np.random.default_rng(8), np.float64, shape, cell)
     douts = None
     with threadpool_limits(threads):
         if _module(backend).native_in_use():
-            plan = _plan(backend, cell, (16, 8, 8, 512), np.float64)
+            plan = _plan(backend, cell, shape, np.float64)
             assert plan == threads, f"the test shape must run on a team of {threads} threads, not {plan}"
         runs = []
         for _ in range(12):

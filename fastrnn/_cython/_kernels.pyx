@@ -435,6 +435,9 @@ cdef inline size_t up_page(size_t nbytes) noexcept nogil:
 #   backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
 #             its units (dA_t, the carried dc, db), meets the others, and computes its units of
 #             dA_t Wh^T; after the loop a share of the rows of dX and its own columns of dWx and dWh.
+#             From BATCH_MIN_ROWS rows a thread on, the loop is split by rows of the batch instead
+#             (rows_split, lstm_bptt_rows): a sequence's gradients never meet another's before the
+#             weight gradients, so a thread runs its rows' whole loop alone, without a barrier.
 # The barrier is split (fr_sync_arrive / fr_sync_wait, team.h): a thread arrives as soon as its units of
 # the step are written, starts the next product on those rows of h_t (dA_t) -- its own, in its cache --
 # and waits for the others only before their rows (pmm_split): the wait absorbs a late thread instead of
@@ -554,6 +557,12 @@ cdef double DENSE_MIN_FLOPS = 4.0e6
 cdef double DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
 # The softmax loss takes a second thread from SOFTMAX_MIN_SCORES scores per thread (~0.1 ms of work).
 cdef double SOFTMAX_MIN_SCORES = 131072.0
+# A backward pass splits its loop by rows of the batch (rows_split) from BATCH_MIN_ROWS rows a thread on,
+# by units below.  Measured (AMD EPYC Zen 4, 2 threads, float32 fwd+bwd, rows split against units, the
+# two CPUs near / far): LSTM N = 100: 0.966 / 0.954 (float64 0.994 / 0.960), N = 64, H = 1024: 0.999 /
+# 0.990, N = 25 (13 rows a thread): 1.006 / 0.993 -- there streaming all of Wh^T per thread costs what
+# the barriers save; N = 100: RNN 0.987 (float64 0.997), GRU 0.981 / 0.897.
+cdef intp BATCH_MIN_ROWS = 16
 
 
 cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
@@ -750,12 +759,12 @@ cdef struct Layer:
     const void *bhn
     void *hn
     void *dbhn
-    # LSTM backward: pages of each thread's own (4 KiB-aligned, carry_stride bytes apart, thread 1's first)
-    # for the gradients it carries from step to step, dprev and dc (N, H) of its units; thread 0 carries
-    # them in L.dprev and L.dc.  The shared arrays hold each thread's units in runs of 1 KiB (H = 512,
-    # float32): every page written by both threads at every step, which costs little while the two CPUs
-    # share an L3 and a lot when the host runs them on different dies (BENCHMARKS.md, "What the far
-    # phase punishes")
+    # backward passes: pages of each thread's own (4 KiB-aligned, carry_stride bytes apart, thread 1's
+    # first; own_pages).  The LSTM's split by units: threads 1.. carry their units of dprev and dc (N, H)
+    # there (thread 0 in L.dprev and L.dc): the shared arrays hold each thread's units in runs of 1 KiB
+    # (H = 512, float32), every page written by both threads at every step, which costs little while the
+    # two CPUs share an L3 and a lot when the host runs them on different dies (BENCHMARKS.md, "What the
+    # far phase punishes").  Split by rows (rows_split): threads 1.. sum their parts of db there.
     char *carry
     size_t carry_stride
 
@@ -788,6 +797,41 @@ cdef inline size_t layer_scratch(Layer *L, intp K, intp pgates, int tn) noexcept
 cdef inline void layer_place(Layer *L, char *scratch, intp K, intp pgates, int tn) noexcept nogil:
     L.P = scratch
     L.W = scratch + packed_bytes(K, L.H, pgates, tn)
+
+
+cdef inline size_t own_pages(Layer *L, size_t nbytes) noexcept nogil:
+    """Bytes of scratch for Layer.carry, nbytes in whole pages for each thread but the first (and a page
+    to align them); sets L.carry_stride.  0 for a team of one."""
+    L.carry_stride = up_page(nbytes)
+    return 4096 + <size_t>(L.threads - 1) * L.carry_stride if L.threads > 1 else 0
+
+
+cdef inline void place_own_pages(Layer *L, char *scratch, size_t nbytes) noexcept nogil:
+    """L.carry at the first page boundary in scratch (own_pages' nbytes of it)."""
+    if nbytes:
+        L.carry = <char *>((<size_t>scratch + 4095) & ~(<size_t>4095))
+
+
+cdef inline void add_parts(Layer *L, int64_t nth, floating *dst, intp offset, intp n) noexcept nogil:
+    """dst[0:n] += the parts threads 1.. summed at offset (items) in their own pages, in thread order
+    (the same bits every run): a bias gradient of a loop split by rows."""
+    cdef intp j
+    cdef int64_t k
+    cdef const floating *part
+    for k in range(1, nth):
+        part = <const floating *>(L.carry + (k - 1) * L.carry_stride) + offset
+        for j in range(n):
+            dst[j] += part[j]
+
+
+cdef inline floating *own_part(Layer *L, int64_t tid, floating *shared, intp n) noexcept nogil:
+    """Where thread tid sums its part of a bias gradient of n items in a loop split by rows: thread 0
+    into the gradient itself (zeroed by the caller), threads 1.. into their own pages, zeroed here."""
+    if tid == 0:
+        return shared
+    cdef floating *part = <floating *>(L.carry + (tid - 1) * L.carry_stride)
+    memset(part, 0, n * sizeof(floating))
+    return part
 
 
 cdef inline void slab(Layer *L, int64_t tid, int64_t nth, intp *ub0, intp *ub1, intp *u0, intp *u1) noexcept nogil:
@@ -906,27 +950,53 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of RNN BPTT and the weight gradients."""
-    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, r0, r1, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
     cdef const floating *hh = <const floating *>L.A
     cdef const floating *dht
     cdef const floating *dhp
     cdef floating *dA = <floating *>L.dA
     cdef floating *db = <floating *>L.db
     cdef floating *P = <floating *>L.P
+    cdef floating *out
+    cdef int64_t token
+    cdef bint rows = rows_split(L, nth)
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     ppack(H, H, 1, <const floating *>L.Wh, H, 1, P, ub0, ub1)
+    if rows:  # split by rows of the batch, as lstm_bptt_rows
+        db = own_part(L, tid, db, H)
+        share(N, tid, nth, &r0, &r1)
+        token = fr_sync_arrive(sync)  # every slab of Wh^T packed
+        fr_sync_wait(sync, token)
+    else:  # split by units: every row, this slab
+        r0, r1 = 0, N
+        db += u0
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
         dhp = carried(L, t, <const floating *>L.dprev, &lddhp)
+        if rows:
+            if floating is float:
+                fr_rnn_bwd_f(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, hh + (t + 1) * NH + r0 * H, H,
+                             dA + t * NH + r0 * H, H, db)
+            else:
+                fr_rnn_bwd_d(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, hh + (t + 1) * NH + r0 * H, H,
+                             dA + t * NH + r0 * H, H, db)
+            out = <floating *>L.dh0 if t == 0 else <floating *>L.dprev
+            pmm_slab(r1 - r0, H, dA + t * NH + r0 * H, H, P, H, 0, L.nb, t, out + r0 * H, H, 0)
+            continue
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
-                         db + u0)
+                         db)
         else:
             fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
-                         db + u0)
+                         db)
         bptt_product(sync, nth, N, H, u0, u1, dA + t * NH, H, P, H, ub0, ub1, t,
                      <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
+    if rows:
+        token = fr_sync_arrive(sync)  # every dA_t complete (gradients), every part of db summed
+        fr_sync_wait(sync, token)
+        if tid == 0:
+            add_parts(L, nth, <floating *>L.db, 0, H)
     gradients(kind, L, tid, nth, u0, u1, hh, &w)
 
 
@@ -975,7 +1045,28 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
 
 cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of LSTM BPTT and the weight gradients."""
-    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, ldcp, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp ub0, ub1, u0, u1
+    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
+    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
+    ppack(L.G, L.H, 1, <const floating *>L.Wh, L.G, 1, <floating *>L.P, ub0, ub1)
+    if rows_split(L, nth):
+        lstm_bptt_rows(kind, L, sync, tid, nth)
+    else:
+        lstm_bptt_units(kind, L, sync, tid, nth, ub0, ub1, u0, u1)
+    gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
+
+
+cdef inline bint rows_split(Layer *L, int64_t nth) noexcept nogil:
+    """Whether the LSTM backward splits its loop by rows of the batch (BATCH_MIN_ROWS; db's parts go to
+    the carry pages)."""
+    return nth > 1 and L.N >= BATCH_MIN_ROWS * nth and L.carry != NULL
+
+
+cdef void lstm_bptt_units(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth, intp ub0, intp ub1,
+                          intp u0, intp u1) noexcept nogil:
+    """The loop of LSTM BPTT, thread tid's slab of units [u0, u1): its pointwise pass, a barrier, its
+    units of dA_t Wh^T (bptt_product) at every step."""
+    cdef intp t, lddh, lddhp, ldcp, r, N = L.N, T = L.T, H = L.H, G = L.G
     cdef intp NH = L.N * L.H, NG = L.N * L.G
     cdef const floating *A = <const floating *>L.A
     cdef const floating *tc = <const floating *>L.tc
@@ -987,15 +1078,11 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     cdef floating *dprev = <floating *>L.dprev
     cdef floating *db = <floating *>L.db
     cdef floating *P = <floating *>L.P
-    cdef intp r
-    cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
-    slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     if tid > 0 and L.carry != NULL:  # carried in pages of this thread's own (Layer.carry); dc starts as L.dc
         dprev = <floating *>(L.carry + (tid - 1) * L.carry_stride)
         dc = dprev + NH
         for r in range(N):
             memcpy(dc + r * H + u0, <floating *>L.dc + r * H + u0, (u1 - u0) * sizeof(floating))
-    ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
         dhp = carried(L, t, dprev, &lddhp)
@@ -1011,7 +1098,51 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     if dc != <floating *>L.dc:  # dc0, this thread's units
         for r in range(N):
             memcpy(<floating *>L.dc + r * H + u0, dc + r * H + u0, (u1 - u0) * sizeof(floating))
-    gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
+
+
+cdef void lstm_bptt_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """The loop of LSTM BPTT split by rows of the batch: thread tid takes sequences [r0, r1), all units,
+    and runs their whole loop alone -- the pointwise pass of its rows, then its rows of dA_t Wh^T by all
+    of the packed Wh^T -- without a barrier between steps, and every array it writes (dA_t's, dprev's
+    and dc's rows) in runs of whole rows, pages no other thread writes but at the ends of its run.  It
+    reads all of Wh^T per step instead of its slab's, which pays from BATCH_MIN_ROWS rows on.  db: thread
+    0 sums into L.db, threads 1.. into their carry pages, added to L.db in thread order after the loop
+    (the same bits every run)."""
+    cdef intp t, lddh, lddhp, ldcp, r0, r1, nrow, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef const floating *A = <const floating *>L.A
+    cdef const floating *tc = <const floating *>L.tc
+    cdef const floating *dht
+    cdef const floating *dhp
+    cdef const floating *cprev
+    cdef floating *dA = <floating *>L.dA
+    cdef floating *dc = <floating *>L.dc
+    cdef floating *dprev = <floating *>L.dprev
+    cdef floating *db = own_part(L, tid, <floating *>L.db, G)
+    cdef floating *out
+    cdef int64_t token
+    share(N, tid, nth, &r0, &r1)
+    nrow = r1 - r0
+    token = fr_sync_arrive(sync)  # every slab of Wh^T packed
+    fr_sync_wait(sync, token)
+    for t in range(T - 1, -1, -1):
+        dht = upstream(L, t, &lddh, kind)
+        dhp = carried(L, t, dprev, &lddhp)
+        cprev = previous_cell(L, t, &ldcp, kind)
+        if floating is float:
+            fr_lstm_bwd_f(nrow, H, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, dc + r0 * H, H,
+                          A + t * NG + r0 * G, G, tc + t * NH + r0 * H, H, cprev + r0 * ldcp, ldcp,
+                          dA + t * NG + r0 * G, G, db)
+        else:
+            fr_lstm_bwd_d(nrow, H, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, dc + r0 * H, H,
+                          A + t * NG + r0 * G, G, tc + t * NH + r0 * H, H, cprev + r0 * ldcp, ldcp,
+                          dA + t * NG + r0 * G, G, db)
+        out = <floating *>L.dh0 if t == 0 else dprev
+        pmm_slab(nrow, G, dA + t * NG + r0 * G, G, <const floating *>L.P, H, 0, L.nb, t, out + r0 * H, H, 0)
+    token = fr_sync_arrive(sync)  # every dA_t complete (gradients), every part of db summed
+    fr_sync_wait(sync, token)
+    if tid == 0:
+        add_parts(L, nth, <floating *>L.db, 0, G)
 
 
 cdef void rnn_fwd_task_f(void *arg, void *sync, int64_t tid, int64_t nth) noexcept nogil:
@@ -1122,19 +1253,47 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     cdef floating *dx = <floating *>L.dx
     cdef floating *dWx = <floating *>L.dWx
     cdef floating *P = <floating *>L.P
+    cdef int64_t token
+    cdef bint rows = rows_split(L, nth)
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    if rows:  # split by rows of the batch, as lstm_bptt_rows: db's and dbhn's parts in one run
+        db = own_part(L, tid, db, G + H)
+        dbhn = db + G if tid > 0 else dbhn
+        share(N, tid, nth, &r0, &r1)
+        token = fr_sync_arrive(sync)  # every slab of Wh^T packed
+        fr_sync_wait(sync, token)
+    else:  # split by units: every row, this slab
+        r0, r1 = 0, N
+        db += u0
+        dbhn += u0
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
+        if rows:
+            if floating is float:
+                fr_gru_bwd_f(r1 - r0, H, H, dht + r0 * lddh, lddh, dh0 + r0 * H, H, A + t * NG + r0 * G, G,
+                             hn + t * NH + r0 * H, H, hs + t * NH + r0 * H, H, dA + t * NF + r0 * F, F, db, dbhn)
+            else:
+                fr_gru_bwd_d(r1 - r0, H, H, dht + r0 * lddh, lddh, dh0 + r0 * H, H, A + t * NG + r0 * G, G,
+                             hn + t * NH + r0 * H, H, hs + t * NH + r0 * H, H, dA + t * NF + r0 * F, F, db, dbhn)
+            # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
+            pmm_slab(r1 - r0, G, dA + t * NF + r0 * F, F, P, H, 0, L.nb, t, dh0 + r0 * H, H, 1)
+            continue
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_gru_bwd_f(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
-                         hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
+                         hs + t * NH + u0, H, dA + t * NF + u0, F, db, dbhn)
         else:
             fr_gru_bwd_d(N, u1 - u0, H, dht + u0, lddh, dh0 + u0, H, A + t * NG + u0, G, hn + t * NH + u0, H,
-                         hs + t * NH + u0, H, dA + t * NF + u0, F, db + u0, dbhn + u0)
+                         hs + t * NH + u0, H, dA + t * NF + u0, F, db, dbhn)
         # dh_{t-1} = its direct part (left by the pass) + dA_t[:, :3H] Wh^T
         bptt_product(sync, nth, N, G, u0, u1, dA + t * NF, F, P, H, ub0, ub1, t, dh0, 1)
+    if rows:
+        token = fr_sync_arrive(sync)  # every dA_t complete, every part of db and dbhn summed
+        fr_sync_wait(sync, token)
+        if tid == 0:
+            add_parts(L, nth, <floating *>L.db, 0, G)
+            add_parts(L, nth, <floating *>L.dbhn, G, H)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, then this slab's columns of dWx and dWh = Hprev^T dA[:, :3H]
     share(TN, tid, nth, &r0, &r1)
@@ -1281,10 +1440,13 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
     cdef Layer layer
     cdef Layer *L = NULL
+    cdef size_t own = 0
     if use_team(N, T, H, 1, tn):
         layer_setup(&layer, N, T, D, H, 1, tn)
         L = &layer
-    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, H, 1, tn) if L != NULL else 0))
+        own = own_pages(L, H * item)  # db's part (split by rows)
+    cdef size_t o5 = o4 + (layer_scratch(L, H, 1, tn) if L != NULL else 0)
+    cdef cnp.ndarray work = scratch(o5 + own)
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *dprev = dA + o2
@@ -1294,6 +1456,7 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     memset(zero, 0, H * item)
     if L != NULL:
         layer_place(L, dA + o4, H, 1, tn)
+        place_own_pages(L, dA + o5, own)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
@@ -1492,8 +1655,7 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     if use_team(N, T, H, 4, tn):
         layer_setup(&layer, N, T, D, H, 4, tn)
         L = &layer
-        L.carry_stride = up_page(2 * N * H * item)
-        carry = 4096 + <size_t>(L.threads - 1) * L.carry_stride if L.threads > 1 else 0
+        carry = own_pages(L, max(2 * N * H, G) * item)  # dprev and dc (split by units), or db's part (by rows)
     cdef size_t o5 = o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0)
     cdef cnp.ndarray work = scratch(o5 + carry)
     cdef char *dA = <char *>P(work)
@@ -1506,8 +1668,7 @@ cdef tuple lstm_bwd(object dh, object dhT, object dcT, tuple cache):
     memset(zero, 0, H * item)
     if L != NULL:
         layer_place(L, dA + o4, G, 1, tn)
-        if carry:  # thread t's pages (t >= 1) at L.carry + (t - 1) * carry_stride, 4 KiB-aligned
-            L.carry = <char *>((<size_t>(dA + o5) + 4095) & ~(<size_t>4095))
+        place_own_pages(L, dA + o5, carry)
     if dcT is None:  # dc, carried through the loop in dc0, starts from the final cell state's gradient
         memset(P(dc0), 0, N * H * item)
     else:
@@ -1695,7 +1856,9 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
     cdef bint transposed = L == NULL and T > 1 and N * T >= 256 and tn == cnp.NPY_FLOAT32
     cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * 4 * H * item), o2 = o1 + up64(T * N * D * item)
     cdef size_t o3 = o2 + (up64(G * H * item) if transposed else 0), o4 = o3 + up64(H * item)
-    cdef cnp.ndarray work = scratch(o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0))
+    cdef size_t own = own_pages(L, (G + H) * item) if L != NULL else 0  # db's and dbhn's parts (split by rows)
+    cdef size_t o5 = o4 + (layer_scratch(L, G, 1, tn) if L != NULL else 0)
+    cdef cnp.ndarray work = scratch(o5 + own)
     cdef char *dA = <char *>P(work)
     cdef char *dxt = dA + o1
     cdef char *WhT = dA + o2 if transposed else NULL
@@ -1704,6 +1867,7 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
     memset(zero, 0, H * item)
     if L != NULL:
         layer_place(L, dA + o4, G, 1, tn)
+        place_own_pages(L, dA + o5, own)
     if dhT is None:  # the carried gradient, in dh0, starts from the final state's
         memset(P(dh0), 0, N * H * item)
     else:
