@@ -81,8 +81,8 @@ def forward_units(gates, b, bhn, hn, h0, h, t, u0, u1):
 
 
 @helper
-def backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1):
-    """The team's fused pointwise pass of BPTT step t for hidden units [u0, u1), every row: dA_t =
+def backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1, n0, n1):
+    """The team's fused pointwise pass of BPTT step t for hidden units [u0, u1) of rows [n0, n1): dA_t =
     [dr, dz, dhn, dn] from the gradient into h_t (dh[:, t], when dh is not of size 0, plus carry, which
     then gets the direct part of h_{t-1}'s gradient, z g); adds the column sums to db and dbhn."""
     N, T, G = gates.shape
@@ -91,8 +91,8 @@ def backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1):
     k = u1 - u0
     dbr, dbz, dbn, dbq = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], dbhn[u0:u1]
     F = dA.shape[2]
-    for n in range(N):
-        if n + AHEAD < N:  # what the forward left, and dA's rows: far; carry is the step's own
+    for n in range(n0, n1):
+        if n + AHEAD < n1:  # what the forward left, and dA's rows: far; carry is the step's own
             m = n + AHEAD
             for q in range(3):
                 fetch(gates, (m * T + t) * G + q * H + u0, k)

@@ -117,8 +117,8 @@ def backward_units(gates, c, tanh_c, dht, dc, dA, t, u0, u1):
 
 
 @helper
-def backward_units_carried(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1):
-    """The team's pointwise pass of BPTT step t for hidden units [u0, u1), every row: as
+def backward_units_carried(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1, n0, n1):
+    """The team's pointwise pass of BPTT step t for hidden units [u0, u1) of rows [n0, n1): as
     ``backward_units``, with the gradient into h_t = carry (step t+1's product, or dhT) plus dh[:, t]
     (when dh is not of size 0), summed in place into carry, which the step's product then overwrites;
     adds dA_t's column sums to db while its rows are in cache."""
@@ -126,8 +126,8 @@ def backward_units_carried(gates, c, tanh_c, dh, carry, dc, dA, db, t, u0, u1):
     H = G // 4
     k = u1 - u0
     dbi, dbf, dbo, dbg = db[u0:u1], db[H + u0 : H + u1], db[2 * H + u0 : 2 * H + u1], db[3 * H + u0 : 3 * H + u1]
-    for n in range(N):
-        if n + AHEAD < N:  # what the forward left, and dA's rows: far; carry and dc are the step's own
+    for n in range(n0, n1):
+        if n + AHEAD < n1:  # what the forward left, and dA's rows: far; carry and dc are the step's own
             m = n + AHEAD
             for q in range(4):
                 fetch(gates, (m * T + t) * G + q * H + u0, k)

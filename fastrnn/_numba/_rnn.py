@@ -92,16 +92,16 @@ def backward_units(h, dht, dA, t, u0, u1):
 
 
 @helper
-def backward_units_carried(h, dh, carry, dA, db, t, u0, u1):
-    """The team's pass of BPTT step t for hidden units [u0, u1), every row: as ``backward_units``, with
+def backward_units_carried(h, dh, carry, dA, db, t, u0, u1, n0, n1):
+    """The team's pass of BPTT step t for hidden units [u0, u1) of rows [n0, n1): as ``backward_units``, with
     the gradient into h_t = carry (step t+1's product, or dhT) plus dh[:, t] (when dh is not of size 0),
     summed in place into carry, which the step's product then overwrites; adds dA_t's column sums to db
     while its rows are in cache."""
     N, T, H = h.shape
     one = h.dtype.type(1)
     dbu = db[u0:u1]
-    for n in range(N):
-        if n + AHEAD < N:  # what the forward left, and dA's rows: far (see _prefetch)
+    for n in range(n0, n1):
+        if n + AHEAD < n1:  # what the forward left, and dA's rows: far (see _prefetch)
             row = ((n + AHEAD) * T + t) * H + u0
             fetch(h, row, u1 - u0)
             fetch_for_write(dA, row, u1 - u0)

@@ -25,6 +25,10 @@ gates of those units:
   summed in the pointwise pass, while dA_t is in cache.  (The LSTM, and until later the RNN, copied dh
   before the team started, added each product into the copy and summed db in one more pass over dA:
   the LSTM's backward alone took 2-3 % longer with 2 threads, the same with one; the RNN's 0-2 %.)
+  From BATCH_MIN_ROWS rows a thread on, each cell's backward splits its loop by rows of the batch
+  instead (``_lstm_bptt_rows``): a thread runs its sequences' whole loop alone, all units, by all of
+  the packed Wh^T, without a barrier between steps, writing only whole rows of its own (medium float32,
+  2 threads, against the split by units: LSTM 0.988x the time, RNN 0.991x, GRU 0.984x, the CPUs near).
 
 The barrier is split (``sync_arrive``/``sync_wait``): a thread arrives as soon as its units of the step
 are written, starts the next product on those rows of h_t (dA_t), its own and in its cache, and waits
@@ -58,8 +62,8 @@ from ._rnn import forward_units as rnn_forward_units
 from ._words import softmax_rows
 
 __all__ = ["TASKS", "rnn_forward_team", "rnn_backward_team", "lstm_forward_team", "lstm_backward_team",
-           "carry_bytes", "gru_forward_team", "gru_backward_team", "affine_forward_team", "affine_backward_team",
-           "softmax_loss_team"]
+           "own_items", "own_bytes", "gru_forward_team", "gru_backward_team", "affine_forward_team",
+           "affine_backward_team", "softmax_loss_team"]
 
 # The int64 block of a task: sizes, then the addresses of its arrays.
 (_W_N, _W_T, _W_D, _W_H, _W_NR, _W_THREADS, _W_WORK, _W_FAILED, _W_PSIZE, _W_X, _W_H0, _W_WX, _W_WH, _W_B, _W_OUT,
@@ -70,6 +74,9 @@ _W_BHN, _W_HN, _W_DBHN, _W_DHSIZE = range(28, 32)
 _W_CARRY, _W_CARRY_STRIDE = range(32, 34)
 _WORDS = 34
 CARRY_PAGE = 4096
+# The LSTM backward splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
+# below (cython's BATCH_MIN_ROWS, where the measurements are; see _lstm_bptt_rows)
+BATCH_MIN_ROWS = 16
 _U8 = np.uint8(0)
 
 
@@ -151,6 +158,38 @@ def _work(w):
 
 
 @helper
+def _rows_split(w, N, nth):
+    """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
+    parts go to the threads' own pages)."""
+    return nth > 1 and N >= BATCH_MIN_ROWS * nth and w[_W_CARRY] != 0
+
+
+@helper
+def _own(w, k, n, z):
+    """Thread k's (k >= 1) own pages, as n items of z's type."""
+    return carray(pointer(w[_W_CARRY] + (k - 1) * w[_W_CARRY_STRIDE], z), (n,))
+
+
+@helper
+def _own_part(w, tid, shared, n, z):
+    """Where thread tid sums its part of a bias gradient of n items in a loop split by rows: thread 0
+    into the gradient itself, threads 1.. into their own pages; zeroed here."""
+    part = shared if tid == 0 else _own(w, tid, n, z)
+    part[:] = 0
+    return part
+
+
+@helper
+def _add_parts(w, nth, dst, offset, n, z):
+    """dst[0:n] += the parts threads 1.. summed at offset (items) in their own pages, in thread order (the
+    same bits every run): a bias gradient of a loop split by rows."""
+    for k in range(1, nth):
+        part = _own(w, k, offset + n, z)
+        for j in range(n):
+            dst[j] += part[offset + j]
+
+
+@helper
 def _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, gates, u0, u1):
     """After BPTT: a share of the rows of dX = dA Wx^T, then this slab's columns of dWx = X^T dA and of
     dWh = Hprev^T dA (Hprev read from h0 and h where they lie).  Every dA_t is complete: the last step's
@@ -225,12 +264,24 @@ def _rnn_backward(arg, sy, tid, nth, z):
     dWh = carray(pointer(w[_W_DWH], z), (H, H))
     db = carray(pointer(w[_W_DB], z), (H,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
-    db[u0:u1] = 0
     ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
-    for t in range(T - 1, -1, -1):
-        rnn_backward_units(h, dh, carry, dA, db, t, u0, u1)  # the slab, then the barrier
-        # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
-        _bptt_product(sy, nth, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
+    if _rows_split(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows
+        part = _own_part(w, tid, db, H, z)
+        n0, n1 = _share(N, tid, nth)
+        nb = (H + nr - 1) // nr
+        sync_wait(sy, sync_arrive(sy))  # every slab of Wh^T packed
+        for t in range(T - 1, -1, -1):
+            rnn_backward_units(h, dh, carry, dA, part, t, 0, H, n0, n1)
+            pmm_slab(n1 - n0, H, dA, (n0 * T + t) * H, T * H, P, H, 0, nb, t, carry, n0 * H, H, 0)
+        sync_wait(sy, sync_arrive(sy))  # every dA_t complete (_gradients), every part of db summed
+        if tid == 0:
+            _add_parts(w, nth, db, 0, H, z)
+    else:
+        db[u0:u1] = 0
+        for t in range(T - 1, -1, -1):
+            rnn_backward_units(h, dh, carry, dA, db, t, u0, u1, 0, N)  # the slab, then the barrier
+            # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
+            _bptt_product(sy, nth, N, H, u0, u1, dA, t * H, T * H, P, H, ub0, ub1, t, carry, 0)
     _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 1, u0, u1)
 
 
@@ -289,19 +340,33 @@ def _lstm_backward(arg, sy, tid, nth, z):
     Wx = carray(pointer(w[_W_WX], z), (D, G))
     Wh = carray(pointer(w[_W_WH], z), (H, G))
     h = carray(pointer(w[_W_OUT], z), (N, T, H))
+    dA = carray(pointer(w[_W_DA], z), (N, T, G))
+    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
+    dx = carray(pointer(w[_W_DX], z), (N, T, D))
+    dWx = carray(pointer(w[_W_DWX], z), (D, G))
+    dWh = carray(pointer(w[_W_DWH], z), (H, G))
+    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
+    if _rows_split(w, N, nth):
+        _lstm_bptt_rows(w, sy, tid, nth, z, dA, P)
+    else:
+        _lstm_bptt_units(w, sy, tid, nth, z, dA, P, ub0, ub1, u0, u1)
+    _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 4, u0, u1)
+
+
+@helper
+def _lstm_bptt_units(w, sy, tid, nth, z, dA, P, ub0, ub1, u0, u1):
+    """The loop of LSTM BPTT, thread tid's slab of units [u0, u1): its pointwise pass, a barrier, its
+    units of dA_t Wh^T (_bptt_product) at every step."""
+    N, T, H = w[_W_N], w[_W_T], w[_W_H]
+    G = 4 * H
     c = carray(pointer(w[_W_C], z), (N, T + 1, H))
     tanh_c = carray(pointer(w[_W_TC], z), (N, T, H))
     gates = carray(pointer(w[_W_GATES], z), (N, T, G))
     dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
     carry = carray(pointer(w[_W_DH0], z), (N, H))
     dc = carray(pointer(w[_W_DC], z), (N, H))
-    dA = carray(pointer(w[_W_DA], z), (N, T, G))
-    P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
-    dx = carray(pointer(w[_W_DX], z), (N, T, D))
-    dWx = carray(pointer(w[_W_DWX], z), (D, G))
-    dWh = carray(pointer(w[_W_DWH], z), (H, G))
     db = carray(pointer(w[_W_DB], z), (G,))
-    ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     for g in range(4):
         db[g * H + u0 : g * H + u1] = 0
     # Threads 1.. carry their units of dh and dc in pages of their own: in the shared (N, H) arrays each
@@ -314,15 +379,43 @@ def _lstm_backward(arg, sy, tid, nth, z):
         own_dc = carray(pointer(base + N * H * own_carry.itemsize, z), (N, H))
         own_carry[:, u0:u1] = carry[:, u0:u1]
         own_dc[:, u0:u1] = dc[:, u0:u1]
-    ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
     for t in range(T - 1, -1, -1):
-        lstm_backward_units(gates, c, tanh_c, dh, own_carry, own_dc, dA, db, t, u0, u1)  # the slab, then barrier
+        lstm_backward_units(gates, c, tanh_c, dh, own_carry, own_dc, dA, db, t, u0, u1, 0, N)  # then the barrier
         # the gradient into h_{t-1} (at t = 0: dh0) = dA_t Wh^T, into carry
         _bptt_product(sy, nth, N, G, u0, u1, dA, t * G, T * G, P, H, ub0, ub1, t, own_carry, 0)
     if tid > 0 and w[_W_CARRY] != 0:  # dh0 and dc0, this thread's units
         carry[:, u0:u1] = own_carry[:, u0:u1]
         dc[:, u0:u1] = own_dc[:, u0:u1]
-    _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, 4, u0, u1)
+
+
+@helper
+def _lstm_bptt_rows(w, sy, tid, nth, z, dA, P):
+    """The loop of LSTM BPTT split by rows of the batch: thread tid takes sequences [n0, n1), all units,
+    and runs their whole loop alone -- the pointwise pass of its rows, then its rows of dA_t Wh^T by all
+    of the packed Wh^T -- without a barrier between steps; every array it writes (its rows of dA, of
+    carry and of dc) is a run of whole rows (of all steps, dA being batch-major), in pages no other thread
+    writes but at the ends of the run.  It reads all of Wh^T per step instead of its slab's, which pays
+    from BATCH_MIN_ROWS rows on.  db: thread 0 sums into db, threads 1.. into their carry pages, added to
+    db in thread order after the loop (the same bits every run)."""
+    N, T, H, nr = w[_W_N], w[_W_T], w[_W_H], w[_W_NR]
+    G = 4 * H
+    c = carray(pointer(w[_W_C], z), (N, T + 1, H))
+    tanh_c = carray(pointer(w[_W_TC], z), (N, T, H))
+    gates = carray(pointer(w[_W_GATES], z), (N, T, G))
+    dh = carray(pointer(w[_W_DHT], z), (N, T, w[_W_DHSIZE]))
+    carry = carray(pointer(w[_W_DH0], z), (N, H))
+    dc = carray(pointer(w[_W_DC], z), (N, H))
+    db = carray(pointer(w[_W_DB], z), (G,))
+    part = _own_part(w, tid, db, G, z)
+    n0, n1 = _share(N, tid, nth)
+    nb = (H + nr - 1) // nr
+    sync_wait(sy, sync_arrive(sy))  # every slab of Wh^T packed
+    for t in range(T - 1, -1, -1):
+        lstm_backward_units(gates, c, tanh_c, dh, carry, dc, dA, part, t, 0, H, n0, n1)
+        pmm_slab(n1 - n0, G, dA, (n0 * T + t) * G, T * G, P, H, 0, nb, t, carry, n0 * H, H, 0)
+    sync_wait(sy, sync_arrive(sy))  # every dA_t complete (_gradients), every part of db summed
+    if tid == 0:
+        _add_parts(w, nth, db, 0, G, z)
 
 
 # ------------------------------------------------------------------ GRU
@@ -404,14 +497,34 @@ def _gru_backward(arg, sy, tid, nth, z):
     db = carray(pointer(w[_W_DB], z), (G,))
     dbhn = carray(pointer(w[_W_DBHN], z), (H,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
-    for g in range(3):
-        db[g * H + u0 : g * H + u1] = 0
-    dbhn[u0:u1] = 0
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
-    for t in range(T - 1, -1, -1):
-        gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1)  # the slab, then the barrier
-        # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
-        _bptt_product(sy, nth, N, G, u0, u1, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 1)
+    if _rows_split(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows; db's and dbhn's parts in one run
+        if tid == 0:
+            part, part_hn = db, dbhn
+            db[:] = 0
+            dbhn[:] = 0
+        else:
+            own = _own_part(w, tid, db, G + H, z)
+            part, part_hn = own[:G], own[G:]
+        n0, n1 = _share(N, tid, nth)
+        nb = (H + nr - 1) // nr
+        sync_wait(sy, sync_arrive(sy))  # every slab of Wh^T packed
+        for t in range(T - 1, -1, -1):
+            gru_backward_units(gates, hn, h0, h, dh, carry, dA, part, part_hn, t, 0, H, n0, n1)
+            # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
+            pmm_slab(n1 - n0, G, dA, (n0 * T + t) * F, T * F, P, H, 0, nb, t, carry, n0 * H, H, 1)
+        sync_wait(sy, sync_arrive(sy))  # every dA_t complete, every part of db and dbhn summed
+        if tid == 0:
+            _add_parts(w, nth, db, 0, G, z)
+            _add_parts(w, nth, dbhn, G, H, z)
+    else:
+        for g in range(3):
+            db[g * H + u0 : g * H + u1] = 0
+        dbhn[u0:u1] = 0
+        for t in range(T - 1, -1, -1):
+            gru_backward_units(gates, hn, h0, h, dh, carry, dA, db, dbhn, t, u0, u1, 0, N)  # then the barrier
+            # dh_{t-1} = its direct part (left in carry) + dA_t[:, :3H] Wh^T
+            _bptt_product(sy, nth, N, G, u0, u1, dA, t * F, T * F, P, H, ub0, ub1, t, carry, 1)
     # after the loop (every dA_t is complete: the last step's barrier): a share of the rows of
     # dX = [dr, dz] Wx_rz^T + dn Wx_n^T, this slab's columns of dWx, and of dWh = Hprev^T dA[:, :3H]
     W = _work(w)
@@ -669,11 +782,12 @@ def rnn_forward_team(x, h0, Wx, Wh, b, h, P, wbuf, nr, work, task_address, threa
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "n", "n", "n", "n")
-def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, dA, P, wbuf, dx, dWx, dWh, db, nr, work, task_address, threads):
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "o2", "o3", "o1", "w1", "w1", "o3", "o2", "o2", "o1", "n", "n", "n", "n")
+def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, dA, P, wbuf, cbuf, dx, dWx, dWh, db, nr, work, task_address,
+                      threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
     carry (N, H) holds the final hidden state's gradient on entry and dh0 on return.  Fills dA (scratch),
-    dx, dWx, dWh and db."""
+    dx, dWx, dWh and db.  cbuf (bytes): scratch for threads 1..'s own pages (``own_bytes``), or empty."""
     N, T, D = x.shape
     H = h0.shape[1]
     if Wx.shape != (D, H) or Wh.shape != (H, H) or h.shape != (N, T, H) \
@@ -687,6 +801,7 @@ def rnn_backward_team(x, h0, Wx, Wh, h, dh, carry, dA, P, wbuf, dx, dWx, dWh, db
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, dWh.ctypes.data
     w[_W_DH0], w[_W_DB] = carry.ctypes.data, db.ctypes.data
+    _place_own(w, cbuf, own_items(1, N, H), x.itemsize, threads)
     _launch(w, task_address, threads)
 
 
@@ -715,7 +830,7 @@ def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P,
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
     carry (N, H) holds the final hidden state's gradient on entry and dh0 on return; dc (N, H) holds the
     final cell state's gradient and gets dc0's.  Fills dA (scratch), dx, dWx, dWh and db.  cbuf (bytes):
-    scratch for the pages in which threads 1.. carry their units of dh and dc (``carry_bytes``), or empty."""
+    scratch for threads 1..'s own pages (``own_bytes``, ``own_items``), or empty."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 4 * H
@@ -732,23 +847,39 @@ def lstm_backward_team(x, h0, Wx, Wh, h, c, tanh_c, gates, dh, carry, dc, dA, P,
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DA], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DH0], w[_W_DB] = dA.ctypes.data, dx.ctypes.data, dWx.ctypes.data, \
         dWh.ctypes.data, carry.ctypes.data, db.ctypes.data
-    stride = carry_stride(N, H, x.itemsize)
-    if threads > 1 and cbuf.size >= carry_bytes(N, H, x.itemsize, threads):
-        w[_W_CARRY] = (cbuf.ctypes.data + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
-        w[_W_CARRY_STRIDE] = stride
+    _place_own(w, cbuf, own_items(4, N, H), x.itemsize, threads)
     _launch(w, task_address, threads)
 
 
 @helper
-def carry_stride(N, H, itemsize):
-    """Bytes between two threads' carry pages in the LSTM backward: dh and dc (N, H), whole pages."""
-    return (2 * N * H * itemsize + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
+def own_items(gates, N, H):
+    """Items each thread but the first keeps in pages of its own in a backward team job of a cell of
+    `gates` gate blocks: the LSTM's dh and dc (N, H) when it splits by units; by rows, the parts of the bias
+    gradients, db (gates * H, the GRU's 3H) and the GRU's dbhn (H)."""
+    if gates == 4:
+        return max(2 * N * H, 4 * H)
+    return 4 * H if gates == 3 else H
 
 
 @helper
-def carry_bytes(N, H, itemsize, threads):
-    """Bytes of cbuf for lstm_backward_team on `threads` threads (threads 1.. carry in pages of their own)."""
-    return CARRY_PAGE + (threads - 1) * carry_stride(N, H, itemsize) if threads > 1 else 0
+def own_stride(items, itemsize):
+    """Bytes between two threads' own pages: `items` of `itemsize` bytes, whole pages."""
+    return (items * itemsize + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
+
+
+@helper
+def own_bytes(items, itemsize, threads):
+    """Bytes of cbuf for a backward team job on `threads` threads (own_items: what threads 1.. keep)."""
+    return CARRY_PAGE + (threads - 1) * own_stride(items, itemsize) if threads > 1 else 0
+
+
+@helper
+def _place_own(w, cbuf, items, itemsize, threads):
+    """Threads 1..'s own pages in cbuf (page-aligned), when it has room for them (else none: the job
+    splits by units and the LSTM's threads carry in the shared arrays)."""
+    if threads > 1 and cbuf.size >= own_bytes(items, itemsize, threads):
+        w[_W_CARRY] = (cbuf.ctypes.data + CARRY_PAGE - 1) // CARRY_PAGE * CARRY_PAGE
+        w[_W_CARRY_STRIDE] = own_stride(items, itemsize)
 
 
 @kernel("f3", "f2", "f2", "f2", "f1", "f1", "o3", "o3", "o3", "o1", "w1", "n", "n", "n", "n")
@@ -769,13 +900,13 @@ def gru_forward_team(x, h0, Wx, Wh, b, bhn, h, gates, hn, P, wbuf, nr, work, tas
     _launch(w, task_address, threads)
 
 
-@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o1", "w1", "o3", "o2", "o2", "o1", "o1", "n",
-        "n", "n", "n")
-def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, P, wbuf, dx, dWx, dWh, db, dbhn, nr, work,
+@kernel("f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o2", "o3", "o1", "w1", "w1", "o3", "o2", "o2", "o1", "o1",
+        "n", "n", "n", "n")
+def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, P, wbuf, cbuf, dx, dWx, dWh, db, dbhn, nr, work,
                       task_address, threads):
     """BPTT as a team job.  dh (N, T, H), the upstream gradient of every step's h, or of size 0: zeros;
     carry (N, H) holds the final state's gradient on entry and dh0 on return.  Fills dA (scratch), dx, dWx,
-    dWh, db and dbhn."""
+    dWh, db and dbhn.  cbuf (bytes): scratch for threads 1..'s own pages (``own_bytes``), or empty."""
     N, T, D = x.shape
     H = h0.shape[1]
     G = 3 * H
@@ -792,6 +923,7 @@ def gru_backward_team(x, h0, Wx, Wh, h, gates, hn, dh, carry, dA, P, wbuf, dx, d
     w[_W_DHT], w[_W_DHSIZE] = (dh.ctypes.data, H) if dh.size else (x.ctypes.data, 0)
     w[_W_DH0], w[_W_DX], w[_W_DWX], w[_W_DWH], w[_W_DB], w[_W_DBHN] = carry.ctypes.data, dx.ctypes.data, \
         dWx.ctypes.data, dWh.ctypes.data, db.ctypes.data, dbhn.ctypes.data
+    _place_own(w, cbuf, own_items(3, N, H), x.itemsize, threads)
     _launch(w, task_address, threads)
 
 

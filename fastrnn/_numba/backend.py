@@ -153,6 +153,11 @@ def _team_plan(N, T, D, H, gates, dtype):
     return nr, threads, -(-work // 64) * 64
 
 
+def _own_size(gates, N, H, dtype, plan):
+    """Items of scratch for a backward team job's own pages of threads 1.. (see _team.own_items)."""
+    return -(-_team.own_bytes(_team.own_items(gates, N, H), dtype.itemsize, plan[1]) // dtype.itemsize)
+
+
 def _team_scratch(dtype, plan, packed_rows, packed_gates, H, *shapes):
     """Scratch arrays of `shapes`, then the packed weights and every thread's gemm work (bytes)."""
     nr, threads, work = plan
@@ -280,12 +285,13 @@ def rnn_backward_state(dh, dhT, cache):
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 1, dtype)
     if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
-        (dA,), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape)
+        (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, H, 1, H, h.shape, (_own_size(1, N, H, dtype, plan),))
         dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         db = _empty((H,), dtype)
         task = _team.TASKS["rnn_backward"][dtype].address
         _team.rnn_backward_team[dtype](x, h0, Wx, Wh, h, np.empty((N, T, 0), dtype) if dh is None else dh, dh0,
-                                       dA, P, wbuf, dx, dWx, dWh, db, plan[0], plan[2], task, plan[1])
+                                       dA, P, wbuf, cbuf.view(np.uint8), dx, dWx, dWh, db, plan[0], plan[2], task,
+                                       plan[1])
         return dx, dh0, dWx, dWh, db
     dht, dA, WhT = _bptt_scratch(dh, dhT, h, h.shape, Wh)
     dh0, db = _rnn.rnn_backward[dtype](_BI, x, h0, Wx, Wh, h, dht, dA, WhT, dx, dWx, dWh)
@@ -344,8 +350,7 @@ def _lstm_backward(dh, dhT, dcT, cache):
     (N, T, D), H = x.shape, h.shape[2]
     plan = _team_plan(N, T, D, H, 4, dtype)
     if plan:  # dh is read where it lies; the gradient carried between steps is one (N, H) array (see _team)
-        carry = -(-_team.carry_bytes(N, H, dtype.itemsize, plan[1]) // dtype.itemsize)  # threads 1..'s pages
-        (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, gates.shape, (carry,))
+        (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, 4 * H, 1, H, gates.shape, (_own_size(4, N, H, dtype, plan),))
         dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient; dh0 on return
         dc = np.zeros((N, H), dtype) if dcT is None else dcT.copy()  # the carried dc; dc0 on return
         db = _empty((4 * H,), dtype)
@@ -434,11 +439,11 @@ def gru_backward_state(dh, dhT, cache):
     dh = np.empty((N, T, 0), dtype) if dh is None else dh
     plan = _team_plan(N, T, x.shape[2], H, 3, dtype)
     if plan:
-        (dA,), P, wbuf = _team_scratch(dtype, plan, 3 * H, 1, H, (N, T, 4 * H))
+        (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, 3 * H, 1, H, (N, T, 4 * H), (_own_size(3, N, H, dtype, plan),))
         db, dbhn = _empty((3 * H,), dtype), _empty((H,), dtype)
         task = _team.TASKS["gru_backward"][dtype].address
-        _team.gru_backward_team[dtype](x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, P, wbuf, dx, dWx, dWh, db,
-                                       dbhn, plan[0], plan[2], task, plan[1])
+        _team.gru_backward_team[dtype](x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, P, wbuf, cbuf.view(np.uint8), dx,
+                                       dWx, dWh, db, dbhn, plan[0], plan[2], task, plan[1])
         return dx, dh0, dWx, dWh, db, dbhn
     # Wh transposed once: in float32 only, as in the Cython GRU (in float64 the small/medium backward was
     # 19.5/60.5 ms with the copy against 17.1/57.6 without, measured on a Xeon; see _Wh_transposed_shape)
