@@ -563,6 +563,11 @@ cdef double SOFTMAX_MIN_SCORES = 131072.0
 # 0.990, N = 25 (13 rows a thread): 1.006 / 0.993 -- there streaming all of Wh^T per thread costs what
 # the barriers save; N = 100: RNN 0.987 (float64 0.997), GRU 0.981 / 0.897.
 cdef intp BATCH_MIN_ROWS = 16
+# The LSTM forward does so from FORWARD_MIN_ROWS rows a thread on (lstm_fwd_rows): float32, N = 100
+# (50 rows a thread): 1.001 near / 0.949 far (2000 rounds, 780 far), float64 1.007 near; N = 64, H =
+# 1024 (32 rows): 1.02 near and far, each thread's reading all of Wh's panels per step weighing more
+# than the barriers it saves.
+cdef intp FORWARD_MIN_ROWS = 48
 
 
 cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
@@ -1017,6 +1022,9 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     projection(kind, L, u0, u1, A, &w)
     ppack(H, H, 4, <const floating *>L.Wh, G, 0, P, ub0, ub1)
+    if split_rows(L, nth, FORWARD_MIN_ROWS):
+        lstm_fwd_rows(kind, L, sync, tid, nth)
+        return
     for t in range(T):
         cprev = previous_cell(L, t, &ldcp, kind)
         if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
@@ -1043,6 +1051,42 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     fr_sync_wait(sync, token)
 
 
+cdef void lstm_fwd_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """The LSTM forward's loop split by rows of the batch (FORWARD_MIN_ROWS): once every thread has projected
+    its columns and packed its slab of Wh, thread tid runs sequences [r0, r1) alone through all steps,
+    all unit blocks (each block's tile, then its pointwise pass), by all of the packed Wh, without a
+    barrier between steps, writing whole rows of its own of the gate buffer, c, tanh(c), h and hs."""
+    cdef intp iu, t, ub, v0, nu, ldcp, r0, r1, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef floating *A = <floating *>L.A
+    cdef floating *hs = <floating *>L.hs
+    cdef floating *c = <floating *>L.c
+    cdef floating *tc = <floating *>L.tc
+    cdef floating *h = <floating *>L.h
+    cdef const floating *P = <const floating *>L.P
+    cdef const floating *b = <const floating *>L.b
+    cdef const floating *cprev
+    cdef int64_t token = fr_sync_arrive(sync)  # every column of the gate buffer, every slab of Wh
+    fr_sync_wait(sync, token)
+    share(N, tid, nth, &r0, &r1)
+    for t in range(T):
+        cprev = previous_cell(L, t, &ldcp, kind) + r0 * ldcp
+        for iu in range(L.nb):
+            ub = unit_block(iu, 0, L.nb, t)
+            v0 = ub * L.nr
+            nu = min(H, v0 + L.nr) - v0
+            pmm(r1 - r0, H, hs + t * NH + r0 * H, H, P, H, 4, ub, A + t * NG + r0 * G, G, 1,
+                next_unit_block(iu, 0, L.nb, t))
+            if floating is float:
+                fr_lstm_fwd_f(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, cprev + v0, ldcp,
+                              c + t * NH + r0 * H + v0, H, tc + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0,
+                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
+            else:
+                fr_lstm_fwd_d(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, cprev + v0, ldcp,
+                              c + t * NH + r0 * H + v0, H, tc + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0,
+                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
+
+
 cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """Thread tid's share of LSTM BPTT and the weight gradients."""
     cdef intp ub0, ub1, u0, u1
@@ -1056,10 +1100,15 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
 
+cdef inline bint split_rows(Layer *L, int64_t nth, intp min_rows) noexcept nogil:
+    """Whether a pass on nth threads splits its loop by rows of the batch: min_rows or more a thread."""
+    return nth > 1 and L.N >= min_rows * nth
+
+
 cdef inline bint rows_split(Layer *L, int64_t nth) noexcept nogil:
-    """Whether the LSTM backward splits its loop by rows of the batch (BATCH_MIN_ROWS; db's parts go to
-    the carry pages)."""
-    return nth > 1 and L.N >= BATCH_MIN_ROWS * nth and L.carry != NULL
+    """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
+    parts go to the threads' own pages, Layer.carry)."""
+    return split_rows(L, nth, BATCH_MIN_ROWS) and L.carry != NULL
 
 
 cdef void lstm_bptt_units(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth, intp ub0, intp ub1,
