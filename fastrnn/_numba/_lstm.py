@@ -44,16 +44,16 @@ from ._views import run
 
 
 @helper
-def forward_units(gates, b, c, tanh_c, h, t, u0, u1):
-    """The fused pointwise pass of step t for hidden units [u0, u1), every row: activates the gates
+def forward_units(gates, b, c, tanh_c, h, t, u0, u1, n0, n1):
+    """The fused pointwise pass of step t for hidden units [u0, u1) of rows [n0, n1): activates the gates
     (i, f, o = sigmoid, g = tanh, of a + b) in place and writes c_t, tanh(c_t) and h_t."""
     N, T, G = gates.shape
     H = G // 4
     one = gates.dtype.type(1)
     half = gates.dtype.type(0.5)
     zero = gates.dtype.type(0)
-    for n in range(N):
-        if n + AHEAD < N:  # the gates were just written by the product; c, tanh(c), h are far
+    for n in range(n0, n1):
+        if n + AHEAD < n1:  # the gates were just written by the product; c, tanh(c), h are far
             m = n + AHEAD
             fetch(c, (m * (T + 1) + t) * H + u0, u1 - u0)
             fetch_for_write(c, (m * (T + 1) + t + 1) * H + u0, u1 - u0)
@@ -168,7 +168,7 @@ def lstm_forward(bi, x, h0, c0, Wx, Wh, b, h, c, tanh_c, gates):
             gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h0, 0, H, Wh, 0, G, 1.0, gates, 0, T * G)
         else:
             gemm(bi, NOTRANS, NOTRANS, N, G, H, 1.0, h, (t - 1) * H, T * H, Wh, 0, G, 1.0, gates, t * G, T * G)
-        forward_units(gates, b, c, tanh_c, h, t, 0, H)
+        forward_units(gates, b, c, tanh_c, h, t, 0, H, 0, N)
 
 
 @kernel("b", "f2", "f3", "f2", "f2", "f2", "f3", "f3", "f3", "f3", "o3", "o3", "o2", "o3", "o2", "o2")

@@ -77,6 +77,8 @@ CARRY_PAGE = 4096
 # The LSTM backward splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
 # below (cython's BATCH_MIN_ROWS, where the measurements are; see _lstm_bptt_rows)
 BATCH_MIN_ROWS = 16
+# ... and the LSTM forward from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; see _lstm_forward_rows)
+FORWARD_MIN_ROWS = 48
 _U8 = np.uint8(0)
 
 
@@ -158,10 +160,16 @@ def _work(w):
 
 
 @helper
+def _split_rows(N, nth, min_rows):
+    """Whether a pass on nth threads splits its loop by rows of the batch: min_rows or more a thread."""
+    return nth > 1 and N >= min_rows * nth
+
+
+@helper
 def _rows_split(w, N, nth):
     """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
     parts go to the threads' own pages)."""
-    return nth > 1 and N >= BATCH_MIN_ROWS * nth and w[_W_CARRY] != 0
+    return _split_rows(N, nth, BATCH_MIN_ROWS) and w[_W_CARRY] != 0
 
 
 @helper
@@ -304,6 +312,9 @@ def _lstm_forward(arg, sy, tid, nth, z):
     gates = carray(pointer(w[_W_GATES], z), (N, T, G))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if _split_rows(N, nth, FORWARD_MIN_ROWS):
+        _lstm_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, c, tanh_c, gates, P, ub0, ub1)
+        return
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 4, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
         w[_W_FAILED] = 1
     ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
@@ -325,9 +336,36 @@ def _lstm_forward(arg, sy, tid, nth, z):
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 4, ub, gates, t * G, T * G, 1, nxt)
         if ub1 > ub0:  # the slab's pointwise pass, once its products are done (see the module docstring)
-            lstm_forward_units(gates, b, c, tanh_c, h, t, u0, u1)
+            lstm_forward_units(gates, b, c, tanh_c, h, t, u0, u1, 0, N)
         token = sync_arrive(sy)
     sync_wait(sy, token)
+
+
+@helper
+def _lstm_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, c, tanh_c, gates, P, ub0, ub1):
+    """The LSTM forward split by rows of the batch (FORWARD_MIN_ROWS): thread tid projects its sequences
+    [n0, n1) (x Wx, all columns: one run of rows of the batch-major gate buffer), packs its slab of Wh,
+    meets the others once (every slab packed), then runs its rows alone through all steps, all unit
+    blocks, by all of the packed Wh, without a barrier between steps, writing whole rows of its own."""
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    G = 4 * H
+    n0, n1 = _share(N, tid, nth)
+    if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, 4, 0, H, gates, n0 * T * G, G, 0, _work(w),
+             tid * wb, wb):
+        w[_W_FAILED] = 1
+    ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
+    sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
+    nb = (H + nr - 1) // nr
+    for t in range(T):
+        for iu in range(nb):
+            ub = _unit_block(iu, 0, nb, t)
+            nxt = _next_unit_block(iu, 0, nb, t)
+            if t == 0:
+                pmm(n1 - n0, H, h0, n0 * H, H, P, H, 4, ub, gates, n0 * T * G, T * G, 1, nxt)
+            else:
+                pmm(n1 - n0, H, h, n0 * T * H + (t - 1) * H, T * H, P, H, 4, ub, gates, n0 * T * G + t * G, T * G, 1,
+                    nxt)
+        lstm_forward_units(gates, b, c, tanh_c, h, t, 0, H, n0, n1)
 
 
 @helper
