@@ -563,10 +563,10 @@ cdef double SOFTMAX_MIN_SCORES = 131072.0
 # 0.990, N = 25 (13 rows a thread): 1.006 / 0.993 -- there streaming all of Wh^T per thread costs what
 # the barriers save; N = 100: RNN 0.987 (float64 0.997), GRU 0.981 / 0.897.
 cdef intp BATCH_MIN_ROWS = 16
-# The LSTM forward does so from FORWARD_MIN_ROWS rows a thread on (lstm_fwd_rows): float32, N = 100
-# (50 rows a thread): 1.001 near / 0.949 far (2000 rounds, 780 far), float64 1.007 near; N = 64, H =
-# 1024 (32 rows): 1.02 near and far, each thread's reading all of Wh's panels per step weighing more
-# than the barriers it saves.
+# The LSTM and GRU forwards do so from FORWARD_MIN_ROWS rows a thread on (lstm_fwd_rows): LSTM float32,
+# N = 100 (50 rows a thread): 1.001 near / 0.949 far (2000 rounds, 780 far), float64 1.007 near; N = 64,
+# H = 1024 (32 rows): 1.02 near and far, each thread's reading all of Wh's panels per step weighing
+# more than the barriers it saves; GRU N = 100: 0.947 far (float64 0.975).
 cdef intp FORWARD_MIN_ROWS = 48
 
 
@@ -1252,6 +1252,9 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     projection(kind, L, u0, u1, A, &w)
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh + 2 * H, G, 0, Pn, ub0, ub1)
+    if split_rows(L, nth, FORWARD_MIN_ROWS):
+        gru_fwd_rows(kind, L, sync, tid, nth)
+        return
     for t in range(T):
         if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
             # to arrive too, so that every run sums in the same order: see bptt_product)
@@ -1281,6 +1284,39 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
                                    hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
         token = fr_sync_arrive(sync)
     fr_sync_wait(sync, token)
+
+
+cdef void gru_fwd_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """The GRU forward's loop split by rows of the batch, as lstm_fwd_rows."""
+    cdef intp iu, t, ub, ubn, v0, nu, r0, r1, N = L.N, T = L.T, H = L.H, G = L.G
+    cdef intp NH = L.N * L.H, NG = L.N * L.G
+    cdef floating *A = <floating *>L.A
+    cdef floating *hs = <floating *>L.hs
+    cdef floating *hn = <floating *>L.hn
+    cdef floating *h = <floating *>L.h
+    cdef const floating *P = <const floating *>L.P
+    cdef const floating *Pn = P + L.nb * 2 * H * L.nr  # the packed n block, after the r and z blocks
+    cdef const floating *b = <const floating *>L.b
+    cdef const floating *bhn = <const floating *>L.bhn
+    cdef int64_t token = fr_sync_arrive(sync)  # every column of the gate buffer, every slab of Wh
+    fr_sync_wait(sync, token)
+    share(N, tid, nth, &r0, &r1)
+    for t in range(T):
+        for iu in range(L.nb):
+            ub = unit_block(iu, 0, L.nb, t)
+            ubn = next_unit_block(iu, 0, L.nb, t)
+            v0 = ub * L.nr
+            nu = min(H, v0 + L.nr) - v0
+            pmm(r1 - r0, H, hs + t * NH + r0 * H, H, P, H, 2, ub, A + t * NG + r0 * G, G, 1, ubn)
+            pmm(r1 - r0, H, hs + t * NH + r0 * H, H, Pn, H, 1, ub, hn + t * NH + r0 * H, H, 0, ubn)
+            if floating is float:
+                fr_gru_fwd_units_f(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, hn + t * NH + r0 * H + v0, H,
+                                   bhn + v0, hs + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0, T * H,
+                                   hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
+            else:
+                fr_gru_fwd_units_d(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, hn + t * NH + r0 * H + v0, H,
+                                   bhn + v0, hs + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0, T * H,
+                                   hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
 
 
 cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:

@@ -49,14 +49,14 @@ from ._rnn import previous_states
 
 
 @helper
-def forward_units(gates, b, bhn, hn, h0, h, t, u0, u1):
-    """The team's fused pointwise pass of step t for hidden units [u0, u1), every row (``_team``): gates
+def forward_units(gates, b, bhn, hn, h0, h, t, u0, u1, n0, n1):
+    """The team's fused pointwise pass of step t for hidden units [u0, u1) of rows [n0, n1) (``_team``): gates
     hold x Wx + h_{t-1} Wh in their r and z blocks and x Wx in their n block, without the bias, and get
     the activated r, z, n; hn holds h_{t-1} Wh_n and gets h_{t-1} Wh_n + bhn; writes h_t."""
     N, T, G = gates.shape
     H = G // 3
-    for n in range(N):
-        if n + AHEAD < N:  # the gates and hn were just written by the products; h is far
+    for n in range(n0, n1):
+        if n + AHEAD < n1:  # the gates and hn were just written by the products; h is far
             m = n + AHEAD
             if t == 0:
                 fetch(h0, m * H + u0, u1 - u0)

@@ -77,7 +77,7 @@ CARRY_PAGE = 4096
 # The LSTM backward splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
 # below (cython's BATCH_MIN_ROWS, where the measurements are; see _lstm_bptt_rows)
 BATCH_MIN_ROWS = 16
-# ... and the LSTM forward from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; see _lstm_forward_rows)
+# ... and the LSTM and GRU forwards from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; _lstm_forward_rows)
 FORWARD_MIN_ROWS = 48
 _U8 = np.uint8(0)
 
@@ -482,6 +482,29 @@ def _gru_forward(arg, sy, tid, nth, z):
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     Pn = P[(H + nr - 1) // nr * 2 * H * nr :]  # the packed n block, after the r and z blocks
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if _split_rows(N, nth, FORWARD_MIN_ROWS):  # as _lstm_forward_rows
+        n0, n1 = _share(N, tid, nth)
+        if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, 3, 0, H, gates, n0 * T * G, G, 0, _work(w),
+                 tid * wb, wb):
+            w[_W_FAILED] = 1
+        ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
+        ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
+        sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
+        nb = (H + nr - 1) // nr
+        for t in range(T):
+            for iu in range(nb):
+                ub = _unit_block(iu, 0, nb, t)
+                nxt = _next_unit_block(iu, 0, nb, t)
+                if t == 0:
+                    pmm(n1 - n0, H, h0, n0 * H, H, P, H, 2, ub, gates, n0 * T * G, T * G, 1, nxt)
+                    pmm(n1 - n0, H, h0, n0 * H, H, Pn, H, 1, ub, hn, n0 * T * H, T * H, 0, nxt)
+                else:
+                    pmm(n1 - n0, H, h, n0 * T * H + (t - 1) * H, T * H, P, H, 2, ub, gates, n0 * T * G + t * G, T * G,
+                        1, nxt)
+                    pmm(n1 - n0, H, h, n0 * T * H + (t - 1) * H, T * H, Pn, H, 1, ub, hn, n0 * T * H + t * H, T * H,
+                        0, nxt)
+            gru_forward_units(gates, b, bhn, hn, h0, h, t, 0, H, n0, n1)
+        return
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 3, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
         w[_W_FAILED] = 1
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
@@ -508,7 +531,7 @@ def _gru_forward(arg, sy, tid, nth, z):
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 2, ub, gates, t * G, T * G, 1, nxt)
                 pmm(N, H, h, (t - 1) * H, T * H, Pn, H, 1, ub, hn, t * H, T * H, 0, nxt)
         if ub1 > ub0:  # as the LSTM's
-            gru_forward_units(gates, b, bhn, hn, h0, h, t, u0, u1)
+            gru_forward_units(gates, b, bhn, hn, h0, h, t, u0, u1, 0, N)
         token = sync_arrive(sy)
     sync_wait(sy, token)
 
