@@ -19,7 +19,8 @@ __all__ = ["versions", "cpu", "blas", "numba_cache", "backends", "workspace", "d
 
 BUSY_CORES = 0.2  # cores taken by other processes (or the hypervisor) at a run's start or during a case: expect noise
 ROUND_TRIP_ITERS = 2000  # round trips per reading of ``core_round_trip``: 0.1-0.7 ms on the project's VM
-# A case whose readings were mostly this many times the run's median: the team's two CPUs were farther apart then.
+# A case whose readings were mostly this many times the run's nearest tenth (report.round_trip_line): the team's two
+# CPUs were farther apart then.
 # On the project's Zen 4 guest the readings were 60-70 ns or 320-360 ns, rarely between; about 4 us where the two
 # threads took turns on one CPU (a 2-thread run of every case, 2026-12-05: 701, 116 and 21 of 848).
 FAR_ROUND_TRIP = 2.0

@@ -256,21 +256,24 @@ def interference_line(cases, most=6):
 
 def round_trip_line(cases, most=6):
     """How far apart the team's two CPUs were while the cases ran (each case's ``round_trip_ns``, read
-    before every visit of a thread pool: ``machine.core_round_trip``): the run's median reading and range,
-    and the cases whose own median reading was ``machine.FAR_ROUND_TRIP`` times the run's or more, whose
-    2-thread rows may be slow for it; None when nothing was read (one thread, or no C kernels)."""
+    before every visit of a thread pool: ``machine.core_round_trip``): the run's median reading, range and
+    nearest tenth (the CPUs at their nearest in this run: a run may spend most of its time with them far
+    apart, 2026-12-05), and the cases whose own median reading was ``machine.FAR_ROUND_TRIP`` times that
+    tenth's or more, whose 2-thread rows may be slow for it; None when nothing was read (one thread, or no
+    C kernels)."""
     readings = [(r["label"], r["round_trip_ns"]) for r in cases if r.get("round_trip_ns")]
     if not readings:
         return None
     every = sorted(ns for _, case in readings for ns in case)
-    typical = statistics.median(every)
-    far = [(label, statistics.median(ns), sum(x >= machine.FAR_ROUND_TRIP * typical for x in ns), len(ns))
-           for label, ns in readings if statistics.median(ns) >= machine.FAR_ROUND_TRIP * typical]
+    typical, near = statistics.median(every), every[len(every) // 10]
+    far = [(label, statistics.median(ns), sum(x >= machine.FAR_ROUND_TRIP * near for x in ns), len(ns))
+           for label, ns in readings if statistics.median(ns) >= machine.FAR_ROUND_TRIP * near]
     text = (f"core-to-core round trip (a cache line between fastrnn's two team threads, before every visit of a "
-            f"thread pool): median {typical:.0f} ns, {every[0]:.0f}-{every[-1]:.0f} ns")
+            f"thread pool): median {typical:.0f} ns, {every[0]:.0f}-{every[-1]:.0f} ns, the nearest tenth "
+            f"{near:.0f} ns or less")
     if not far:
-        return text + f"; no case met {machine.FAR_ROUND_TRIP:g}x the median at most of its visits"
-    text += (f"; {len(far)} of {len(readings)} case(s) met {machine.FAR_ROUND_TRIP:g}x the median or more at most of "
+        return text + f"; no case met {machine.FAR_ROUND_TRIP:g}x that at most of its visits"
+    text += (f"; {len(far)} of {len(readings)} case(s) met {machine.FAR_ROUND_TRIP:g}x that or more at most of "
              f"their visits, when the two CPUs sat farther apart (on a virtual machine: cores of different dies; "
              f"fastrnn's 2-thread calls ran up to 15 % slower so on the project's AMD EPYC guest) or, above a "
              f"microsecond, took turns on one CPU, so their rows may be slow for it: "
