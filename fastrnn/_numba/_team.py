@@ -74,7 +74,7 @@ _W_BHN, _W_HN, _W_DBHN, _W_DHSIZE = range(28, 32)
 _W_CARRY, _W_CARRY_STRIDE = range(32, 34)
 _WORDS = 34
 CARRY_PAGE = 4096
-# The LSTM backward splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
+# A backward pass splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
 # below (cython's BATCH_MIN_ROWS, where the measurements are; see _lstm_bptt_rows)
 BATCH_MIN_ROWS = 16
 # ... and the LSTM and GRU forwards from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; _lstm_forward_rows)
