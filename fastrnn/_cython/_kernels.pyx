@@ -436,7 +436,7 @@ cdef inline size_t up_page(size_t nbytes) noexcept nogil:
 #             its units (dA_t, the carried dc, db), meets the others, and computes its units of
 #             dA_t Wh^T; after the loop a share of the rows of dX and its own columns of dWx and dWh.
 #             From BATCH_MIN_ROWS rows a thread on, the loop is split by rows of the batch instead
-#             (rows_split, lstm_bptt_rows): a sequence's gradients never meet another's before the
+#             (bptt_by_rows, lstm_bptt_rows): a sequence's gradients never meet another's before the
 #             weight gradients, so a thread runs its rows' whole loop alone, without a barrier.
 # The barrier is split (fr_sync_arrive / fr_sync_wait, team.h): a thread arrives as soon as its units of
 # the step are written, starts the next product on those rows of h_t (dA_t) -- its own, in its cache --
@@ -557,7 +557,7 @@ cdef double DENSE_MIN_FLOPS = 4.0e6
 cdef double DENSE_MIN_BYTES = 524288.0  # as fastrnn/_native/product.h's FR_PRODUCT_MIN_BYTES
 # The softmax loss takes a second thread from SOFTMAX_MIN_SCORES scores per thread (~0.1 ms of work).
 cdef double SOFTMAX_MIN_SCORES = 131072.0
-# A backward pass splits its loop by rows of the batch (rows_split) from BATCH_MIN_ROWS rows a thread on,
+# A backward pass splits its loop by rows of the batch (bptt_by_rows) from BATCH_MIN_ROWS rows a thread on,
 # by units below.  Measured (AMD EPYC Zen 4, 2 threads, float32 fwd+bwd, rows split against units, the
 # two CPUs near / far): LSTM N = 100: 0.966 / 0.954 (float64 0.994 / 0.960), N = 64, H = 1024: 0.999 /
 # 0.990, N = 25 (13 rows a thread): 1.006 / 0.993 -- there streaming all of Wh^T per thread costs what
@@ -769,7 +769,7 @@ cdef struct Layer:
     # there (thread 0 in L.dprev and L.dc): the shared arrays hold each thread's units in runs of 1 KiB
     # (H = 512, float32), every page written by both threads at every step, which costs little while the
     # two CPUs share an L3 and a lot when the host runs them on different dies (BENCHMARKS.md, "What the
-    # far phase punishes").  Split by rows (rows_split): threads 1.. sum their parts of db there.
+    # far phase punishes").  Split by rows (bptt_by_rows): threads 1.. sum their parts of db there.
     char *carry
     size_t carry_stride
 
@@ -964,7 +964,7 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     cdef floating *P = <floating *>L.P
     cdef floating *out
     cdef int64_t token
-    cdef bint rows = rows_split(L, nth)
+    cdef bint rows = bptt_by_rows(L, nth)
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     ppack(H, H, 1, <const floating *>L.Wh, H, 1, P, ub0, ub1)
@@ -1022,7 +1022,7 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     projection(kind, L, u0, u1, A, &w)
     ppack(H, H, 4, <const floating *>L.Wh, G, 0, P, ub0, ub1)
-    if split_rows(L, nth, FORWARD_MIN_ROWS):
+    if by_rows(L, nth, FORWARD_MIN_ROWS):
         lstm_fwd_rows(kind, L, sync, tid, nth)
         return
     for t in range(T):
@@ -1093,22 +1093,22 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     ppack(L.G, L.H, 1, <const floating *>L.Wh, L.G, 1, <floating *>L.P, ub0, ub1)
-    if rows_split(L, nth):
+    if bptt_by_rows(L, nth):
         lstm_bptt_rows(kind, L, sync, tid, nth)
     else:
         lstm_bptt_units(kind, L, sync, tid, nth, ub0, ub1, u0, u1)
     gradients(kind, L, tid, nth, u0, u1, <const floating *>L.hs, &w)
 
 
-cdef inline bint split_rows(Layer *L, int64_t nth, intp min_rows) noexcept nogil:
+cdef inline bint by_rows(Layer *L, int64_t nth, intp min_rows) noexcept nogil:
     """Whether a pass on nth threads splits its loop by rows of the batch: min_rows or more a thread."""
     return nth > 1 and L.N >= min_rows * nth
 
 
-cdef inline bint rows_split(Layer *L, int64_t nth) noexcept nogil:
+cdef inline bint bptt_by_rows(Layer *L, int64_t nth) noexcept nogil:
     """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
     parts go to the threads' own pages, Layer.carry)."""
-    return split_rows(L, nth, BATCH_MIN_ROWS) and L.carry != NULL
+    return by_rows(L, nth, BATCH_MIN_ROWS) and L.carry != NULL
 
 
 cdef void lstm_bptt_units(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth, intp ub0, intp ub1,
@@ -1252,7 +1252,7 @@ cdef void gru_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     projection(kind, L, u0, u1, A, &w)
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh + 2 * H, G, 0, Pn, ub0, ub1)
-    if split_rows(L, nth, FORWARD_MIN_ROWS):
+    if by_rows(L, nth, FORWARD_MIN_ROWS):
         gru_fwd_rows(kind, L, sync, tid, nth)
         return
     for t in range(T):
@@ -1339,7 +1339,7 @@ cdef void gru_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     cdef floating *dWx = <floating *>L.dWx
     cdef floating *P = <floating *>L.P
     cdef int64_t token
-    cdef bint rows = rows_split(L, nth)
+    cdef bint rows = bptt_by_rows(L, nth)
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     ppack(G, H, 1, <const floating *>L.Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units

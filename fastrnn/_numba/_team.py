@@ -160,16 +160,16 @@ def _work(w):
 
 
 @helper
-def _split_rows(N, nth, min_rows):
+def _by_rows(N, nth, min_rows):
     """Whether a pass on nth threads splits its loop by rows of the batch: min_rows or more a thread."""
     return nth > 1 and N >= min_rows * nth
 
 
 @helper
-def _rows_split(w, N, nth):
+def _bptt_by_rows(w, N, nth):
     """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
     parts go to the threads' own pages)."""
-    return _split_rows(N, nth, BATCH_MIN_ROWS) and w[_W_CARRY] != 0
+    return _by_rows(N, nth, BATCH_MIN_ROWS) and w[_W_CARRY] != 0
 
 
 @helper
@@ -273,7 +273,7 @@ def _rnn_backward(arg, sy, tid, nth, z):
     db = carray(pointer(w[_W_DB], z), (H,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     ppack(H, H, 1, Wh, H, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
-    if _rows_split(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows
+    if _bptt_by_rows(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows
         part = _own_part(w, tid, db, H, z)
         n0, n1 = _share(N, tid, nth)
         nb = (H + nr - 1) // nr
@@ -312,7 +312,7 @@ def _lstm_forward(arg, sy, tid, nth, z):
     gates = carray(pointer(w[_W_GATES], z), (N, T, G))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
-    if _split_rows(N, nth, FORWARD_MIN_ROWS):
+    if _by_rows(N, nth, FORWARD_MIN_ROWS):
         _lstm_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, c, tanh_c, gates, P, ub0, ub1)
         return
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 4, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
@@ -385,7 +385,7 @@ def _lstm_backward(arg, sy, tid, nth, z):
     dWh = carray(pointer(w[_W_DWH], z), (H, G))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
-    if _rows_split(w, N, nth):
+    if _bptt_by_rows(w, N, nth):
         _lstm_bptt_rows(w, sy, tid, nth, z, dA, P)
     else:
         _lstm_bptt_units(w, sy, tid, nth, z, dA, P, ub0, ub1, u0, u1)
@@ -482,7 +482,7 @@ def _gru_forward(arg, sy, tid, nth, z):
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     Pn = P[(H + nr - 1) // nr * 2 * H * nr :]  # the packed n block, after the r and z blocks
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
-    if _split_rows(N, nth, FORWARD_MIN_ROWS):  # as _lstm_forward_rows
+    if _by_rows(N, nth, FORWARD_MIN_ROWS):  # as _lstm_forward_rows
         n0, n1 = _share(N, tid, nth)
         if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, 3, 0, H, gates, n0 * T * G, G, 0, _work(w),
                  tid * wb, wb):
@@ -559,7 +559,7 @@ def _gru_backward(arg, sy, tid, nth, z):
     dbhn = carray(pointer(w[_W_DBHN], z), (H,))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     ppack(G, H, 1, Wh, G, 1, P, ub0, ub1)  # Wh^T, this thread's slab of units
-    if _rows_split(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows; db's and dbhn's parts in one run
+    if _bptt_by_rows(w, N, nth):  # by rows of the batch, as _lstm_bptt_rows; db's and dbhn's parts in one run
         if tid == 0:
             part, part_hn = db, dbhn
             db[:] = 0
