@@ -28,8 +28,8 @@ NR = {np.dtype(np.float32): _native.layout()["nr_float32"], np.dtype(np.float64)
 # that is a partial panel (3, 2, 1, 70), (17, 3, 40, 130); a single sequence (1, 4, 5, 96); a batch of
 # FR_KC_L2_M (48) rows or more, whose step products walk the weights in larger blocks, and whose
 # backward passes split their loops by rows instead of units on 2 and 3 threads (BATCH_MIN_ROWS)
-# (50, 2, 3, 300); as many rows again, whose LSTM and GRU forwards split by rows on 2 threads
-# (FORWARD_MIN_ROWS) (100, 3, 6, 70).
+# (50, 2, 3, 300); as many rows again, whose forwards split by rows on 2 threads (FORWARD_MIN_ROWS)
+# (100, 3, 6, 70).
 TEAM_SHAPES = [(16, 4, 8, 512), (3, 2, 1, 70), (1, 4, 5, 96), (17, 3, 40, 130), (50, 2, 3, 300), (100, 3, 6, 70)]
 CELLS = ["rnn", "lstm", "gru"]
 GIVEN = [(0,), (1,), (0, 1, 2)]  # the upstream gradients given: of the steps, of hT, of all outputs

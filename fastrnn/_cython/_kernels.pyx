@@ -563,11 +563,16 @@ cdef double SOFTMAX_MIN_SCORES = 131072.0
 # 0.990, N = 25 (13 rows a thread): 1.006 / 0.993 -- there streaming all of Wh^T per thread costs what
 # the barriers save; N = 100: RNN 0.987 (float64 0.997), GRU 0.981 / 0.897.
 cdef intp BATCH_MIN_ROWS = 16
-# The LSTM and GRU forwards do so from FORWARD_MIN_ROWS rows a thread on (lstm_fwd_rows): LSTM float32,
-# N = 100 (50 rows a thread): 1.001 near / 0.949 far (2000 rounds, 780 far), float64 1.007 near; N = 64,
-# H = 1024 (32 rows): 1.02 near and far, each thread's reading all of Wh's panels per step weighing
-# more than the barriers it saves; GRU N = 100: 0.947 far (float64 0.975).
+# The forwards do so from FORWARD_MIN_ROWS rows a thread on (lstm_fwd_rows): LSTM float32, N = 100 (50
+# rows a thread): 1.001 near / 0.949 far (2000 rounds, 780 far), float64 1.007 near; N = 64, H = 1024 (32
+# rows): 1.02 near and far, each thread's reading all of Wh's panels per step weighing more than the
+# barriers it saves; GRU N = 100: 0.947 far (float64 0.975).  Intel Xeon, N = 100, forward alone: LSTM
+# 0.962, RNN (rnn_fwd_by_rows) float32 0.963 (H = 1024: 0.979), float64 at H = 256 0.947, H = 1024 0.991.
 cdef intp FORWARD_MIN_ROWS = 48
+# ... but not the RNN's where its Wh would leave L2 (rnn_fwd_by_rows): H = 512 in float64 (packed Wh 2 MiB,
+# a thread's slab 1 MiB) took 1.008 (cython) and 1.024 (numba) the time by rows on the Xeon (2 MiB of L2 a
+# core).  Half of the Xeon's L2 and all of Zen 4's (as packed.h's FR_PREFETCH_MIN_BYTES).
+cdef double ROWS_L2_BYTES = 1048576.0
 
 
 cdef inline int64_t team_threads(double flops, double least, intp most) noexcept nogil:
@@ -930,7 +935,10 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
     projection(kind, L, u0, u1, hh + NH, &w)
-    ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
+    ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # by units: only this thread reads its panels
+    if rnn_fwd_by_rows(L, nth, sizeof(floating)):
+        rnn_fwd_rows(kind, L, sync, tid, nth)
+        return
     for t in range(T):
         if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
             # to arrive too, so that every run sums in the same order: see bptt_product)
@@ -951,6 +959,32 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
                 fr_rnn_fwd_d(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
         token = fr_sync_arrive(sync)
     fr_sync_wait(sync, token)
+
+
+cdef void rnn_fwd_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
+    """The RNN forward's loop split by rows of the batch (FORWARD_MIN_ROWS), as lstm_fwd_rows: once every
+    thread has projected its columns and packed its slab of Wh, thread tid runs sequences [r0, r1) alone
+    through all steps and unit blocks, by all of the packed Wh, writing whole rows of its own of hh and h."""
+    cdef intp iu, t, ub, v0, r0, r1, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    cdef floating *hh = <floating *>L.A
+    cdef floating *h = <floating *>L.h
+    cdef const floating *P = <const floating *>L.P
+    cdef const floating *b = <const floating *>L.b
+    cdef int64_t token = fr_sync_arrive(sync)  # every column of hh[1:], every slab of Wh
+    fr_sync_wait(sync, token)
+    share(N, tid, nth, &r0, &r1)
+    for t in range(T):
+        for iu in range(L.nb):
+            ub = unit_block(iu, 0, L.nb, t)
+            v0 = ub * L.nr
+            pmm(r1 - r0, H, hh + t * NH + r0 * H, H, P, H, 1, ub, hh + (t + 1) * NH + r0 * H, H, 1,
+                next_unit_block(iu, 0, L.nb, t))
+            if floating is float:
+                fr_rnn_fwd_f(r1 - r0, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + r0 * H + v0, H, b + v0,
+                             h + r0 * T * H + t * H + v0, T * H)
+            else:
+                fr_rnn_fwd_d(r1 - r0, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + r0 * H + v0, H, b + v0,
+                             h + r0 * T * H + t * H + v0, T * H)
 
 
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
@@ -1103,6 +1137,14 @@ cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
 cdef inline bint by_rows(Layer *L, int64_t nth, intp min_rows) noexcept nogil:
     """Whether a pass on nth threads splits its loop by rows of the batch: min_rows or more a thread."""
     return nth > 1 and L.N >= min_rows * nth
+
+
+cdef inline bint rnn_fwd_by_rows(Layer *L, int64_t nth, size_t item) noexcept nogil:
+    """Whether the RNN forward splits its loop by rows (as the LSTM's and GRU's, FORWARD_MIN_ROWS) -- except
+    where a thread's slab of the packed Wh fits in ROWS_L2_BYTES and all of Wh does not: by units each
+    thread then keeps its slab in L2 from step to step, by rows each would stream all of Wh through it."""
+    cdef double whole = <double>L.nb * L.nr * L.H * item
+    return by_rows(L, nth, FORWARD_MIN_ROWS) and not (whole > ROWS_L2_BYTES and whole / nth <= ROWS_L2_BYTES)
 
 
 cdef inline bint bptt_by_rows(Layer *L, int64_t nth) noexcept nogil:

@@ -70,11 +70,10 @@ def sequence_grads(bi, x, h0, h, Wx, dA, dht, dx, dWx, dWh):
 
 
 @helper
-def forward_units(h, b, t, u0, u1):
-    """Step t for hidden units [u0, u1), every row: h_t = tanh(h_t + b) in place (h_t holds the
+def forward_units(h, b, t, u0, u1, n0, n1):
+    """Step t for hidden units [u0, u1) of rows [n0, n1): h_t = tanh(h_t + b) in place (h_t holds the
     input projection plus the recurrent product)."""
-    N = h.shape[0]
-    for n in range(N):
+    for n in range(n0, n1):
         a, bu = h[n, t, u0:u1], b[u0:u1]
         for j in range(u1 - u0):
             a[j] = vtanh(a[j] + bu[j])
@@ -129,7 +128,7 @@ def rnn_forward(bi, x, h0, Wx, Wh, b, h):
             gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, h0, 0, H, Wh, 0, H, 1.0, h, 0, T * H)
         else:
             gemm(bi, NOTRANS, NOTRANS, N, H, H, 1.0, h, (t - 1) * H, T * H, Wh, 0, H, 1.0, h, t * H, T * H)
-        forward_units(h, b, t, 0, H)
+        forward_units(h, b, t, 0, H, 0, N)
 
 
 @kernel("b", "f3", "f2", "f2", "f2", "f3", "o3", "o3", "o2", "o3", "o2", "o2")

@@ -77,8 +77,10 @@ CARRY_PAGE = 4096
 # A backward pass splits its loop by rows of the batch from BATCH_MIN_ROWS rows a thread on, by units
 # below (cython's BATCH_MIN_ROWS, where the measurements are; see _lstm_bptt_rows)
 BATCH_MIN_ROWS = 16
-# ... and the LSTM and GRU forwards from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; _lstm_forward_rows)
+# ... and the forwards from FORWARD_MIN_ROWS (cython's FORWARD_MIN_ROWS; _lstm_forward_rows), the RNN's
+# not where its packed Wh would leave L2 (cython's ROWS_L2_BYTES; _rnn_forward_by_rows)
 FORWARD_MIN_ROWS = 48
+ROWS_L2_BYTES = 1048576.0
 _U8 = np.uint8(0)
 
 
@@ -166,6 +168,14 @@ def _by_rows(N, nth, min_rows):
 
 
 @helper
+def _rnn_forward_by_rows(N, H, nr, nth, item):
+    """Whether the RNN forward splits by rows (FORWARD_MIN_ROWS), except where a thread's slab of the packed
+    Wh fits in ROWS_L2_BYTES and all of Wh does not (cython's rnn_fwd_by_rows)."""
+    whole = float((H + nr - 1) // nr * nr * H * item)
+    return _by_rows(N, nth, FORWARD_MIN_ROWS) and not (whole > ROWS_L2_BYTES and whole / nth <= ROWS_L2_BYTES)
+
+
+@helper
 def _bptt_by_rows(w, N, nth):
     """Whether a backward pass splits its loop by rows of the batch (BATCH_MIN_ROWS; the bias gradients'
     parts go to the threads' own pages)."""
@@ -230,6 +240,9 @@ def _rnn_forward(arg, sy, tid, nth, z):
     h = carray(pointer(w[_W_OUT], z), (N, T, H))
     P = carray(pointer(w[_W_P], z), (w[_W_PSIZE],))
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
+    if _rnn_forward_by_rows(N, H, nr, nth, x.itemsize):
+        _rnn_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, P, ub0, ub1)
+        return
     if pgemm(N * T, D, x, 0, D, 0, Wx, 0, H, 0, H, 1, u0, u1, h, 0, H, 0, _work(w), tid * wb, wb):
         w[_W_FAILED] = 1
     ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
@@ -249,9 +262,33 @@ def _rnn_forward(arg, sy, tid, nth, z):
                 _pmm_split(False, N, H, u0, u1, h, (t - 1) * H, T * H, P, H, 1, ub, ub + 1, h, t * H, T * H, 1, 0)
             else:
                 pmm(N, H, h, (t - 1) * H, T * H, P, H, 1, ub, h, t * H, T * H, 1, nxt)
-            rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr))
+            rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr), 0, N)
         token = sync_arrive(sy)
     sync_wait(sy, token)
+
+
+@helper
+def _rnn_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, P, ub0, ub1):
+    """The RNN forward split by rows of the batch (FORWARD_MIN_ROWS), as _lstm_forward_rows: thread tid
+    projects its sequences [n0, n1) (x Wx, all columns), packs its slab of Wh, meets the others once, then
+    runs its rows alone through all steps and unit blocks, by all of the packed Wh."""
+    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    n0, n1 = _share(N, tid, nth)
+    if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, H, 0, H, 1, 0, H, h, n0 * T * H, H, 0, _work(w),
+             tid * wb, wb):
+        w[_W_FAILED] = 1
+    ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)
+    sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
+    nb = (H + nr - 1) // nr
+    for t in range(T):
+        for iu in range(nb):
+            ub = _unit_block(iu, 0, nb, t)
+            nxt = _next_unit_block(iu, 0, nb, t)
+            if t == 0:
+                pmm(n1 - n0, H, h0, n0 * H, H, P, H, 1, ub, h, n0 * T * H, T * H, 1, nxt)
+            else:
+                pmm(n1 - n0, H, h, n0 * T * H + (t - 1) * H, T * H, P, H, 1, ub, h, n0 * T * H + t * H, T * H, 1, nxt)
+            rnn_forward_units(h, b, t, ub * nr, min(H, ub * nr + nr), n0, n1)
 
 
 @helper
