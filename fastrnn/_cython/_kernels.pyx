@@ -24,7 +24,10 @@ How it wins its speed:
   25% for the LSTM: power-of-two strides make the rows collide in cache); the user's batch-major x is
   transposed once on the way in and dx once on the way out (N*T*D copies, cheap next to the GEMMs), and
   the pointwise pass writes h straight into the batch-major output.  The h stack (h0, h_0 ... h_{T-2})
-  is then a contiguous (T*N, H) matrix: the Hprev of the single dWh GEMM.
+  is then a contiguous (T*N, H) matrix: the Hprev of the single dWh GEMM.  Except the RNN's, batch-major
+  throughout as the Numba backend's: its step is the lightest, so the copies weighed most (x transposed
+  and h copied took 5-9 % of its forward on the Intel Xeon), and its output h is its gate buffer; dWh
+  reads Hprev from h0 and h where they lie (packed.h's fr_gemm_prev).
 
 The sequence layers come in two forms with the same cache: cs231n's, and *_state, which also returns the
 final state(s) and whose backward takes their gradients (dhT, dcT) and returns dc0; the optional inputs
@@ -32,8 +35,7 @@ final state(s) and whose backward takes their gradients (dhT, dcT) and returns d
 
 Caches are flat tuples of contiguous arrays (fastrnn.layers may cast them all to float64 and call the
 backward with float64 everything, so a backward works from its tuple alone, in either dtype):
-  rnn:  (xt, Wx, Wh, hh)              xt = x as (T, N, D); hh (T+1, N, H) = h0, h_0, ..., h_{T-1}: hh[1:]
-                                      is the (activated) gate buffer and hh[:T] the h stack
+  rnn:  (x, h0, Wx, Wh, h)            batch-major, as the Numba backend's (below: the RNN's exception)
   lstm: (xt, Wx, Wh, hs, c0, c, tc, A)  hs (T, N, H) the h stack, c0 (N, H) or None (zeros), c and
                                       tc = tanh(c) (T, N, H), A (T, N, 4H) the activated gates i, f, o, g
   gru:  (xt, Wx, Wh, hs, A, hn)       hs the h stack, A (T, N, 3H) the activated r, z, n, hn (T, N, H) =
@@ -475,6 +477,12 @@ ctypedef int (*gemm_d_t)(intp M, intp K, const double *A, intp lda, int at, cons
                          intp H, intp gates, intp u0, intp u1, double *C, intp ldc, int beta, void *work,
                          size_t work_bytes) noexcept nogil
 ctypedef size_t (*gemm_work_t)(intp M, intp N, intp K, intp blocks) noexcept nogil
+ctypedef int (*gemm_prev_s_t)(intp M, intp K, const float *h, const float *h0, intp lda, intp period,
+                              const float *B, intp ldb, intp H, intp gates, intp u0, intp u1, float *C, intp ldc,
+                              int beta, void *work, size_t work_bytes) noexcept nogil
+ctypedef int (*gemm_prev_d_t)(intp M, intp K, const double *h, const double *h0, intp lda, intp period,
+                              const double *B, intp ldb, intp H, intp gates, intp u0, intp u1, double *C, intp ldc,
+                              int beta, void *work, size_t work_bytes) noexcept nogil
 ctypedef void (*pack_s_t)(intp K, intp H, intp gates, const float *B, intp ldb, int trans, float *P,
                           intp ub0, intp ub1) noexcept nogil
 ctypedef void (*pack_d_t)(intp K, intp H, intp gates, const double *B, intp ldb, int trans, double *P,
@@ -493,6 +501,8 @@ cdef gemm_s_t fr_gemm_s = NULL
 cdef gemm_d_t fr_gemm_d = NULL
 cdef gemm_work_t fr_gemm_work_s = NULL
 cdef gemm_work_t fr_gemm_work_d = NULL
+cdef gemm_prev_s_t fr_gemm_prev_s = NULL
+cdef gemm_prev_d_t fr_gemm_prev_d = NULL
 cdef pack_s_t fr_pack_s = NULL
 cdef pack_d_t fr_pack_d = NULL
 cdef intp NR_F = 0, NR_D = 0
@@ -504,7 +514,7 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     NR per dtype); an empty dict turns it off (BLAS, one GEMM per step)."""
     global fr_team_run, fr_sync, fr_mm_s, fr_mm_d, fr_gemm_s, fr_gemm_d, fr_gemm_work_s, fr_gemm_work_d
     global fr_pack_s, fr_pack_d, NR_F, NR_D, fr_product_s, fr_product_d, fr_resident_s, fr_resident_d
-    global fr_sync_arrive, fr_sync_wait, fr_mm_part_s, fr_mm_part_d
+    global fr_sync_arrive, fr_sync_wait, fr_mm_part_s, fr_mm_part_d, fr_gemm_prev_s, fr_gemm_prev_d
     if not symbols:
         fr_team_run = NULL
         fr_product_s = NULL
@@ -528,6 +538,8 @@ def set_native(dict symbols, intp nr_float32, intp nr_float64):
     fr_gemm_d = <gemm_d_t><size_t>symbols["fr_gemm_d"]
     fr_gemm_work_s = <gemm_work_t><size_t>symbols["fr_gemm_work_s"]
     fr_gemm_work_d = <gemm_work_t><size_t>symbols["fr_gemm_work_d"]
+    fr_gemm_prev_s = <gemm_prev_s_t><size_t>symbols["fr_gemm_prev_s"]
+    fr_gemm_prev_d = <gemm_prev_d_t><size_t>symbols["fr_gemm_prev_d"]
     fr_pack_s = <pack_s_t><size_t>symbols["fr_pack_s"]
     fr_pack_d = <pack_d_t><size_t>symbols["fr_pack_d"]
     NR_F, NR_D = nr_float32, nr_float64
@@ -715,6 +727,20 @@ cdef inline void pgemm(intp M, intp K, const floating *A, intp lda, int at, cons
         w.failed[0] = 1
 
 
+cdef inline void pgemm_prev(intp M, intp K, const floating *h, const floating *h0, intp lda, intp period,
+                            const floating *B, intp ldb, intp H, intp gates, intp u0, intp u1, floating *C, intp ldc,
+                            Work *w) noexcept nogil:
+    """pgemm with op(A) = Hprev^T, Hprev the states each step of a batch-major (N, T, H) sequence started
+    from, read where they lie: row n*T is h0's row n, row n*T + t h's row n*T + t - 1 (packed.h)."""
+    cdef int status
+    if floating is float:
+        status = fr_gemm_prev_s(M, K, h, h0, lda, period, B, ldb, H, gates, u0, u1, C, ldc, 0, w.buffer, w.bytes)
+    else:
+        status = fr_gemm_prev_d(M, K, h, h0, lda, period, B, ldb, H, gates, u0, u1, C, ldc, 0, w.buffer, w.bytes)
+    if status:
+        w.failed[0] = 1
+
+
 cdef inline void ppack(intp K, intp H, intp gates, const floating *B, intp ldb, int trans, floating *P,
                        intp ub0, intp ub1) noexcept nogil:
     if floating is float:
@@ -734,22 +760,25 @@ cdef struct Layer:
     intp N, T, D, H, G, gates, nr, nb
     size_t work
     int64_t threads
-    # inputs: xt = x time-major (T, N, D); c0 (N, H) or NULL (zeros)
+    # inputs: xt = x time-major (T, N, D) [rnn: x batch-major (N, T, D)]; c0 (N, H) or NULL (zeros); h0
+    # (N, H) [rnn only]
     const void *xt
     const void *Wx
     const void *Wh
     const void *b
     const void *c0
-    # forward: A the gate buffer (T, N, G) [rnn: hh (T+1, N, H), hh[0] = h0, hh[1:] the gate buffer];
-    # hs the h stack (T, N, H) [rnn: hh[:T]]; c, tc (T, N, H); h the batch-major output (N, T, H)
+    const void *h0
+    # forward: A the gate buffer (T, N, G); hs the h stack (T, N, H); c, tc (T, N, H); h the batch-major
+    # output (N, T, H) [rnn: h is its own gate buffer, and there is no A nor hs]
     void *A
     void *hs
     void *c
     void *tc
     void *h
     const void *zero
-    # backward: dh (N, T, H) and dhT (N, H), each NULL for zeros; dA (T, N, G); dprev (N, H) the carried
-    # dh; dc (N, H) the carried dc (the final cell state's gradient in, dc0 out); dxt (T, N, D), dx (N, T, D)
+    # backward: dh (N, T, H) and dhT (N, H), each NULL for zeros; dA (T, N, G) [rnn: (N, T, H)]; dprev
+    # (N, H) the carried dh; dc (N, H) the carried dc (the final cell state's gradient in, dc0 out); dxt
+    # (T, N, D) [rnn: none], dx (N, T, D)
     const void *dh
     const void *dhT
     void *dA
@@ -924,39 +953,50 @@ cdef inline const floating *previous_cell(Layer *L, intp t, intp *ld, floating *
     return <const floating *>L.zero
 
 
+cdef inline const floating *previous_h(Layer *L, intp t, intp *ld, floating *kind) noexcept nogil:
+    """The RNN's h_{t-1}: step t-1 of the batch-major h (row stride T*H), or at t = 0 h0 (row stride H)."""
+    if t > 0:
+        ld[0] = L.T * L.H
+        return <const floating *>L.h + (t - 1) * L.H
+    ld[0] = L.H
+    return <const floating *>L.h0
+
+
 cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
-    """Thread tid's share of the RNN forward pass."""
-    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
+    """Thread tid's share of the RNN forward pass, batch-major: h (N, T, H) is its own gate buffer (x Wx,
+    then + h_{t-1} Wh and tanh in place)."""
+    cdef intp ub0, ub1, iu, u0, u1, t, ub, v0, ld, N = L.N, T = L.T, H = L.H, TH = L.T * L.H
     cdef int64_t token = -1
-    cdef floating *hh = <floating *>L.A
     cdef floating *h = <floating *>L.h
     cdef floating *P = <floating *>L.P
     cdef const floating *b = <const floating *>L.b
+    cdef const floating *hp
     cdef Work w = thread_work(L.W, L.work, tid, &L.failed)
     slab(L, tid, nth, &ub0, &ub1, &u0, &u1)
-    projection(kind, L, u0, u1, hh + NH, &w)
+    projection(kind, L, u0, u1, h, &w)  # x's rows (n, t) in order: h's
     ppack(H, H, 1, <const floating *>L.Wh, H, 0, P, ub0, ub1)  # by units: only this thread reads its panels
     if rnn_fwd_by_rows(L, nth, sizeof(floating)):
         rnn_fwd_rows(kind, L, sync, tid, nth)
         return
     for t in range(T):
-        if nth > 1 and t > 0:  # the rows of h_t this thread wrote, while the others finish theirs (the last
-            # to arrive too, so that every run sums in the same order: see bptt_product)
+        hp = previous_h(L, t, &ld, kind)
+        if nth > 1 and t > 0:  # the units of h_{t-1} this thread wrote, while the others finish theirs (the
+            # last to arrive too, so that every run sums in the same order: see bptt_product)
             if ub1 > ub0:
                 ub = unit_block(0, ub0, ub1, t)
-                pmm_split(1, N, H, u0, u1, hh + t * NH, H, P, H, 1, ub, ub + 1, hh + (t + 1) * NH, H, 1, 0)
+                pmm_split(1, N, H, u0, u1, hp, ld, P, H, 1, ub, ub + 1, h + t * H, TH, 1, 0)
             fr_sync_wait(sync, token)
         for iu in range(ub1 - ub0):
             ub = unit_block(iu, ub0, ub1, t)
             v0 = ub * L.nr
             if nth > 1 and t > 0 and iu == 0:
-                pmm_split(0, N, H, u0, u1, hh + t * NH, H, P, H, 1, ub, ub + 1, hh + (t + 1) * NH, H, 1, 0)
+                pmm_split(0, N, H, u0, u1, hp, ld, P, H, 1, ub, ub + 1, h + t * H, TH, 1, 0)
             else:
-                pmm(N, H, hh + t * NH, H, P, H, 1, ub, hh + (t + 1) * NH, H, 1, next_unit_block(iu, ub0, ub1, t))
+                pmm(N, H, hp, ld, P, H, 1, ub, h + t * H, TH, 1, next_unit_block(iu, ub0, ub1, t))
             if floating is float:
-                fr_rnn_fwd_f(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
+                fr_rnn_fwd_f(N, min(H, v0 + L.nr) - v0, h + t * H + v0, TH, b + v0, NULL, 0)
             else:
-                fr_rnn_fwd_d(N, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + v0, H, b + v0, h + t * H + v0, T * H)
+                fr_rnn_fwd_d(N, min(H, v0 + L.nr) - v0, h + t * H + v0, TH, b + v0, NULL, 0)
         token = fr_sync_arrive(sync)
     fr_sync_wait(sync, token)
 
@@ -964,33 +1004,47 @@ cdef void rnn_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
 cdef void rnn_fwd_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
     """The RNN forward's loop split by rows of the batch (FORWARD_MIN_ROWS), as lstm_fwd_rows: once every
     thread has projected its columns and packed its slab of Wh, thread tid runs sequences [r0, r1) alone
-    through all steps and unit blocks, by all of the packed Wh, writing whole rows of its own of hh and h."""
-    cdef intp iu, t, ub, v0, r0, r1, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
-    cdef floating *hh = <floating *>L.A
+    through all steps and unit blocks, by all of the packed Wh, writing whole rows of its own of h."""
+    cdef intp iu, t, ub, v0, ld, r0, r1, N = L.N, T = L.T, H = L.H, TH = L.T * L.H
     cdef floating *h = <floating *>L.h
     cdef const floating *P = <const floating *>L.P
     cdef const floating *b = <const floating *>L.b
-    cdef int64_t token = fr_sync_arrive(sync)  # every column of hh[1:], every slab of Wh
+    cdef const floating *hp
+    cdef int64_t token = fr_sync_arrive(sync)  # every column of h's projection, every slab of Wh
     fr_sync_wait(sync, token)
     share(N, tid, nth, &r0, &r1)
     for t in range(T):
+        hp = previous_h(L, t, &ld, kind)
         for iu in range(L.nb):
             ub = unit_block(iu, 0, L.nb, t)
             v0 = ub * L.nr
-            pmm(r1 - r0, H, hh + t * NH + r0 * H, H, P, H, 1, ub, hh + (t + 1) * NH + r0 * H, H, 1,
-                next_unit_block(iu, 0, L.nb, t))
+            pmm(r1 - r0, H, hp + r0 * ld, ld, P, H, 1, ub, h + r0 * TH + t * H, TH, 1, next_unit_block(iu, 0, L.nb, t))
             if floating is float:
-                fr_rnn_fwd_f(r1 - r0, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + r0 * H + v0, H, b + v0,
-                             h + r0 * T * H + t * H + v0, T * H)
+                fr_rnn_fwd_f(r1 - r0, min(H, v0 + L.nr) - v0, h + r0 * TH + t * H + v0, TH, b + v0, NULL, 0)
             else:
-                fr_rnn_fwd_d(r1 - r0, min(H, v0 + L.nr) - v0, hh + (t + 1) * NH + r0 * H + v0, H, b + v0,
-                             h + r0 * T * H + t * H + v0, T * H)
+                fr_rnn_fwd_d(r1 - r0, min(H, v0 + L.nr) - v0, h + r0 * TH + t * H + v0, TH, b + v0, NULL, 0)
+
+
+cdef inline void rnn_gradients(floating *kind, Layer *L, int64_t tid, int64_t nth, intp u0, intp u1,
+                               Work *work) noexcept nogil:
+    """After the RNN's BPTT, batch-major: a share of the rows of dx = dA Wx^T (straight into dx), and this
+    slab's columns of dWx = X^T dA and dWh = Hprev^T dA (Hprev read from h0 and h where they lie).  Every
+    dA_t is complete: the last step's barrier."""
+    cdef intp r0, r1, TN = L.T * L.N
+    cdef const floating *dA = <const floating *>L.dA
+    share(TN, tid, nth, &r0, &r1)
+    if r1 > r0:  # op(B) = Wx^T: its columns 0..D-1
+        pgemm(r1 - r0, L.H, dA + r0 * L.H, L.H, 0, <const floating *>L.Wx, L.H, 1, L.D, 1, 0, L.D,
+              <floating *>L.dx + r0 * L.D, L.D, 0, work)
+    pgemm(L.D, TN, <const floating *>L.xt, L.D, 1, dA, L.H, 0, L.H, 1, u0, u1, <floating *>L.dWx, L.H, 0, work)
+    pgemm_prev(L.H, TN, <const floating *>L.h, <const floating *>L.h0, L.H, L.T, dA, L.H, L.H, 1, u0, u1,
+               <floating *>L.dWh, L.H, work)
 
 
 cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
-    """Thread tid's share of RNN BPTT and the weight gradients."""
-    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, r0, r1, N = L.N, T = L.T, H = L.H, NH = L.N * L.H
-    cdef const floating *hh = <const floating *>L.A
+    """Thread tid's share of RNN BPTT and the weight gradients, batch-major (h, dh, dA: (N, T, H))."""
+    cdef intp ub0, ub1, u0, u1, t, lddh, lddhp, r0, r1, N = L.N, T = L.T, H = L.H, TH = L.T * L.H
+    cdef const floating *h = <const floating *>L.h
     cdef const floating *dht
     cdef const floating *dhp
     cdef floating *dA = <floating *>L.dA
@@ -1013,30 +1067,27 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
     for t in range(T - 1, -1, -1):
         dht = upstream(L, t, &lddh, kind)
         dhp = carried(L, t, <const floating *>L.dprev, &lddhp)
+        out = <floating *>L.dh0 if t == 0 else <floating *>L.dprev
         if rows:
             if floating is float:
-                fr_rnn_bwd_f(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, hh + (t + 1) * NH + r0 * H, H,
-                             dA + t * NH + r0 * H, H, db)
+                fr_rnn_bwd_f(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, h + r0 * TH + t * H, TH,
+                             dA + r0 * TH + t * H, TH, db)
             else:
-                fr_rnn_bwd_d(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, hh + (t + 1) * NH + r0 * H, H,
-                             dA + t * NH + r0 * H, H, db)
-            out = <floating *>L.dh0 if t == 0 else <floating *>L.dprev
-            pmm_slab(r1 - r0, H, dA + t * NH + r0 * H, H, P, H, 0, L.nb, t, out + r0 * H, H, 0)
+                fr_rnn_bwd_d(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, h + r0 * TH + t * H, TH,
+                             dA + r0 * TH + t * H, TH, db)
+            pmm_slab(r1 - r0, H, dA + r0 * TH + t * H, TH, P, H, 0, L.nb, t, out + r0 * H, H, 0)
             continue
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
-            fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
-                         db)
+            fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db)
         else:
-            fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, hh + (t + 1) * NH + u0, H, dA + t * NH + u0, H,
-                         db)
-        bptt_product(sync, nth, N, H, u0, u1, dA + t * NH, H, P, H, ub0, ub1, t,
-                     <floating *>L.dh0 if t == 0 else <floating *>L.dprev, 0)
+            fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db)
+        bptt_product(sync, nth, N, H, u0, u1, dA + t * H, TH, P, H, ub0, ub1, t, out, 0)
     if rows:
         token = fr_sync_arrive(sync)  # every dA_t complete (gradients), every part of db summed
         fr_sync_wait(sync, token)
         if tid == 0:
             add_parts(L, nth, <floating *>L.db, 0, H)
-    gradients(kind, L, tid, nth, u0, u1, hh, &w)
+    rnn_gradients(kind, L, tid, nth, u0, u1, &w)
 
 
 cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
@@ -1454,40 +1505,43 @@ cdef void gru_bwd_task_d(void *arg, void *sync, int64_t tid, int64_t nth) noexce
 # ------------------------------------------------------------------------------------------ vanilla RNN
 
 cdef void rnn_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const floating *h0,
-                    const floating *Wx, const floating *Wh, const floating *b, floating *h,
-                    floating *xt, floating *hh, Layer *L) noexcept nogil:
-    """hh (T+1, N, H): hh[0] = h0 and hh[t+1] = h_t, so hh[1:] is the gate buffer and hh[:T] the h stack.
-    L: run as a team job (L set up by the caller), or NULL: on BLAS, one GEMM per step."""
-    cdef intp t, NH = N * H
-    swap01(N, T, D, x, xt)
-    memcpy(hh, h0, NH * sizeof(floating))
+                    const floating *Wx, const floating *Wh, const floating *b, floating *h, Layer *L) noexcept nogil:
+    """Batch-major: h (N, T, H) is the gate buffer (x Wx for all rows, then per step + h_{t-1} Wh and tanh in
+    place), h_{t-1} read where it lies (h0 at t = 0).  L: run as a team job (L set up by the caller), or
+    NULL: on BLAS, one GEMM per step."""
+    cdef intp t, TH = T * H
     if L != NULL:
-        L.xt, L.Wx, L.Wh, L.b, L.A, L.h = xt, Wx, Wh, b, hh, h
+        L.xt, L.h0, L.Wx, L.Wh, L.b, L.h = x, h0, Wx, Wh, b, h
         fr_team_run(rnn_fwd_task_f if floating is float else rnn_fwd_task_d, L, L.threads)
         return
-    mm(False, False, T * N, H, D, xt, D, Wx, H, 0, hh + NH, H)
+    mm(False, False, N * T, H, D, x, D, Wx, H, 0, h, H)
     for t in range(T):
-        mm(False, False, N, H, H, hh + t * NH, H, Wh, H, 1, hh + (t + 1) * NH, H)
-        if floating is float:
-            fr_rnn_fwd_f(N, H, hh + (t + 1) * NH, H, b, h + t * H, T * H)
+        if t == 0:
+            mm(False, False, N, H, H, h0, H, Wh, H, 1, h, TH)
         else:
-            fr_rnn_fwd_d(N, H, hh + (t + 1) * NH, H, b, h + t * H, T * H)
+            mm(False, False, N, H, H, h + (t - 1) * H, TH, Wh, H, 1, h + t * H, TH)
+        if floating is float:
+            fr_rnn_fwd_f(N, H, h + t * H, TH, b, NULL, 0)
+        else:
+            fr_rnn_fwd_d(N, H, h + t * H, TH, b, NULL, 0)
 
 
 cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *dhT,
-                    const floating *xt, const floating *Wx, const floating *Wh, const floating *hh,
-                    floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db, floating *dA,
-                    floating *dxt, floating *dprev, const floating *zero, Layer *L) noexcept nogil:
+                    const floating *x, const floating *h0, const floating *Wx, const floating *Wh,
+                    const floating *h, floating *dx, floating *dh0, floating *dWx, floating *dWh, floating *db,
+                    floating *dA, floating *dprev, const floating *zero, floating *hprev, Layer *L) noexcept nogil:
     """dh (N, T, H), the gradient of every step's h, and dhT (N, H), that of the final state (added to the
-    last step's), may each be NULL: zeros (the zero row, leading dimension 0).  L: as in rnn_fwd_k."""
-    cdef intp t, NH = N * H, lddhp
+    last step's), may each be NULL: zeros (the zero row, leading dimension 0).  Batch-major, as rnn_fwd_k:
+    dA (N, T, H).  L: as in rnn_fwd_k; without it hprev (N, T, H) is scratch for the states the steps
+    started from (dWh's one GEMM)."""
+    cdef intp t, n, TH = T * H, lddhp
     cdef const floating *dht
     cdef const floating *dhp
     for t in range(H):
         db[t] = 0
     if L != NULL:
-        L.xt, L.Wx, L.Wh, L.A, L.dh, L.dhT, L.zero = xt, Wx, Wh, <void *>hh, dh, dhT, zero
-        L.dA, L.dprev, L.dxt, L.dx, L.dh0, L.dWx, L.dWh, L.db = dA, dprev, dxt, dx, dh0, dWx, dWh, db
+        L.xt, L.h0, L.Wx, L.Wh, L.h, L.dh, L.dhT, L.zero = x, h0, Wx, Wh, <void *>h, dh, dhT, zero
+        L.dA, L.dprev, L.dx, L.dh0, L.dWx, L.dWh, L.db = dA, dprev, dx, dh0, dWx, dWh, db
         fr_team_run(rnn_bwd_task_f if floating is float else rnn_bwd_task_d, L, L.threads)
         return
     for t in range(T - 1, -1, -1):
@@ -1502,14 +1556,16 @@ cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const fl
             dhp = zero
             lddhp = 0
         if floating is float:
-            fr_rnn_bwd_f(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, hh + (t + 1) * NH, H, dA + t * NH, H, db)
+            fr_rnn_bwd_f(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db)
         else:
-            fr_rnn_bwd_d(N, H, dht, T * H if dh != NULL else 0, dhp, lddhp, hh + (t + 1) * NH, H, dA + t * NH, H, db)
-        mm(False, True, N, H, H, dA + t * NH, H, Wh, H, 0, dh0 if t == 0 else dprev, H)
-    mm(False, True, T * N, D, H, dA, H, Wx, H, 0, dxt, D)
-    swap01(T, N, D, dxt, dx)
-    mm(True, False, D, H, T * N, xt, D, dA, H, 0, dWx, H)
-    mm(True, False, H, H, T * N, hh, H, dA, H, 0, dWh, H)
+            fr_rnn_bwd_d(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db)
+        mm(False, True, N, H, H, dA + t * H, TH, Wh, H, 0, dh0 if t == 0 else dprev, H)
+    mm(False, True, N * T, D, H, dA, H, Wx, H, 0, dx, D)
+    mm(True, False, D, H, N * T, x, D, dA, H, 0, dWx, H)
+    for n in range(N):  # Hprev: h0's row, then the sequence's h_0 .. h_{T-2}
+        memcpy(hprev + n * TH, h0 + n * H, H * sizeof(floating))
+        memcpy(hprev + n * TH + H, h + n * TH, (T - 1) * H * sizeof(floating))
+    mm(True, False, H, H, N * T, hprev, H, dA, H, 0, dWh, H)
 
 
 cdef inline void *P_or_null(object a):
@@ -1526,7 +1582,7 @@ cdef tuple rnn_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     check(Wh, tn, 2, H, H)
     check(b, tn, 1, H)
     blas_sizes(N * T, D, H)
-    cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hh = empty(3, T + 1, N, H, tn)
+    cdef cnp.ndarray h = empty(3, N, T, H, tn)
     cdef Layer layer
     cdef Layer *L = NULL
     cdef cnp.ndarray work
@@ -1538,24 +1594,25 @@ cdef tuple rnn_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_fwd_k(N, T, D, H, <float *>P(x), <float *>P(h0), <float *>P(Wx), <float *>P(Wh), <float *>P(b),
-                      <float *>P(h), <float *>P(xt), <float *>P(hh), L)
+                      <float *>P(h), L)
         else:
             rnn_fwd_k(N, T, D, H, <double *>P(x), <double *>P(h0), <double *>P(Wx), <double *>P(Wh),
-                      <double *>P(b), <double *>P(h), <double *>P(xt), <double *>P(hh), L)
+                      <double *>P(b), <double *>P(h), L)
     if L != NULL and L.failed:
         raise MemoryError("fastrnn: no memory for a product's work buffer")
-    return h, (xt, Wx, Wh, hh)
+    return h, (x, h0, Wx, Wh, h)
 
 
 cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
-    cdef cnp.ndarray xt, Wx, Wh, hh
-    xt, Wx, Wh, hh = cache
-    cdef int tn = float_type(xt)
-    check(xt, tn, 3)
-    cdef intp T = xt.shape[0], N = xt.shape[1], D = xt.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    cdef cnp.ndarray x, h0, Wx, Wh, h
+    x, h0, Wx, Wh, h = cache
+    cdef int tn = float_type(x)
+    check(x, tn, 3)
+    cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = Wh.shape[0] if Wh.ndim == 2 else -1
+    check(h0, tn, 2, N, H)
     check(Wx, tn, 2, D, H)
     check(Wh, tn, 2, H, H)
-    check(hh, tn, 3, T + 1, N, H)
+    check(h, tn, 3, N, T, H)
     if dh is not None:
         check(dh, tn, 3, N, T, H)
     if dhT is not None:
@@ -1563,8 +1620,8 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
     blas_sizes(N * T, D, H)
     cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
     cdef cnp.ndarray dWx = empty(2, D, H, 0, tn), dWh = empty(2, H, H, 0, tn), db = empty(1, H, 0, 0, tn)
-    cdef size_t item = cnp.PyArray_ITEMSIZE(xt), o1 = up64(T * N * H * item), o2 = o1 + up64(T * N * D * item)
-    cdef size_t o3 = o2 + up64(N * H * item), o4 = o3 + up64(H * item)
+    cdef size_t item = cnp.PyArray_ITEMSIZE(x), o1 = up64(N * T * H * item), o2 = o1 + up64(N * H * item)
+    cdef size_t o3 = o2 + up64(H * item)
     cdef Layer layer
     cdef Layer *L = NULL
     cdef size_t own = 0
@@ -1572,27 +1629,28 @@ cdef tuple rnn_bwd(object dh, object dhT, tuple cache):
         layer_setup(&layer, N, T, D, H, 1, tn)
         L = &layer
         own = own_pages(L, H * item)  # db's part (split by rows)
-    cdef size_t o5 = o4 + (layer_scratch(L, H, 1, tn) if L != NULL else 0)
-    cdef cnp.ndarray work = scratch(o5 + own)
+    cdef size_t o4 = o3 + (layer_scratch(L, H, 1, tn) if L != NULL else o1)  # the team's scratch, or hprev
+    cdef cnp.ndarray work = scratch(o4 + own)
     cdef char *dA = <char *>P(work)
-    cdef char *dxt = dA + o1
-    cdef char *dprev = dA + o2
-    cdef char *zero = dA + o3
+    cdef char *dprev = dA + o1
+    cdef char *zero = dA + o2
     cdef void *pdh = P_or_null(dh)
     cdef void *pdhT = P_or_null(dhT)
     memset(zero, 0, H * item)
     if L != NULL:
-        layer_place(L, dA + o4, H, 1, tn)
-        place_own_pages(L, dA + o5, own)
+        layer_place(L, dA + o3, H, 1, tn)
+        place_own_pages(L, dA + o4, own)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
-            rnn_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(xt), <float *>P(Wx), <float *>P(Wh),
-                      <float *>P(hh), <float *>P(dx), <float *>P(dh0), <float *>P(dWx), <float *>P(dWh),
-                      <float *>P(db), <float *>dA, <float *>dxt, <float *>dprev, <float *>zero, L)
+            rnn_bwd_k(N, T, D, H, <float *>pdh, <float *>pdhT, <float *>P(x), <float *>P(h0), <float *>P(Wx),
+                      <float *>P(Wh), <float *>P(h), <float *>P(dx), <float *>P(dh0), <float *>P(dWx),
+                      <float *>P(dWh), <float *>P(db), <float *>dA, <float *>dprev, <float *>zero,
+                      <float *>(dA + o3), L)
         else:
-            rnn_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(xt), <double *>P(Wx), <double *>P(Wh),
-                      <double *>P(hh), <double *>P(dx), <double *>P(dh0), <double *>P(dWx), <double *>P(dWh),
-                      <double *>P(db), <double *>dA, <double *>dxt, <double *>dprev, <double *>zero, L)
+            rnn_bwd_k(N, T, D, H, <double *>pdh, <double *>pdhT, <double *>P(x), <double *>P(h0), <double *>P(Wx),
+                      <double *>P(Wh), <double *>P(h), <double *>P(dx), <double *>P(dh0), <double *>P(dWx),
+                      <double *>P(dWh), <double *>P(db), <double *>dA, <double *>dprev, <double *>zero,
+                      <double *>(dA + o3), L)
     if L != NULL and L.failed:
         raise MemoryError("fastrnn: no memory for a product's work buffer")
     return dx, dh0, dWx, dWh, db
@@ -1608,7 +1666,7 @@ def rnn_forward_state(cnp.ndarray x not None, cnp.ndarray h0 not None, cnp.ndarr
                       cnp.ndarray Wh not None, cnp.ndarray b not None):
     """rnn_forward that also returns the final state: -> (h, hT (N, H), cache); same cache."""
     h, cache = rnn_fwd(x, h0, Wx, Wh, b)
-    return h, cache[3][x.shape[1]].copy(), cache  # hh[T] = h_{T-1}, contiguous
+    return h, h[:, x.shape[1] - 1].copy(), cache
 
 
 def rnn_backward(cnp.ndarray dh not None, tuple cache not None):
