@@ -35,7 +35,7 @@ final state(s) and whose backward takes their gradients (dhT, dcT) and returns d
 
 Caches are flat tuples of contiguous arrays (fastrnn.layers may cast them all to float64 and call the
 backward with float64 everything, so a backward works from its tuple alone, in either dtype):
-  rnn:  (x, h0, Wx, Wh, h)            batch-major, as the Numba backend's (below: the RNN's exception)
+  rnn:  (x, h0, Wx, Wh, h)            batch-major, as the Numba backend's (above: the RNN's exception)
   lstm: (xt, Wx, Wh, hs, c0, c, tc, A)  hs (T, N, H) the h stack, c0 (N, H) or None (zeros), c and
                                       tc = tanh(c) (T, N, H), A (T, N, 4H) the activated gates i, f, o, g
   gru:  (xt, Wx, Wh, hs, A, hn)       hs the h stack, A (T, N, 3H) the activated r, z, n, hn (T, N, H) =
