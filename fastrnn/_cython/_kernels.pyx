@@ -433,7 +433,9 @@ cdef inline size_t up_page(size_t nbytes) noexcept nogil:
 # hidden units -- all gates of those units:
 #   forward:  each thread computes the input projection of its columns (x Wx, all T*N rows), packs its
 #             slab of Wh once, then per step computes its tiles of h_{t-1} Wh and runs the fused pointwise
-#             pass on them (adding the bias), and meets the others at one barrier per step;
+#             pass on them (adding the bias), and meets the others at one barrier per step.  From
+#             FORWARD_MIN_ROWS rows a thread on, after one barrier every thread runs its rows of the
+#             batch through all steps alone, by all of the packed Wh (lstm_fwd_rows, rnn_fwd_by_rows);
 #   backward: each thread packs its slab of Wh^T, then per step (last first) runs the pointwise pass of
 #             its units (dA_t, the carried dc, db), meets the others, and computes its units of
 #             dA_t Wh^T; after the loop a share of the rows of dX and its own columns of dWx and dWh.
