@@ -55,6 +55,7 @@
 #endif
 
 #define FR_TEAM_MAX 64          /* threads in a team, the caller included */
+#define FR_JOB_NTH_SPAN 256     /* the job word (fr_team.job): number * FR_JOB_NTH_SPAN + threads */
 #define FR_SPIN_JOB_NS 1000000  /* a worker spins this long for the next job before sleeping */
 #define FR_SPIN_SYNC_NS 50000   /* a thread spins this long at a step's barrier before sleeping */
 #define FR_SPIN_END_NS 200000   /* ... and at the end of a job (the caller waiting for the workers) */
@@ -118,12 +119,18 @@ static struct {
     uint_fast64_t first_job[FR_TEAM_MAX];  /* per tid: the job number when it was started */
     fr_task_fn fn;
     void *arg;
-    int64_t nth;
     int caller_cpu;              /* the CPU the caller of the job runs on (-1: unknown) */
     _Atomic pid_t tids[FR_TEAM_MAX];  /* per tid: the worker's kernel thread id (0: not known yet) */
     atomic_int where[FR_TEAM_MAX];  /* per tid: the CPU the worker last saw itself on while it waited for a
                                      * job, -1 while it sleeps (or before it first looked) */
-    _Alignas(64) atomic_uint_fast64_t job;       /* job number, published after fn/arg/nth */
+    /* the job word: the job's number times FR_JOB_NTH_SPAN plus its thread count, published after fn and arg.
+     * A worker decides from this one word whether it takes part: a worker that read the job number and then
+     * the field nth could read the next job's nth (its own job done without it, the next one published in
+     * between), run that job under the old number, and run it again when it saw the new one -- after the
+     * caller had returned, with its arguments gone (seen: a segfault once in 25-40 test runs going from 2
+     * threads to 3 on 2 CPUs).  A worker that takes part reads fn and arg after the word: the caller cannot
+     * change them before the job ends, which needs that worker. */
+    _Alignas(64) atomic_uint_fast64_t job;
     fr_barrier bar;
     /* for fastrnn info and the tests: jobs run on several threads, calls run alone because the team was
      * busy, workers moved off the caller's CPU, the size of the last team job */
@@ -253,11 +260,12 @@ static void *fr_worker(void *p)
             }
         }
         seen = job;
-        if (tid < fr_team.nth) {
+        const int64_t nth = (int64_t)(job % FR_JOB_NTH_SPAN);  /* the job's own, read with its number (see job) */
+        if (tid < nth) {
             if (fr_team.caller_cpu >= 0 && fr_current_cpu() == fr_team.caller_cpu)
                 fr_leave_cpu(fr_team.caller_cpu);
             atomic_store_explicit(&fr_team.where[tid], fr_current_cpu(), memory_order_relaxed);  /* awake */
-            fr_team.fn(fr_team.arg, &fr_team.bar, tid, fr_team.nth);
+            fr_team.fn(fr_team.arg, &fr_team.bar, tid, nth);
             const unsigned wakes = atomic_load_explicit(&fr_team.bar.wakes, memory_order_relaxed);
             const int last = fr_sync_end(&fr_team.bar);  /* the end of the job */
             /* This thread, last to arrive, woke the caller asleep there: Linux placed the caller on this
@@ -324,7 +332,6 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
         if (nth > 1) {
             fr_team.fn = fn;
             fr_team.arg = arg;
-            fr_team.nth = nth;
             const int cpu = fr_current_cpu();
             fr_team.caller_cpu = cpu;
             fr_team.bar.n = nth;
@@ -337,7 +344,9 @@ static int64_t fr_team_run(fr_task_fn fn, void *arg, int64_t nth)
                     narrowed |= (uint64_t)1 << w;
             }
             atomic_store_explicit(&fr_team.bar.count, 0, memory_order_relaxed);
-            atomic_fetch_add_explicit(&fr_team.job, 1, memory_order_release);
+            const uint_fast64_t number = atomic_load_explicit(&fr_team.job, memory_order_relaxed) / FR_JOB_NTH_SPAN;
+            atomic_store_explicit(&fr_team.job, (number + 1) * FR_JOB_NTH_SPAN + (uint_fast64_t)nth,
+                                  memory_order_release);  /* only the caller holding busy writes it */
             pthread_mutex_lock(&fr_team.lock);
             if (fr_team.sleeping)
                 pthread_cond_broadcast(&fr_team.wake);
