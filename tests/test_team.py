@@ -304,6 +304,40 @@ def test_team_parity_on_the_other_isa_versions(isa):
     assert " passed" in out.stdout
 
 
+_ALTERNATING_TEAMS = """
+import sys
+import numpy as np
+from threadpoolctl import threadpool_limits
+import fastrnn
+import fastrnn.layers as layers
+from fastrnn._cython import backend
+
+backend.set_team_flops(0.0, backend.set_team_flops(0.0, 1.0)[1])  # the team from the smallest shapes on
+rng = np.random.default_rng(1)
+x, h0 = rng.standard_normal((100, 3, 6)), rng.standard_normal((100, 70))
+Wx, Wh, b = rng.standard_normal((6, 70)), 0.1 * rng.standard_normal((70, 70)), np.zeros(70)
+expected = {}  # per thread count: the products' parts, so the sums' order, differ between them
+with fastrnn.use_backend("cython"):
+    for _ in range(int(sys.argv[1])):
+        for threads in (2, 3):
+            with threadpool_limits(threads):
+                h = layers.rnn_forward(x, h0, Wx, Wh, b)[0]
+            assert np.array_equal(h, expected.setdefault(threads, h))
+print("done")
+"""
+
+
+@pytest.mark.skipif("cython" not in COMPILED_BACKENDS, reason="needs the Cython backend")
+def test_teams_of_2_and_3_threads_alternating():
+    """Jobs on 2 and 3 threads in turn: the worker left out of a 2-thread job must not take the 3-thread job
+    published meanwhile for its own and then run it a second time after the caller returned (team.h, the
+    job word; before the fix this loop segfaulted or hung in 2 of 3 runs on the project's 2-CPU machine)."""
+    env = {**os.environ, "FASTRNN_ISA": "generic"}
+    out = subprocess.run([sys.executable, "-c", _ALTERNATING_TEAMS, "10000"], cwd=HERE, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "done" in out.stdout, (out.returncode, out.stderr[-2000:])
+
+
 def test_blas_fallback_when_native_is_turned_off():
     """FASTRNN_NATIVE=0: every layer on BLAS, same results."""
     env = {**os.environ, "FASTRNN_NATIVE": "0"}
