@@ -281,6 +281,21 @@ def test_pool_makes_room_for_the_latest_blocks(pool):
         _native.pool_set_cap(previous)
 
 
+def test_pool_hands_back_the_last_freed_of_equal_blocks(pool):
+    """Of kept blocks of one size, a request takes the one freed last (its lines the likeliest in cache),
+    not the oldest: a caller keeping a few results alive otherwise cycles through all of them."""
+    with _native.pooled():
+        first, second, third = (np.empty(1 << 18) for _ in range(3))  # 2 MiB each
+    addresses = {name: a.ctypes.data for name, a in (("first", first), ("second", second), ("third", third))}
+    del first, third, second  # freed in this order: second is the newest
+    with _native.pooled():
+        a = np.empty(1 << 18)
+        assert a.ctypes.data == addresses["second"]
+        b = np.empty(1 << 18)
+        assert b.ctypes.data == addresses["third"]
+    del a, b
+
+
 def test_pool_zeroes_calloc_and_keeps_data_through_realloc(pool):
     with _native.pooled():
         a = np.full(400_000, 7.0)
