@@ -292,6 +292,21 @@ def test_large_outputs_come_from_the_pool(backend, cell):
     assert handler(hT) != "fastrnn_pool"  # 16*256*8 bytes: plain
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_single_steps_arrays_never_come_from_the_pool(backend, cell):
+    """A step's arrays, weight gradients of pooled size included, come from NumPy's allocator (the heap the
+    caller's own NumPy work recycles, still in cache; see step_empty in fastrnn/_cython/_kernels.pyx)."""
+    handler = getattr(np, "_core", np.core).multiarray.get_handler_name
+    args = _step_inputs(np.random.default_rng(7), np.float64, 4, 256, 256, cell)  # Wx, Wh: 1.5-2 MiB
+    *outs, cache = getattr(layers, f"{cell}_step_forward")(*args)
+    grads = getattr(layers, f"{cell}_step_backward")(*outs, cache)
+    assert max(g.nbytes for g in grads) >= 256 * 1024  # the pool's threshold for sequence layers
+    for i, a in enumerate(list(outs) + list(grads)):
+        while handler(a) is None and isinstance(a.base, np.ndarray):  # a view: its memory's owner
+            a = a.base
+        assert handler(a) != "fastrnn_pool", f"array {i} of the step's outputs and gradients"
+
+
 @pytest.mark.parametrize("isa", ["avx2", "generic"])
 def test_team_parity_on_the_other_isa_versions(isa):
     """The same parity tests in a process whose packed kernels are the AVX2 or the portable version

@@ -397,7 +397,7 @@ cdef inline cnp.ndarray empty(int nd, intp d0, intp d1, intp d2, int tn):
     return pooled_empty(nd, dims, tn)
 
 
-cdef inline cnp.ndarray step_empty(int nd, intp d0, intp d1, int tn):
+cdef inline cnp.ndarray step_empty(int nd, intp d0, intp d1, intp d2, int tn):
     """PyArray_EMPTY from NumPy's own allocator, never the pool: for the single steps' arrays, as the Numba
     backend's steps.  A step's weight gradients (2-4 MiB at the bench's small size) are freed and asked for
     again within one step of a loop, and between steps the caller's own NumPy work reuses the same heap
@@ -406,10 +406,16 @@ cdef inline cnp.ndarray step_empty(int nd, intp d0, intp d1, int tn):
     and the BLAS floor interleaved; Intel Xeon, one thread): lstm_step small float32 fwd+bwd 4.1-4.4 ms
     from the pool, 2.9 ms without (the backward 3.0 -> 1.9 ms); alone in a loop, 1.64 ms backward from
     the pool, 1.69-1.73 without."""
-    cdef intp dims[2]
+    cdef intp dims[3]
     dims[0] = d0
     dims[1] = d1
+    dims[2] = d2
     return <cnp.ndarray>cnp.PyArray_EMPTY(nd, dims, tn, 0)
+
+
+cdef inline cnp.ndarray layer_empty(bint step, int nd, intp d0, intp d1, intp d2, int tn):
+    """step_empty for a single step's arrays, else empty (the GRU's steps run its sequence code)."""
+    return step_empty(nd, d0, d1, d2, tn) if step else empty(nd, d0, d1, d2, tn)
 
 
 cdef inline cnp.ndarray zeros(int nd, intp d0, intp d1, int tn):
@@ -1987,8 +1993,9 @@ cdef void gru_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const fl
     mm(True, False, H, G, T * N, hs, H, dA, F, 0, dWh, G)
 
 
-cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh, cnp.ndarray b, cnp.ndarray bhn):
-    """-> (h, cache); cache = (xt, Wx, Wh, hs, A, hn)."""
+cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh, cnp.ndarray b, cnp.ndarray bhn,
+                   bint step=False):
+    """-> (h, cache); cache = (xt, Wx, Wh, hs, A, hn).  step: a single step's call (see step_empty)."""
     cdef int tn = float_type(x)
     check(x, tn, 3)
     cdef intp N = x.shape[0], T = x.shape[1], D = x.shape[2], H = h0.shape[1] if h0.ndim == 2 else -1
@@ -1998,8 +2005,9 @@ cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     check(b, tn, 1, 3 * H)
     check(bhn, tn, 1, H)
     blas_sizes(N * T, D, 3 * H)
-    cdef cnp.ndarray h = empty(3, N, T, H, tn), xt = empty(3, T, N, D, tn), hs = empty(3, T, N, H, tn)
-    cdef cnp.ndarray A = empty(3, T, N, 3 * H, tn), hn = empty(3, T, N, H, tn)
+    cdef cnp.ndarray h = layer_empty(step, 3, N, T, H, tn), xt = layer_empty(step, 3, T, N, D, tn)
+    cdef cnp.ndarray hs = layer_empty(step, 3, T, N, H, tn), A = layer_empty(step, 3, T, N, 3 * H, tn)
+    cdef cnp.ndarray hn = layer_empty(step, 3, T, N, H, tn)
     cdef Layer layer
     cdef Layer *L = NULL
     cdef cnp.ndarray work
@@ -2025,8 +2033,8 @@ cdef tuple gru_fwd(cnp.ndarray x, cnp.ndarray h0, cnp.ndarray Wx, cnp.ndarray Wh
     return h, (xt, Wx, Wh, hs, A, hn)
 
 
-cdef tuple gru_bwd(object dh, object dhT, tuple cache):
-    """-> (dx, dh0, dWx, dWh, db, dbhn)."""
+cdef tuple gru_bwd(object dh, object dhT, tuple cache, bint step=False):
+    """-> (dx, dh0, dWx, dWh, db, dbhn).  step: a single step's call (see step_empty)."""
     cdef cnp.ndarray xt, Wx, Wh, hs, A, hn
     xt, Wx, Wh, hs, A, hn = cache
     cdef int tn = float_type(xt)
@@ -2043,9 +2051,9 @@ cdef tuple gru_bwd(object dh, object dhT, tuple cache):
     if dhT is not None:
         check(dhT, tn, 2, N, H)
     blas_sizes(N * T, D, 4 * H)
-    cdef cnp.ndarray dx = empty(3, N, T, D, tn), dh0 = empty(2, N, H, 0, tn)
-    cdef cnp.ndarray dWx = empty(2, D, G, 0, tn), dWh = empty(2, H, G, 0, tn), db = empty(1, G, 0, 0, tn)
-    cdef cnp.ndarray dbhn = empty(1, H, 0, 0, tn)
+    cdef cnp.ndarray dx = layer_empty(step, 3, N, T, D, tn), dh0 = layer_empty(step, 2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = layer_empty(step, 2, D, G, 0, tn), dWh = layer_empty(step, 2, H, G, 0, tn)
+    cdef cnp.ndarray db = layer_empty(step, 1, G, 0, 0, tn), dbhn = layer_empty(step, 1, H, 0, 0, tn)
     cdef Layer layer
     cdef Layer *L = NULL
     if use_team(N, T, H, 3, tn):
@@ -2119,7 +2127,7 @@ def gru_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.nd
     """One GRU step: the sequence kernel with T = 1 -> (next_h (N, H), cache)."""
     if x.ndim != 2:
         raise ValueError(f"gru_step_forward: x of shape {shape_of(x)}")
-    h, cache = gru_fwd(x.reshape(x.shape[0], 1, x.shape[1]), prev_h, Wx, Wh, b, bhn)
+    h, cache = gru_fwd(x.reshape(x.shape[0], 1, x.shape[1]), prev_h, Wx, Wh, b, bhn, True)
     return h.reshape(h.shape[0], h.shape[2]), cache
 
 
@@ -2127,7 +2135,7 @@ def gru_step_backward(cnp.ndarray dnext_h not None, tuple cache not None):
     """-> (dx, dprev_h, dWx, dWh, db, dbhn) for gru_step_forward."""
     if dnext_h.ndim != 2:
         raise ValueError(f"gru_step_backward: dnext_h of shape {shape_of(dnext_h)}")
-    dx, dprev_h, dWx, dWh, db, dbhn = gru_bwd(dnext_h.reshape(dnext_h.shape[0], 1, dnext_h.shape[1]), None, cache)
+    dx, dprev_h, dWx, dWh, db, dbhn = gru_bwd(dnext_h.reshape(dnext_h.shape[0], 1, dnext_h.shape[1]), None, cache, True)
     return dx.reshape(dx.shape[0], dx.shape[2]), dprev_h, dWx, dWh, db, dbhn
 
 
@@ -2179,7 +2187,7 @@ def rnn_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.nd
     check(Wh, tn, 2, H, H)
     check(b, tn, 1, H)
     blas_sizes(N, D, H)
-    cdef cnp.ndarray next_h = step_empty(2, N, H, tn)
+    cdef cnp.ndarray next_h = step_empty(2, N, H, 0, tn)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             rnn_step_fwd_k(N, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(Wx),
@@ -2203,8 +2211,8 @@ def rnn_step_backward(cnp.ndarray dnext_h not None, tuple cache not None):
     check(next_h, tn, 2, N, H)
     check(dnext_h, tn, 2, N, H)
     blas_sizes(N, D, H)
-    cdef cnp.ndarray dx = step_empty(2, N, D, tn), dprev_h = step_empty(2, N, H, tn)
-    cdef cnp.ndarray dWx = step_empty(2, D, H, tn), dWh = step_empty(2, H, H, tn), db = step_empty(1, H, 0, tn)
+    cdef cnp.ndarray dx = step_empty(2, N, D, 0, tn), dprev_h = step_empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = step_empty(2, D, H, 0, tn), dWh = step_empty(2, H, H, 0, tn), db = step_empty(1, H, 0, 0, tn)
     cdef size_t item = cnp.PyArray_ITEMSIZE(x), o1 = up64(N * H * item)
     cdef cnp.ndarray work = scratch(o1 + H * item)
     cdef char *dA = <char *>P(work)
@@ -2266,8 +2274,8 @@ def lstm_step_forward(cnp.ndarray x not None, cnp.ndarray prev_h not None, cnp.n
     check(Wh, tn, 2, H, 4 * H)
     check(b, tn, 1, 4 * H)
     blas_sizes(N, D, 4 * H)
-    cdef cnp.ndarray next_h = step_empty(2, N, H, tn), next_c = step_empty(2, N, H, tn)
-    cdef cnp.ndarray A = step_empty(2, N, 4 * H, tn), tc = step_empty(2, N, H, tn)
+    cdef cnp.ndarray next_h = step_empty(2, N, H, 0, tn), next_c = step_empty(2, N, H, 0, tn)
+    cdef cnp.ndarray A = step_empty(2, N, 4 * H, 0, tn), tc = step_empty(2, N, H, 0, tn)
     with nogil:
         if tn == cnp.NPY_FLOAT32:
             lstm_step_fwd_k(N, D, H, <float *>cnp.PyArray_DATA(x), <float *>cnp.PyArray_DATA(prev_h), <float *>cnp.PyArray_DATA(prev_c),
@@ -2297,8 +2305,8 @@ def lstm_step_backward(cnp.ndarray dnext_h not None, cnp.ndarray dnext_c not Non
     check(dnext_h, tn, 2, N, H)
     check(dnext_c, tn, 2, N, H)
     blas_sizes(N, D, G)
-    cdef cnp.ndarray dx = step_empty(2, N, D, tn), dprev_h = step_empty(2, N, H, tn), dprev_c = step_empty(2, N, H, tn)
-    cdef cnp.ndarray dWx = step_empty(2, D, G, tn), dWh = step_empty(2, H, G, tn), db = step_empty(1, G, 0, tn)
+    cdef cnp.ndarray dx = step_empty(2, N, D, 0, tn), dprev_h = step_empty(2, N, H, 0, tn), dprev_c = step_empty(2, N, H, 0, tn)
+    cdef cnp.ndarray dWx = step_empty(2, D, G, 0, tn), dWh = step_empty(2, H, G, 0, tn), db = step_empty(1, G, 0, 0, tn)
     cdef size_t item = cnp.PyArray_ITEMSIZE(x), o1 = up64(N * G * item)
     cdef cnp.ndarray work = scratch(o1 + H * item)
     cdef char *dA = <char *>P(work)
@@ -2493,7 +2501,7 @@ cdef tuple affine_bwd(cnp.ndarray dout, cnp.ndarray x, cnp.ndarray w, intp R):
         raise ValueError(f"dout of shape {shape_of(dout)} does not match the cache")
     blas_sizes(R, D, M)
     cdef cnp.ndarray dx = pooled_empty(cnp.PyArray_NDIM(x), cnp.PyArray_DIMS(x), tn)
-    cdef cnp.ndarray dw = step_empty(2, D, M, tn), db = step_empty(1, M, 0, tn)
+    cdef cnp.ndarray dw = empty(2, D, M, 0, tn), db = empty(1, M, 0, 0, tn)
     cdef Dense dense
     cdef Dense *d = NULL
     cdef cnp.ndarray work

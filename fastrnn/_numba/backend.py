@@ -122,10 +122,12 @@ def set_team_flops(use_flops, min_flops):
     return previous
 
 
-def _empty(shape, dtype):
-    """np.empty, from the array pool for arrays of _POOLED bytes or more.  (The single steps call np.empty:
-    their arrays are one step's, and this check's ~0.25 us each was 8 % of a tiny lstm_step_forward.)"""
-    if _POOL is None or math.prod(shape) * dtype.itemsize < _POOLED:
+def _empty(shape, dtype, pooled=True):
+    """np.empty, from the array pool for arrays of _POOLED bytes or more.  The single steps call np.empty
+    (or pass pooled=False: the GRU's, which run its sequence code): their arrays are one step's, this check's
+    ~0.25 us each was 8 % of a tiny lstm_step_forward, and between steps the caller's own NumPy work reuses
+    the heap's memory while the pool's blocks go cold (see step_empty in fastrnn/_cython/_kernels.pyx)."""
+    if not pooled or _POOL is None or math.prod(shape) * dtype.itemsize < _POOLED:
         return np.empty(shape, dtype)
     previous = _set_handler(_POOL)
     try:
@@ -406,9 +408,10 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 # --------------------------------------------------------------------------- GRU
 
-def _gru_forward(x, h0, Wx, Wh, b, bhn):
+def _gru_forward(x, h0, Wx, Wh, b, bhn, pooled=True):
     (N, T, D), H = x.shape, h0.shape[1]
-    h, gates, hn = _empty((N, T, H), x.dtype), _empty((N, T, 3 * H), x.dtype), _empty((N, T, H), x.dtype)
+    h, hn = _empty((N, T, H), x.dtype, pooled), _empty((N, T, H), x.dtype, pooled)
+    gates = _empty((N, T, 3 * H), x.dtype, pooled)
     plan = _team_plan(N, T, D, H, 3, x.dtype)
     if plan:  # Wh packed as its r and z blocks and its n block: 3 gate blocks in all (see _team)
         _, P, wbuf = _team_scratch(x.dtype, plan, H, 3, H)
@@ -431,16 +434,20 @@ def gru_forward_state(x, h0, Wx, Wh, b, bhn):
 
 
 def gru_backward_state(dh, dhT, cache):
+    return _gru_backward(dh, dhT, cache)
+
+
+def _gru_backward(dh, dhT, cache, pooled=True):
     x, h0, Wx, Wh, h, gates, hn = cache
     dtype = h.dtype
     N, T, H = h.shape
-    dx, dWx, dWh = _empty(x.shape, dtype), _empty(Wx.shape, dtype), _empty(Wh.shape, dtype)
+    dx, dWx, dWh = _empty(x.shape, dtype, pooled), _empty(Wx.shape, dtype, pooled), _empty(Wh.shape, dtype, pooled)
     dh0 = np.zeros((N, H), dtype) if dhT is None else dhT.copy()  # the carried gradient, in place
     dh = np.empty((N, T, 0), dtype) if dh is None else dh
     plan = _team_plan(N, T, x.shape[2], H, 3, dtype)
     if plan:
         (dA, cbuf), P, wbuf = _team_scratch(dtype, plan, 3 * H, 1, H, (N, T, 4 * H), (_own_size(3, N, H, dtype, plan),))
-        db, dbhn = _empty((3 * H,), dtype), _empty((H,), dtype)
+        db, dbhn = _empty((3 * H,), dtype, pooled), _empty((H,), dtype, pooled)
         task = _team.TASKS["gru_backward"][dtype].address
         _team.gru_backward_team[dtype](x, h0, Wx, Wh, h, gates, hn, dh, dh0, dA, P, wbuf, cbuf.view(np.uint8), dx,
                                        dWx, dWh, db, dbhn, plan[0], plan[2], task, plan[1])
@@ -458,12 +465,12 @@ def gru_backward(dh, cache):
 
 
 def gru_step_forward(x, prev_h, Wx, Wh, b, bhn):
-    h, cache = _gru_forward(x.reshape(x.shape[0], 1, -1), prev_h, Wx, Wh, b, bhn)
+    h, cache = _gru_forward(x.reshape(x.shape[0], 1, -1), prev_h, Wx, Wh, b, bhn, pooled=False)
     return h.reshape(prev_h.shape), cache
 
 
 def gru_step_backward(dnext_h, cache):
-    dx, dprev_h, dWx, dWh, db, dbhn = gru_backward_state(dnext_h.reshape(dnext_h.shape[0], 1, -1), None, cache)
+    dx, dprev_h, dWx, dWh, db, dbhn = _gru_backward(dnext_h.reshape(dnext_h.shape[0], 1, -1), None, cache, pooled=False)
     return dx.reshape(dx.shape[0], -1), dprev_h, dWx, dWh, db, dbhn
 
 
