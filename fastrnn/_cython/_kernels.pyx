@@ -404,7 +404,7 @@ cdef inline cnp.ndarray step_empty(int nd, intp d0, intp d1, intp d2, int tn):
     memory, so glibc hands back lines that are still in cache; the pool's blocks are fastrnn's alone and
     went cold while that other work ran.  Measured in ``fastrnn bench`` (the oracle, both backends, torch
     and the BLAS floor interleaved; Intel Xeon, one thread): lstm_step small float32 fwd+bwd 4.1-4.4 ms
-    from the pool, 2.9 ms without (the backward 3.0 -> 1.9 ms); alone in a loop, 1.64 ms backward from
+    from the pool, 2.9-3.1 ms without (the backward 3.0 -> 1.9 ms); alone in a loop, 1.64 ms backward from
     the pool, 1.69-1.73 without."""
     cdef intp dims[3]
     dims[0] = d0
