@@ -297,7 +297,7 @@ def test_single_steps_arrays_never_come_from_the_pool(backend, cell):
     """A step's arrays, weight gradients of pooled size included, come from NumPy's allocator (the heap the
     caller's own NumPy work recycles, still in cache; see step_empty in fastrnn/_cython/_kernels.pyx)."""
     handler = getattr(np, "_core", np.core).multiarray.get_handler_name
-    args = _step_inputs(np.random.default_rng(7), np.float64, 4, 256, 256, cell)  # Wx, Wh: 1.5-2 MiB
+    args = _step_inputs(np.random.default_rng(7), np.float64, 4, 256, 256, cell)  # Wx, Wh: 0.5-2 MiB
     *outs, cache = getattr(layers, f"{cell}_step_forward")(*args)
     grads = getattr(layers, f"{cell}_step_backward")(*outs, cache)
     assert max(g.nbytes for g in grads) >= 256 * 1024  # the pool's threshold for sequence layers
