@@ -229,9 +229,21 @@ def _gradients(w, tid, nth, x, h0, h, Wx, dA, dx, dWx, dWh, gates, u0, u1):
 
 
 @helper
+def _project(w, tid, n0, n1, u0, u1, x, Wx, blocks, out):
+    """A forward's input projection on thread tid: out = x Wx for the sequences [n0, n1) of x (N, T, D) and
+    the units [u0, u1) of each of the blocks gate blocks of out (N, T, blocks * H: batch-major, so the
+    sequences' rows are one run); a failed allocation of pgemm's work buffer sets _W_FAILED."""
+    T, D, H, wb = w[_W_T], w[_W_D], w[_W_H], w[_W_WORK]
+    G = blocks * H
+    if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, blocks, u0, u1, out, n0 * T * G, G, 0, _work(w),
+             tid * wb, wb):
+        w[_W_FAILED] = 1
+
+
+@helper
 def _rnn_forward(arg, sy, tid, nth, z):
     w = _block(arg)
-    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    N, T, D, H, nr = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR]
     x = carray(pointer(w[_W_X], z), (N, T, D))
     h0 = carray(pointer(w[_W_H0], z), (N, H))
     Wx = carray(pointer(w[_W_WX], z), (D, H))
@@ -243,8 +255,7 @@ def _rnn_forward(arg, sy, tid, nth, z):
     if _rnn_forward_by_rows(N, H, nr, nth, x.itemsize):
         _rnn_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, P, ub0, ub1)
         return
-    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, H, 0, H, 1, u0, u1, h, 0, H, 0, _work(w), tid * wb, wb):
-        w[_W_FAILED] = 1
+    _project(w, tid, 0, N, u0, u1, x, Wx, 1, h)
     ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)  # only this thread reads its panels
     token = -1
     for t in range(T):
@@ -272,11 +283,9 @@ def _rnn_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, P, ub0, ub1):
     """The RNN forward split by rows of the batch (FORWARD_MIN_ROWS), as _lstm_forward_rows: thread tid
     projects its sequences [n0, n1) (x Wx, all columns), packs its slab of Wh, meets the others once, then
     runs its rows alone through all steps and unit blocks, by all of the packed Wh."""
-    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    N, T, H, nr = w[_W_N], w[_W_T], w[_W_H], w[_W_NR]
     n0, n1 = _share(N, tid, nth)
-    if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, H, 0, H, 1, 0, H, h, n0 * T * H, H, 0, _work(w),
-             tid * wb, wb):
-        w[_W_FAILED] = 1
+    _project(w, tid, n0, n1, 0, H, x, Wx, 1, h)
     ppack(H, H, 1, Wh, H, 0, P, ub0, ub1)
     sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
     nb = (H + nr - 1) // nr
@@ -336,7 +345,7 @@ def _rnn_backward(arg, sy, tid, nth, z):
 @helper
 def _lstm_forward(arg, sy, tid, nth, z):
     w = _block(arg)
-    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    N, T, D, H, nr = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR]
     G = 4 * H
     x = carray(pointer(w[_W_X], z), (N, T, D))
     h0 = carray(pointer(w[_W_H0], z), (N, H))
@@ -352,8 +361,7 @@ def _lstm_forward(arg, sy, tid, nth, z):
     if _by_rows(N, nth, FORWARD_MIN_ROWS):
         _lstm_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, c, tanh_c, gates, P, ub0, ub1)
         return
-    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 4, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
-        w[_W_FAILED] = 1
+    _project(w, tid, 0, N, u0, u1, x, Wx, 4, gates)
     ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
     token = -1
     for t in range(T):
@@ -384,12 +392,10 @@ def _lstm_forward_rows(w, sy, tid, nth, x, h0, Wx, Wh, b, h, c, tanh_c, gates, P
     [n0, n1) (x Wx, all columns: one run of rows of the batch-major gate buffer), packs its slab of Wh,
     meets the others once (every slab packed), then runs its rows alone through all steps, all unit
     blocks, by all of the packed Wh, without a barrier between steps, writing whole rows of its own."""
-    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    N, T, H, nr = w[_W_N], w[_W_T], w[_W_H], w[_W_NR]
     G = 4 * H
     n0, n1 = _share(N, tid, nth)
-    if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, 4, 0, H, gates, n0 * T * G, G, 0, _work(w),
-             tid * wb, wb):
-        w[_W_FAILED] = 1
+    _project(w, tid, n0, n1, 0, H, x, Wx, 4, gates)
     ppack(H, H, 4, Wh, G, 0, P, ub0, ub1)
     sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
     nb = (H + nr - 1) // nr
@@ -505,7 +511,7 @@ def _lstm_bptt_rows(w, sy, tid, nth, z, dA, P):
 @helper
 def _gru_forward(arg, sy, tid, nth, z):
     w = _block(arg)
-    N, T, D, H, nr, wb = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR], w[_W_WORK]
+    N, T, D, H, nr = w[_W_N], w[_W_T], w[_W_D], w[_W_H], w[_W_NR]
     G = 3 * H
     x = carray(pointer(w[_W_X], z), (N, T, D))
     h0 = carray(pointer(w[_W_H0], z), (N, H))
@@ -521,9 +527,7 @@ def _gru_forward(arg, sy, tid, nth, z):
     ub0, ub1, u0, u1 = _slab(H, nr, tid, nth)
     if _by_rows(N, nth, FORWARD_MIN_ROWS):  # as _lstm_forward_rows
         n0, n1 = _share(N, tid, nth)
-        if pgemm((n1 - n0) * T, D, x, n0 * T * D, D, 0, Wx, 0, G, 0, H, 3, 0, H, gates, n0 * T * G, G, 0, _work(w),
-                 tid * wb, wb):
-            w[_W_FAILED] = 1
+        _project(w, tid, n0, n1, 0, H, x, Wx, 3, gates)
         ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
         ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
         sync_wait(sy, sync_arrive(sy))  # every slab of Wh packed
@@ -542,8 +546,7 @@ def _gru_forward(arg, sy, tid, nth, z):
                         0, nxt)
             gru_forward_units(gates, b, bhn, hn, h0, h, t, 0, H, n0, n1)
         return
-    if pgemm(N * T, D, x, 0, D, 0, Wx, 0, G, 0, H, 3, u0, u1, gates, 0, G, 0, _work(w), tid * wb, wb):
-        w[_W_FAILED] = 1
+    _project(w, tid, 0, N, u0, u1, x, Wx, 3, gates)
     ppack(H, H, 2, Wh, G, 0, P, ub0, ub1)
     ppack(H, H, 1, Wh[:, 2 * H :], G, 0, Pn, ub0, ub1)
     token = -1
