@@ -66,20 +66,20 @@ cdef extern from "pointwise.h" nogil:
     void fr_rnn_fwd_f(intp N, intp H, float *A, intp lda, const float *b, float *hs, intp lds)
     void fr_rnn_fwd_d(intp N, intp H, double *A, intp lda, const double *b, double *hs, intp lds)
     void fr_lstm_fwd_f(intp N, intp nu, intp gs, float *A, intp lda, const float *b, const float *cprev, intp ldcp,
-                       float *c, intp ldc, float *tc, intp ldtc, float *h, intp ldh, float *hs, intp lds)
+                       float *c, intp ldc, float *tc, intp ldtc, float *h, intp ldh, float *hs, intp lds, int far)
     void fr_lstm_fwd_d(intp N, intp nu, intp gs, double *A, intp lda, const double *b, const double *cprev,
                        intp ldcp, double *c, intp ldc, double *tc, intp ldtc, double *h, intp ldh, double *hs,
-                       intp lds)
+                       intp lds, int far)
     void fr_rnn_bwd_f(intp N, intp H, const float *dh, intp lddh, const float *dhp, intp lddhp,
-                      const float *h, intp ldh, float *dA, intp ldda, float *db)
+                      const float *h, intp ldh, float *dA, intp ldda, float *db, int far)
     void fr_rnn_bwd_d(intp N, intp H, const double *dh, intp lddh, const double *dhp, intp lddhp,
-                      const double *h, intp ldh, double *dA, intp ldda, double *db)
+                      const double *h, intp ldh, double *dA, intp ldda, double *db, int far)
     void fr_lstm_bwd_f(intp N, intp nu, intp gs, const float *dh, intp lddh, const float *dhp, intp lddhp,
                        float *dc, intp lddc, const float *gates, intp ldg, const float *tc, intp ldtc,
-                       const float *cprev, intp ldcp, float *dA, intp ldda, float *db)
+                       const float *cprev, intp ldcp, float *dA, intp ldda, float *db, int far)
     void fr_lstm_bwd_d(intp N, intp nu, intp gs, const double *dh, intp lddh, const double *dhp, intp lddhp,
                        double *dc, intp lddc, const double *gates, intp ldg, const double *tc, intp ldtc,
-                       const double *cprev, intp ldcp, double *dA, intp ldda, double *db)
+                       const double *cprev, intp ldcp, double *dA, intp ldda, double *db, int far)
     void fr_gru_fwd_f(intp N, intp H, float *A, intp lda, const float *R, intp ldr, const float *bhn,
                       const float *hp, intp ldhp, float *hn, intp ldhn, float *h, intp ldh, float *hs, intp lds)
     void fr_gru_fwd_d(intp N, intp H, double *A, intp lda, const double *R, intp ldr, const double *bhn,
@@ -1094,16 +1094,16 @@ cdef void rnn_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_
         if rows:
             if floating is float:
                 fr_rnn_bwd_f(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, h + r0 * TH + t * H, TH,
-                             dA + r0 * TH + t * H, TH, db)
+                             dA + r0 * TH + t * H, TH, db, 1)
             else:
                 fr_rnn_bwd_d(r1 - r0, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, h + r0 * TH + t * H, TH,
-                             dA + r0 * TH + t * H, TH, db)
+                             dA + r0 * TH + t * H, TH, db, 1)
             pmm_slab(r1 - r0, H, dA + r0 * TH + t * H, TH, P, H, 0, L.nb, t, out + r0 * H, H, 0)
             continue
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
-            fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db)
+            fr_rnn_bwd_f(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db, 1)
         else:
-            fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db)
+            fr_rnn_bwd_d(N, u1 - u0, dht + u0, lddh, dhp + u0, lddhp, h + t * H + u0, TH, dA + t * H + u0, TH, db, 1)
         bptt_product(sync, nth, N, H, u0, u1, dA + t * H, TH, P, H, ub0, ub1, t, out, 0)
     if rows:
         token = fr_sync_arrive(sync)  # every dA_t complete (gradients), every part of db summed
@@ -1151,10 +1151,10 @@ cdef void lstm_fwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64
                 pmm(N, H, hs + t * NH, H, P, H, 4, ub, A + t * NG, G, 1, next_unit_block(iu, ub0, ub1, t))
             if floating is float:
                 fr_lstm_fwd_f(N, nu, H, A + t * NG + v0, G, b + v0, cprev + v0, ldcp, c + t * NH + v0, H,
-                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H, 1)
             else:
                 fr_lstm_fwd_d(N, nu, H, A + t * NG + v0, G, b + v0, cprev + v0, ldcp, c + t * NH + v0, H,
-                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H)
+                              tc + t * NH + v0, H, h + t * H + v0, T * H, hs + (t + 1) * NH + v0 if t + 1 < T else NULL, H, 1)
         token = fr_sync_arrive(sync)
     fr_sync_wait(sync, token)
 
@@ -1188,11 +1188,11 @@ cdef void lstm_fwd_rows(floating *kind, Layer *L, void *sync, int64_t tid, int64
             if floating is float:
                 fr_lstm_fwd_f(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, cprev + v0, ldcp,
                               c + t * NH + r0 * H + v0, H, tc + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0,
-                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
+                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H, 1)
             else:
                 fr_lstm_fwd_d(r1 - r0, nu, H, A + t * NG + r0 * G + v0, G, b + v0, cprev + v0, ldcp,
                               c + t * NH + r0 * H + v0, H, tc + t * NH + r0 * H + v0, H, h + r0 * T * H + t * H + v0,
-                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H)
+                              T * H, hs + (t + 1) * NH + r0 * H + v0 if t + 1 < T else NULL, H, 1)
 
 
 cdef void lstm_bwd_body(floating *kind, Layer *L, void *sync, int64_t tid, int64_t nth) noexcept nogil:
@@ -1254,10 +1254,10 @@ cdef void lstm_bptt_units(floating *kind, Layer *L, void *sync, int64_t tid, int
         cprev = previous_cell(L, t, &ldcp, kind)
         if floating is float:  # the whole slab in one pass: nothing to fuse with, the barrier is next
             fr_lstm_bwd_f(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
-                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
+                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0, 1)
         else:
             fr_lstm_bwd_d(N, u1 - u0, H, dht + u0, lddh, dhp + u0, lddhp, dc + u0, H, A + t * NG + u0, G,
-                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0)
+                          tc + t * NH + u0, H, cprev + u0, ldcp, dA + t * NG + u0, G, db + u0, 1)
         bptt_product(sync, nth, N, G, u0, u1, dA + t * NG, G, P, H, ub0, ub1, t,
                      <floating *>L.dh0 if t == 0 else dprev, 0)
     if dc != <floating *>L.dc:  # dc0, this thread's units
@@ -1297,11 +1297,11 @@ cdef void lstm_bptt_rows(floating *kind, Layer *L, void *sync, int64_t tid, int6
         if floating is float:
             fr_lstm_bwd_f(nrow, H, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, dc + r0 * H, H,
                           A + t * NG + r0 * G, G, tc + t * NH + r0 * H, H, cprev + r0 * ldcp, ldcp,
-                          dA + t * NG + r0 * G, G, db)
+                          dA + t * NG + r0 * G, G, db, 1)
         else:
             fr_lstm_bwd_d(nrow, H, H, dht + r0 * lddh, lddh, dhp + r0 * lddhp, lddhp, dc + r0 * H, H,
                           A + t * NG + r0 * G, G, tc + t * NH + r0 * H, H, cprev + r0 * ldcp, ldcp,
-                          dA + t * NG + r0 * G, G, db)
+                          dA + t * NG + r0 * G, G, db, 1)
         out = <floating *>L.dh0 if t == 0 else dprev
         pmm_slab(nrow, G, dA + t * NG + r0 * G, G, <const floating *>L.P, H, 0, L.nb, t, out + r0 * H, H, 0)
     token = fr_sync_arrive(sync)  # every dA_t complete (gradients), every part of db summed
@@ -1579,9 +1579,9 @@ cdef void rnn_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const fl
             dhp = zero
             lddhp = 0
         if floating is float:
-            fr_rnn_bwd_f(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db)
+            fr_rnn_bwd_f(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db, 1)
         else:
-            fr_rnn_bwd_d(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db)
+            fr_rnn_bwd_d(N, H, dht, TH if dh != NULL else 0, dhp, lddhp, h + t * H, TH, dA + t * H, TH, db, 1)
         mm(False, True, N, H, H, dA + t * H, TH, Wh, H, 0, dh0 if t == 0 else dprev, H)
     mm(False, True, N * T, D, H, dA, H, Wx, H, 0, dx, D)
     mm(True, False, D, H, N * T, x, D, dA, H, 0, dWx, H)
@@ -1732,10 +1732,10 @@ cdef void lstm_fwd_k(intp N, intp T, intp D, intp H, const floating *x, const fl
             ldcp = 0
         if floating is float:
             fr_lstm_fwd_f(N, H, H, A + t * NG, G, b, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
-                          hs + (t + 1) * NH if t + 1 < T else NULL, H)
+                          hs + (t + 1) * NH if t + 1 < T else NULL, H, 1)
         else:
             fr_lstm_fwd_d(N, H, H, A + t * NG, G, b, cprev, ldcp, c + t * NH, H, tc + t * NH, H, h + t * H, T * H,
-                          hs + (t + 1) * NH if t + 1 < T else NULL, H)
+                          hs + (t + 1) * NH if t + 1 < T else NULL, H, 1)
 
 
 cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const floating *dhT,
@@ -1779,10 +1779,10 @@ cdef void lstm_bwd_k(intp N, intp T, intp D, intp H, const floating *dh, const f
             ldcp = 0
         if floating is float:
             fr_lstm_bwd_f(N, H, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
-                          cprev, ldcp, dA + t * NG, G, db)
+                          cprev, ldcp, dA + t * NG, G, db, 1)
         else:
             fr_lstm_bwd_d(N, H, H, dht, T * H if dh != NULL else 0, dhp, lddhp, dc, H, A + t * NG, G, tc + t * NH, H,
-                          cprev, ldcp, dA + t * NG, G, db)
+                          cprev, ldcp, dA + t * NG, G, db, 1)
         mm(False, True, N, H, G, dA + t * NG, G, Wh, G, 0, dh0 if t == 0 else dprev, H)
     mm(False, True, T * N, D, G, dA, G, Wx, G, 0, dxt, D)
     swap01(T, N, D, dxt, dx)
@@ -2170,9 +2170,9 @@ cdef void rnn_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const 
     for j in range(H):
         db[j] = 0
     if floating is float:
-        fr_rnn_bwd_f(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db)
+        fr_rnn_bwd_f(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db, 0)
     else:
-        fr_rnn_bwd_d(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db)
+        fr_rnn_bwd_d(N, H, dnext_h, H, zero, 0, next_h, H, dA, H, db, 0)
     step_grads_k(N, D, H, H, dA, x, prev_h, Wx, Wh, dx, dprev_h, dWx, dWh)
 
 
@@ -2240,9 +2240,9 @@ cdef void lstm_step_fwd_k(intp N, intp D, intp H, const floating *x, const float
     mm(False, False, N, G, D, x, D, Wx, G, 0, A, G)
     mm(False, False, N, G, H, prev_h, H, Wh, G, 1, A, G)
     if floating is float:
-        fr_lstm_fwd_f(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+        fr_lstm_fwd_f(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0, 0)
     else:
-        fr_lstm_fwd_d(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0)
+        fr_lstm_fwd_d(N, H, H, A, G, b, prev_c, H, next_c, H, tc, H, next_h, H, NULL, 0, 0)
 
 
 cdef void lstm_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const floating *dnext_c,
@@ -2256,9 +2256,9 @@ cdef void lstm_step_bwd_k(intp N, intp D, intp H, const floating *dnext_h, const
         db[j] = 0
     memcpy(dprev_c, dnext_c, N * H * sizeof(floating))  # the kernel turns dc into dc * f in place
     if floating is float:
-        fr_lstm_bwd_f(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+        fr_lstm_bwd_f(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db, 0)
     else:
-        fr_lstm_bwd_d(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db)
+        fr_lstm_bwd_d(N, H, H, dnext_h, H, zero, 0, dprev_c, H, gates, G, tc, H, prev_c, H, dA, G, db, 0)
     step_grads_k(N, D, H, G, dA, x, prev_h, Wx, Wh, dx, dprev_h, dWx, dWh)
 
 

@@ -155,7 +155,16 @@ FR_INLINE double fr_sigmoid_d(double x)
  * step's arrays is a few lines, and the next row's lie a row of every step (batch-major) or of 4H
  * (gates) further, in another page, where the hardware prefetchers do not follow.  What the step's
  * product just wrote (the gates) is in cache; what the forward left for the backward (gates, tanh(c),
- * states) and the rows about to be written (c, h, dA, which cost a read for ownership) are not. */
+ * states) and the rows about to be written (c, h, dA, which cost a read for ownership) are not.
+ * A single step's call is different: its forward ran just before and its dA lies in this thread's
+ * scratch, which the team's other thread read in the step's last products.  There the prefetches, the
+ * one for writing dA above all, only cost time, so rnn_bwd, lstm_fwd and lstm_bwd take far = 0 from the
+ * step kernels (1 from the sequences).  Measured (cython, 2 threads, N = 100, H = 512, a loop of steps,
+ * alternating processes): rnn_step_backward float64 1.39-1.46 -> 1.21-1.25 ms (without dA's prefetch
+ * alone: 1.23; the Numba step, which has none: 1.18-1.23); the bench's step workloads, fwd+bwd:
+ * rnn_step 0.90x the time (medium, both dtypes), 0.93x (small float32), lstm_step 0.97-1.00x.  Skipping
+ * the prefetch wherever rows are contiguous, the sequences' too, cost them up to 2 % (float32 LSTM and
+ * GRU, medium, one thread), so the sequences keep theirs. */
 #ifndef FR_PF_ROWS
 #define FR_PF_ROWS 8
 #endif

@@ -51,11 +51,12 @@ FR_INLINE void FR_FN(lstm_fwd_row)(ptrdiff_t nu, REAL *restrict ai, REAL *restri
  * writes c = f cprev + i g, tc = tanh(c), h = o tc, and h again to hs unless hs is NULL. */
 FR_CLONES static void FR_FN(lstm_fwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, REAL *A, ptrdiff_t lda, const REAL *b,
                                       const REAL *cprev, ptrdiff_t ldcp, REAL *c, ptrdiff_t ldc,
-                                      REAL *tc, ptrdiff_t ldtc, REAL *h, ptrdiff_t ldh, REAL *hs, ptrdiff_t lds)
+                                      REAL *tc, ptrdiff_t ldtc, REAL *h, ptrdiff_t ldh, REAL *hs, ptrdiff_t lds,
+                                      int far)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         REAL *a = A + n * lda;
-        if (n + FR_PF_ROWS < N) {  /* the gates were just written by the product; the rest is far */
+        if (far && n + FR_PF_ROWS < N) {  /* the gates were just written by the product; the rest is far */
             const ptrdiff_t m = n + FR_PF_ROWS;
             const size_t bytes = (size_t)nu * sizeof(REAL);
             fr_prefetch_span(cprev + m * ldcp, bytes, 0);
@@ -85,10 +86,10 @@ FR_INLINE void FR_FN(rnn_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const RE
 
 FR_CLONES static void FR_FN(rnn_bwd)(ptrdiff_t N, ptrdiff_t H, const REAL *dh, ptrdiff_t lddh,
                                      const REAL *dhp, ptrdiff_t lddhp, const REAL *h, ptrdiff_t ldh,
-                                     REAL *dA, ptrdiff_t ldda, REAL *db)
+                                     REAL *dA, ptrdiff_t ldda, REAL *db, int far)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
-        if (n + FR_PF_ROWS < N) {  /* dhp is the step's own; the rest is far */
+        if (far && n + FR_PF_ROWS < N) {  /* dhp is the step's own; the rest is far */
             const ptrdiff_t m = n + FR_PF_ROWS;
             fr_prefetch_span(dh + m * lddh, (size_t)H * sizeof(REAL), 0);
             fr_prefetch_span(h + m * ldh, (size_t)H * sizeof(REAL), 0);
@@ -134,12 +135,13 @@ FR_INLINE void FR_FN(lstm_bwd_row)(ptrdiff_t H, const REAL *restrict dh, const R
 FR_CLONES static void FR_FN(lstm_bwd)(ptrdiff_t N, ptrdiff_t nu, ptrdiff_t gs, const REAL *dh, ptrdiff_t lddh,
                                       const REAL *dhp, ptrdiff_t lddhp, REAL *dc, ptrdiff_t lddc,
                                       const REAL *gates, ptrdiff_t ldg, const REAL *tc, ptrdiff_t ldtc,
-                                      const REAL *cprev, ptrdiff_t ldcp, REAL *dA, ptrdiff_t ldda, REAL *db)
+                                      const REAL *cprev, ptrdiff_t ldcp, REAL *dA, ptrdiff_t ldda, REAL *db,
+                                      int far)
 {
     for (ptrdiff_t n = 0; n < N; n++) {
         const REAL *g = gates + n * ldg;
         REAL *da = dA + n * ldda;
-        if (n + FR_PF_ROWS < N) {  /* what the forward left, long evicted; dhp and dc are the step's own */
+        if (far && n + FR_PF_ROWS < N) {  /* what the forward left, long evicted; dhp and dc are the step's own */
             const ptrdiff_t m = n + FR_PF_ROWS;
             const size_t bytes = (size_t)nu * sizeof(REAL);
             for (int q = 0; q < 4; q++) {
