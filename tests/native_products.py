@@ -293,6 +293,16 @@ def check_all(seed=0):
                                        (60, 1100, 600, 1, 0, 600), (700, 40, 300, 2, 0, 300)]:
             for at in (0, 1):
                 n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, 1 - at, lda_bytes=16384)
+        # a C of FR_ROWWISE_MIN_BYTES (4 MiB) or more from at most FR_ROWWISE_MAX_K (128) rows of op(B): C walked
+        # row block by row block over chunks of panels (several row blocks of op(A), partial panels, slabs of
+        # gate blocks, rows of A 16 KiB apart); K = 129 just past it
+        for M, K, H, gates, u0, u1, lda_bytes in [(1030, 100, 1030, 1, 0, 1030, None), (600, 64, 700, 4, 50, 650, None),
+                                                  (1100, 40, 1000, 1, 0, 1000, 16384), (700, 128, 1600, 1, 0, 1600, None),
+                                                  (700, 129, 1600, 1, 0, 1600, None)]:
+            for at in (0, 1):
+                for bt in (0, 1):
+                    if lda_bytes is None or bt == 1 - at:
+                        n += check_gemm(rng, dtype, M, K, H, gates, u0, u1, at, bt, lda_bytes=lda_bytes)
         # dWh of the Numba backend's batch-major h: one step, one sequence, K blocks that end mid-sequence
         for N, T, H, gates, u0, u1 in [(1, 1, 1, 1, 0, 1), (3, 1, 5, 1, 0, 5), (1, 7, 9, 4, 0, 9),
                                        (10, 13, 40, 4, 8, 40), (25, 16, 70, 3, 0, 35), (7, 300, 33, 1, 0, 33)]:

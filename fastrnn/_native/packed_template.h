@@ -518,6 +518,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
      * forward + backward, 0.78-0.83x (rnn, lstm, gru; 1 and 2 threads; cython and numba).  float64's
      * panels are 32 wide, so N = 25 stays with tile_m there; N = 10 (tiny) 0.96-1.01x. */
     const int narrow = !at && gates * span <= FR_NR / 2;
+    /* One block of few rows of op(B) (K <= FR_ROWWISE_MAX_K) into a C of FR_ROWWISE_MIN_BYTES or more
+     * (a step's weight gradients, X^T dA and Hprev^T dA): C is walked row block by row block over chunks
+     * of panels (see there), not panel by panel */
+    const int rowwise = !lazy && !direct && !narrow && K <= FR_ROWWISE_MAX_K
+                        && M * gates * span * (ptrdiff_t)sizeof(REAL) >= FR_ROWWISE_MIN_BYTES;
     REAL *Ab = (REAL *)(((uintptr_t)work + 63) & ~(uintptr_t)63);  /* op(A)'s block: copy_ld(KC) >= KC */
     REAL *Bb = Ab + ((MC * FR_NAME(copy_ld)(KC) + 15) & ~(ptrdiff_t)15);
     REAL edge[MR * FR_NR];
@@ -564,6 +569,37 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                     for (ptrdiff_t r = rows; r < MR; r++)
                         dst[k * MR + r] = 0;
                 }
+            }
+            if (rowwise) {
+                /* panel by panel, every row of a tile writes NR columns of C, each row in a page of
+                 * its own (C's rows are 16-32 KiB apart), and the next panel comes back to the same
+                 * pages only after all mc rows: the TLB and L1's sets lose them in between.  Here the
+                 * panels of a chunk (FR_ROWWISE_CHUNK_BYTES: they stay in L2) pass under one row
+                 * block at a time, so each row of C is written as one run */
+                const ptrdiff_t chunk = FR_ROWWISE_CHUNK_BYTES / (kc * FR_NR * (ptrdiff_t)sizeof(REAL));
+                for (ptrdiff_t jc = 0; jc < npanels; jc += chunk > 0 ? chunk : 1) {
+                    const ptrdiff_t je = npanels - jc < chunk ? npanels : jc + (chunk > 0 ? chunk : 1);
+                    for (ptrdiff_t ib = 0; ib < nb; ib++) {
+                        const ptrdiff_t r0 = ib * MR;
+                        const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
+                        const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
+                        const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
+                        for (ptrdiff_t jp = jc; jp < je; jp++) {
+                            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
+                            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+                            const REAL *Bp = Bb + jp * kc * FR_NR;
+                            REAL *Ct = C + (m0 + r0) * ldc + j0;
+                            if (width == FR_NR) {
+                                FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, FR_NR, Ct, ldc, load);
+                            } else {
+                                FR_NAME(edge_in)(edge, FR_NR, Ct, ldc, m, width, load);
+                                FR_NAME(tile_g)(m, at, kc, At, ldt, Bp, FR_NR, edge, FR_NR, 1);
+                                FR_NAME(edge_out)(edge, FR_NR, Ct, ldc, m, width);
+                            }
+                        }
+                    }
+                }
+                continue;
             }
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
