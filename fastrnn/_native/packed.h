@@ -98,9 +98,9 @@
 /* gemm walks C row block by row block over chunks of panels (see there) for a C of FR_ROWWISE_MIN_BYTES or
  * more from at most FR_ROWWISE_MAX_K rows of op(B): a single step's weight gradients, X^T dA and H^T dA with
  * K = N.  Measured (one thread, fr_gemm alternated between builds in one process; time, row blocks / panel by
- * panel): (1024, 64) x (64, 4096) float64 0.60-0.63 (9.4 ms against 15.2: NumPy's OpenBLAS 9.3, torch's MKL
+ * panel): (1024, 64) x (64, 4096) float64 0.59-0.63 (9.4 ms against 15.2: NumPy's OpenBLAS 9.3, torch's MKL
  * 12.1), float32 0.56-0.61; (512, 64) x (64, 4096) float64 0.64-0.74; (1024, 100) x (100, 2048) float64
- * 0.76-0.82; (512, 64) x (64, 2048) float64, op(A) = A, 0.68; C of 2 MiB 0.90-1.01.  The bench's step
+ * 0.74-0.82; (512, 64) x (64, 2048) float64, op(A) = A, 0.68; C of 2 MiB 0.91-0.97.  The bench's step
  * workloads, forward + backward (alternating processes, both backends): the large steps 0.81-0.94x the time
  * with 2 threads and 0.81-0.95x with one (the float64 LSTM's 1.00x with one); the medium float32 LSTM step
  * with 2 threads, whose dWh is 2 MiB a thread, took 1.04x with the line at 2 MiB, so it is at 4.  K = 256
