@@ -576,9 +576,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                  * pages only after all mc rows: the TLB and L1's sets lose them in between.  Here the
                  * panels of a chunk (FR_ROWWISE_CHUNK_BYTES: they stay in L2) pass under one row
                  * block at a time, so each row of C is written as one run */
-                const ptrdiff_t chunk = FR_ROWWISE_CHUNK_BYTES / (kc * FR_NR * (ptrdiff_t)sizeof(REAL));
-                for (ptrdiff_t jc = 0; jc < npanels; jc += chunk > 0 ? chunk : 1) {
-                    const ptrdiff_t je = npanels - jc < chunk ? npanels : jc + (chunk > 0 ? chunk : 1);
+                const ptrdiff_t fit = FR_ROWWISE_CHUNK_BYTES / (kc * FR_NR * (ptrdiff_t)sizeof(REAL));
+                const ptrdiff_t chunk = fit > 0 ? fit : 1;
+                for (ptrdiff_t jc = 0; jc < npanels; jc += chunk) {
+                    const ptrdiff_t je = npanels - jc < chunk ? npanels : jc + chunk;
                     for (ptrdiff_t ib = 0; ib < nb; ib++) {
                         const ptrdiff_t r0 = ib * MR;
                         const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
