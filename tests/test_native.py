@@ -10,6 +10,7 @@ import threading
 import numpy as np
 import pytest
 
+import fastrnn
 from fastrnn import _native, layers
 from fastrnn._backend import use_backend
 from fastrnn._tolerances import excess
@@ -27,7 +28,11 @@ _handler_name = getattr(np, "_core", np.core).multiarray.get_handler_name
 def test_products_match_numpy_on_every_isa_version(isa):
     """FASTRNN_ISA selects the version at import; one asked for that the CPU lacks falls back to a
     lower one, so every version this CPU can run is checked (the portable one always)."""
-    env = {**os.environ, "FASTRNN_ISA": isa}
+    # the script's own folder comes first on its sys.path: point it at the fastrnn this process imported
+    # (a checkout's build, not another copy installed in the environment)
+    tree = os.path.dirname(os.path.dirname(os.path.abspath(fastrnn.__file__)))
+    path = os.pathsep.join(filter(None, [tree, os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "FASTRNN_ISA": isa, "PYTHONPATH": path}
     out = subprocess.run([sys.executable, os.path.join(HERE, "native_products.py")], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
