@@ -277,6 +277,9 @@ def check_all(seed=0):
                                        # of 128 rows), or 6-35 KiB apart (blocks of 256-512 rows)
                                        (100, 300, 256, 4, 0, 256), (20, 300, 256, 4, 40, 230), (20, 300, 384, 4, 0, 384),
                                        (20, 300, 1100, 4, 0, 1100),
+                                       # few rows, panels packed in groups (FR_LAZY_GROUP_BYTES) with a short last
+                                       # group on every ISA's panel width, one K block or two
+                                       (64, 200, 500, 3, 0, 500), (64, 600, 330, 3, 0, 330),
                                        # op(B) of at most NR/2 columns (tile_n, 2 MR rows a block): every ISA's NR/2
                                        (40, 300, 20, 1, 0, 20), (30, 50, 12, 1, 0, 12), (27, 40, 3, 1, 0, 3)]:
             for at in (0, 1):

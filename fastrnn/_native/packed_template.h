@@ -443,6 +443,26 @@ static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, pt
     }
 }
 
+/* Panels jp0..jp1-1 of op(B)[k0:k0+kc, the slab's columns] at dst + (jp - jp0) * kc * NR (gemm's; direct: the
+ * full panels are read in place, not packed).  With op(B) = B row-major, by groups of FR_PACK_KB rows across
+ * all of the panels: each row of B is read in runs of several panels, which the hardware prefetches, not NR
+ * columns at a time from rows far apart */
+static void FR_NAME(gemm_panels)(ptrdiff_t kc, ptrdiff_t jp0, ptrdiff_t jp1, ptrdiff_t per_gate, ptrdiff_t span,
+                                 ptrdiff_t H, ptrdiff_t u0, const REAL *B, ptrdiff_t ldb, int bt, ptrdiff_t k0,
+                                 int direct, REAL *dst)
+{
+    const ptrdiff_t group = bt ? kc : FR_PACK_KB;
+    for (ptrdiff_t kb = 0; kb < kc; kb += group) {
+        const ptrdiff_t kn = kc - kb < group ? kc - kb : group;
+        for (ptrdiff_t jp = jp0; jp < jp1; jp++) {
+            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
+            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+            if (!(direct && width == FR_NR))
+                FR_NAME(gemm_panel)(kn, width, B, ldb, bt, k0 + kb, j0, dst + ((jp - jp0) * kc + kb) * FR_NR);
+        }
+    }
+}
+
 /* One tile of gemm: C[0:m, 0:width] (+)= op(A) Bp through tile_g, straight into C for a full panel's
  * width (NR), else through a full-width tile on the stack (see edge_in).  Not inlined: inlined, float64
  * gemm at 2048^3 took 1.02-1.03x the time (one thread, builds alternated); as a call, 0.997-1.006x. */
@@ -508,13 +528,16 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
     const ptrdiff_t mblocks = (M + mc_max - 1) / mc_max;
     const ptrdiff_t MC = ((M + mblocks - 1) / mblocks + MR - 1) / MR * MR;
     const ptrdiff_t npanels = gates * per_gate;
-    /* Few rows in one row block (at most FR_LAZY_M): each panel of op(B) is packed right before the tiles
-     * that read it, into one slot, and read while it is still in L1/L2; packing the whole K block first
-     * (KC rows of every column: 2 MiB in float64 at 1024 columns, L2's size) had the tiles read it back
-     * from L3.  Measured, one thread, B in huge pages: (25, 256) x (256, 2048) float64 0.72 -> 0.52 ms,
-     * (64, 512) x (512, 4096) 4.78 -> 3.97, float32 2.56 -> 2.20, (100, 512) x (512, 1536) float32
-     * 1.14 -> 0.98; at 256-512 rows 0.94-1.04x (the panel is read by enough tiles to pay its trip). */
+    /* Few rows in one row block (at most FR_LAZY_M): each group of panels of op(B) (FR_LAZY_GROUP_BYTES) is
+     * packed right before the tiles that read it, into one slot, and read while it is still in L2; packing
+     * the whole K block first (KC rows of every column: 2 MiB in float64 at 1024 columns, L2's size) had the
+     * tiles read it back from L3.  Measured (a panel at a time), one thread, B in huge pages: (25, 256) x
+     * (256, 2048) float64 0.72 -> 0.52 ms, (64, 512) x (512, 4096) 4.78 -> 3.97, float32 2.56 -> 2.20, (100,
+     * 512) x (512, 1536) float32 1.14 -> 0.98; at 256-512 rows 0.94-1.04x (the panel is read by enough tiles
+     * to pay its trip).  Groups rather than single panels: see FR_LAZY_GROUP_BYTES. */
     const int lazy = mblocks == 1 && M <= FR_LAZY_M;
+    const ptrdiff_t lazy_fit = FR_LAZY_GROUP_BYTES / (KC * FR_NR * (ptrdiff_t)sizeof(REAL));
+    const ptrdiff_t lazy_group = lazy_fit > 1 ? lazy_fit : 1;  /* panels packed at a time when lazy */
     /* Few rows (a single step, a sampled word): every panel of op(B) is read by a few row blocks only,
      * so packing it costs more than it saves: full panels are read in place.  Up to FR_DIRECT_M rows, and
      * beyond one row block only while the rows of op(B) lie at most FR_DIRECT_STRIDE bytes apart: KC rows
@@ -551,13 +574,9 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
             arow[k] = !A0 ? A + kk * lda : kk % period ? A + (kk - 1) * lda : A0 + kk / period * lda;
         }
         /* op(B)[k0:k0+kc, :] into panels: panel j at Bb + j*kc*NR, kc rows of NR -- all of them here, or
-         * (lazy) each right before its tiles, into one slot */
-        for (ptrdiff_t jp = 0; !lazy && jp < npanels; jp++) {
-            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
-            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
-            if (!(direct && width == FR_NR))
-                FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, Bb + jp * kc * FR_NR);
-        }
+         * (lazy) a group at a time right before its tiles, into one slot (panel jp at jp % lazy_group) */
+        if (!lazy)
+            FR_NAME(gemm_panels)(kc, 0, npanels, per_gate, span, H, u0, B, ldb, bt, k0, direct, Bb);
         for (ptrdiff_t m0 = 0; m0 < M; m0 += MC) {
             const ptrdiff_t mc = M - m0 < MC ? M - m0 : MC;
             const ptrdiff_t nb = (mc + MR - 1) / MR;
@@ -615,9 +634,10 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                 const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
                 const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
                 const int in_place = direct && width == FR_NR;
-                REAL *panel = Bb + (lazy ? 0 : jp) * kc * FR_NR;
-                if (lazy && !in_place)
-                    FR_NAME(gemm_panel)(kc, width, B, ldb, bt, k0, j0, panel);
+                REAL *panel = Bb + (lazy ? jp % lazy_group : jp) * kc * FR_NR;
+                if (lazy && jp % lazy_group == 0)
+                    FR_NAME(gemm_panels)(kc, jp, npanels - jp < lazy_group ? npanels : jp + lazy_group, per_gate, span,
+                                         H, u0, B, ldb, bt, k0, direct, Bb);
                 const REAL *Bp = in_place ? B + k0 * ldb + j0 : panel;
                 const ptrdiff_t ldbp = in_place ? ldb : FR_NR;
                 if (narrow) {  /* width <= NR/2: packed, never read in place */
