@@ -45,7 +45,13 @@
 #include "pool.h"
 #include "team.h"
 
-#define FR_PRODUCT_MIN_FLOPS 4.0e6 /* a thread's share at least (as the affine layers' jobs) ... */
+/* A thread's share at least (flops) ...  3 MFLOP, not the affine layers' 4: the small RNN step's products are
+ * 6.5 MFLOP (x Wx, dA Wx^T, x^T dA at N = 25, D = 256, H = 512), which ran on one thread so, while the other
+ * core idled.  Measured with them split (2 threads, alternating processes with pauses between, cython and
+ * numba, two pairs of processes): rnn_step small float32 forward 0.80-0.85x the time, forward + backward
+ * 0.82-0.89x, float64 0.87-0.92x; the RNN's sampling loop at N = 25 0.88-0.90x; the LSTM and GRU steps and
+ * the model, whose products were split already, within the noise. */
+#define FR_PRODUCT_MIN_FLOPS 3.0e6
 #define FR_PRODUCT_MIN_BYTES 524288 /* ... or of op(B)'s bytes, which bound a product of few rows */
 #define FR_PRODUCT_SWAP_M 64 /* op(B) = B^T with at most this many rows of op(A): computed as C^T = B op(A)^T */
 #define FR_PRODUCT_BLAS_C_BYTES (8.0 * 1024 * 1024) /* one thread: float64 X^T dA of a larger C stay with BLAS */
