@@ -117,7 +117,7 @@
  * product of few rows (lazy, FR_LAZY_M) FR_LAZY_GROUP_BYTES of panels at a time, not one: a panel alone is
  * NR columns (256 bytes) of each of kc rows of B far apart, a page each, which the hardware prefetcher does not
  * follow; a group reads 1-2 KiB runs of each row.  Measured (fr_gemm, one thread, builds alternated in one
- * process): a large step's h Wh, (64, 1024) x (1024, 4096), float32 0.87-0.91x the time, float64 0.95-0.99x;
+ * process): a large step's h Wh, (64, 1024) x (1024, 4096), float32 0.87-0.92x the time, float64 0.92-0.99x;
  * the bench's lstm_step large forward (alternating processes) float32 0.89x (one thread) / 0.93x (two),
  * float64 0.96x; the small and medium steps 1.00x.  Groups of 1 MiB: float32 0.91x; 16 rows: as 8.  Prefetching
  * the next group's rows into L2 while packing gained nothing (the packing waits on memory either way). */
