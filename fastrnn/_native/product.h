@@ -49,7 +49,7 @@
  * 6.5 MFLOP (x Wx, dA Wx^T, x^T dA at N = 25, D = 256, H = 512), which ran on one thread so, while the other
  * core idled.  Measured with them split (2 threads, alternating processes with pauses between, cython and
  * numba, two pairs of processes): rnn_step small float32 forward 0.80-0.85x the time, forward + backward
- * 0.82-0.89x, float64 0.87-0.92x; the RNN's sampling loop at N = 25 0.88-0.90x; the LSTM and GRU steps and
+ * 0.79-0.89x, float64 0.87-0.92x; the RNN's sampling loop at N = 25 0.88-0.90x; the LSTM and GRU steps and
  * the model, whose products were split already, within the noise. */
 #define FR_PRODUCT_MIN_FLOPS 3.0e6
 #define FR_PRODUCT_MIN_BYTES 524288 /* ... or of op(B)'s bytes, which bound a product of few rows */
