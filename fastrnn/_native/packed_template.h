@@ -443,6 +443,17 @@ static void FR_NAME(gemm_panel)(ptrdiff_t kc, ptrdiff_t width, const REAL *B, pt
     }
 }
 
+/* gemm's panel jp of a slab of units of every gate block (per_gate panels a gate, span units from u0): its
+ * first column of op(B) (the return) and its width (<= NR: the slab's last panel of a gate may be partial) */
+static inline __attribute__((always_inline)) ptrdiff_t FR_NAME(panel_columns)(ptrdiff_t jp, ptrdiff_t per_gate,
+                                                                             ptrdiff_t span, ptrdiff_t H,
+                                                                             ptrdiff_t u0, ptrdiff_t *width)
+{
+    const ptrdiff_t jl = jp % per_gate * FR_NR;
+    *width = span - jl < FR_NR ? span - jl : FR_NR;
+    return jp / per_gate * H + u0 + jl;
+}
+
 /* Panels jp0..jp1-1 of op(B)[k0:k0+kc, the slab's columns] at dst + (jp - jp0) * kc * NR (gemm's; direct: the
  * full panels are read in place, not packed).  With op(B) = B row-major, by groups of FR_PACK_KB rows across
  * all of the panels: each row of B is read in runs of several panels, which the hardware prefetches, not NR
@@ -455,8 +466,8 @@ static void FR_NAME(gemm_panels)(ptrdiff_t kc, ptrdiff_t jp0, ptrdiff_t jp1, ptr
     for (ptrdiff_t kb = 0; kb < kc; kb += group) {
         const ptrdiff_t kn = kc - kb < group ? kc - kb : group;
         for (ptrdiff_t jp = jp0; jp < jp1; jp++) {
-            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
-            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+            ptrdiff_t width;
+            const ptrdiff_t j0 = FR_NAME(panel_columns)(jp, per_gate, span, H, u0, &width);
             if (!(direct && width == FR_NR))
                 FR_NAME(gemm_panel)(kn, width, B, ldb, bt, k0 + kb, j0, dst + ((jp - jp0) * kc + kb) * FR_NR);
         }
@@ -621,8 +632,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                         const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
                         const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
                         for (ptrdiff_t jp = jc; jp < je; jp++) {
-                            const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
-                            const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+                            ptrdiff_t width;
+                            const ptrdiff_t j0 = FR_NAME(panel_columns)(jp, per_gate, span, H, u0, &width);
                             FR_NAME(gemm_tile)(m, at, kc, At, ldt, Bb + jp * kc * FR_NR, FR_NR, width,
                                                C + (m0 + r0) * ldc + j0, ldc, load);
                         }
@@ -631,8 +642,8 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                 continue;
             }
             for (ptrdiff_t jp = 0; jp < npanels; jp++) {
-                const ptrdiff_t jl = jp % per_gate * FR_NR, j0 = jp / per_gate * H + u0 + jl;
-                const ptrdiff_t width = span - jl < FR_NR ? span - jl : FR_NR;
+                ptrdiff_t width;
+                const ptrdiff_t j0 = FR_NAME(panel_columns)(jp, per_gate, span, H, u0, &width);
                 const int in_place = direct && width == FR_NR;
                 REAL *panel = Bb + (lazy ? jp % lazy_group : jp) * kc * FR_NR;
                 if (lazy && jp % lazy_group == 0)
