@@ -474,6 +474,18 @@ static void FR_NAME(gemm_panels)(ptrdiff_t kc, ptrdiff_t jp0, ptrdiff_t jp1, ptr
     }
 }
 
+/* Rows of gemm's row tile ib of nb in a block of mc rows of op(A), r0 of them in the tiles before it: as even as
+ * MR allows (25 rows: 5 x 5, not 4 x 6 + 1, whose one-row tile has only NV chains of multiply-adds to hide
+ * the FMA latency), except for a packed op(A) (at), whose micro-panels are MR rows.  Measured (one thread,
+ * alternating processes, both orders): (25, 512) x (512, 512) float64 and (25, 512) x (512, 2048) float32
+ * 0.92-0.94x the time, (25, 256) x (256, 2048) float64 0.98-1.02x; 2 threads, rnn_step small forward
+ * 0.89-0.94x (float32) and 0.90-0.97x (float64), lstm_step small float32 forward + backward 0.93-0.95x,
+ * gru_step small float64 forward + backward 0.99-1.04x (within the noise). */
+static inline int FR_NAME(tile_rows)(int at, ptrdiff_t mc, ptrdiff_t nb, ptrdiff_t ib, ptrdiff_t r0)
+{
+    return at ? (int)(mc - r0 < MR ? mc - r0 : MR) : (int)((mc - r0 + (nb - ib) - 1) / (nb - ib));
+}
+
 /* One tile of gemm: C[0:m, 0:width] (+)= op(A) Bp through tile_g, straight into C for a full panel's
  * width (NR), else through a full-width tile on the stack (see edge_in).  Not inlined: inlined, float64
  * gemm at 2048^3 took 1.02-1.03x the time (one thread, builds alternated); as a call, 0.997-1.006x. */
@@ -626,15 +638,14 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                 const ptrdiff_t chunk = fit > 0 ? fit : 1;
                 for (ptrdiff_t jc = 0; jc < npanels; jc += chunk) {
                     const ptrdiff_t je = npanels - jc < chunk ? npanels : jc + chunk;
-                    for (ptrdiff_t ib = 0; ib < nb; ib++) {
-                        const ptrdiff_t r0 = ib * MR;
-                        const int m = (int)(mc - r0 < MR ? mc - r0 : MR);
+                    for (ptrdiff_t ib = 0, r0 = 0, m; ib < nb; ib++, r0 += m) {
+                        m = FR_NAME(tile_rows)(at, mc, nb, ib, r0);
                         const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
                         const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
                         for (ptrdiff_t jp = jc; jp < je; jp++) {
                             ptrdiff_t width;
                             const ptrdiff_t j0 = FR_NAME(panel_columns)(jp, per_gate, span, H, u0, &width);
-                            FR_NAME(gemm_tile)(m, at, kc, At, ldt, Bb + jp * kc * FR_NR, FR_NR, width,
+                            FR_NAME(gemm_tile)((int)m, at, kc, At, ldt, Bb + jp * kc * FR_NR, FR_NR, width,
                                                C + (m0 + r0) * ldc + j0, ldc, load);
                         }
                     }
@@ -656,19 +667,11 @@ static int FR_NAME(gemm)(ptrdiff_t M, ptrdiff_t K, const REAL *A, ptrdiff_t lda,
                                          width, C + m0 * ldc + j0, ldc, load);
                     continue;
                 }
-                /* row tiles as even as MR allows (25 rows: 5 x 5, not 4 x 6 + 1, whose one-row tile has only NV
-                 * chains of multiply-adds to hide the FMA latency), except for a packed op(A), whose
-                 * micro-panels are MR rows.  Measured (one thread, alternating processes, both orders):
-                 * (25, 512) x (512, 512) float64 and (25, 512) x (512, 2048) float32 0.92-0.94x the time,
-                 * (25, 256) x (256, 2048) float64 0.98-1.02x; 2 threads, rnn_step small forward 0.89-0.94x
-                 * (float32) and 0.90-0.97x (float64), lstm_step small float32 forward + backward 0.93-0.95x,
-                 * gru_step small float64 forward + backward 0.99-1.04x (within the noise). */
-                for (ptrdiff_t ib = 0, r0 = 0; ib < nb; ib++) {
-                    const int m = at ? (int)(mc - r0 < MR ? mc - r0 : MR) : (int)((mc - r0 + (nb - ib) - 1) / (nb - ib));
+                for (ptrdiff_t ib = 0, r0 = 0, m; ib < nb; ib++, r0 += m) {
+                    m = FR_NAME(tile_rows)(at, mc, nb, ib, r0);
                     const REAL *At = at ? Ab + ib * kc * MR : copy_a ? Ab + r0 * lda_c : A + (m0 + r0) * lda + k0;
                     const ptrdiff_t ldt = at ? MR : copy_a ? lda_c : lda;
-                    FR_NAME(gemm_tile)(m, at, kc, At, ldt, Bp, ldbp, width, C + (m0 + r0) * ldc + j0, ldc, load);
-                    r0 += m;
+                    FR_NAME(gemm_tile)((int)m, at, kc, At, ldt, Bp, ldbp, width, C + (m0 + r0) * ldc + j0, ldc, load);
                 }
             }
         }
