@@ -40,7 +40,9 @@
  * ahead.  Measured (one thread, builds interleaved in one process): float32 with 512 rows rather than
  * 256, 0.91-0.97x the time on dX-shaped products ((1600 x 2048) x (2048 x 256) and the large sizes'),
  * the large sizes' input projections and 2048^3; 128 rows 1.12-1.14x; float64 (256 rows already 2 KiB)
- * unchanged with 512; with A^T packed, 512 rows were 1.02-1.06x (dWx, dWh), so 256 stay. */
+ * unchanged with 512 then (measured again on 2026-12-05: those products alone 0.92-0.97x, but whole layers
+ * within +-1 % and the small float64 LSTM 1.02x, so 256 stay: BENCHMARKS.md); with A^T packed, 512 rows were
+ * 1.02-1.06x (dWx, dWh), so 256 stay. */
 #ifndef FR_GEMM_KC
 #define FR_GEMM_KC 256
 #endif
