@@ -247,6 +247,18 @@ static inline void FR_NAME(edge_out)(const REAL *edge, ptrdiff_t w, REAL *C, ptr
             C[r * ldc + j] = edge[r * w + j];
 }
 
+/* Rows of row tile ib of nb in a block of mc rows of op(A), r0 of them in the tiles before it (gemm's and mm's):
+ * as even as MR allows (25 rows: 5 x 5, not 4 x 6 + 1, whose one-row tile has only NV chains of multiply-adds
+ * to hide the FMA latency), except for an op(A) packed into micro-panels (gemm's at), which are MR rows.  Measured (one thread,
+ * alternating processes, both orders): (25, 512) x (512, 512) float64 and (25, 512) x (512, 2048) float32
+ * 0.92-0.94x the time, (25, 256) x (256, 2048) float64 0.98-1.02x; 2 threads, rnn_step small forward
+ * 0.89-0.94x (float32) and 0.90-0.97x (float64), lstm_step small float32 forward + backward 0.93-0.95x,
+ * gru_step small float64 forward + backward 0.99-1.04x (within the noise). */
+static inline int FR_NAME(tile_rows)(int packed, ptrdiff_t mc, ptrdiff_t nb, ptrdiff_t ib, ptrdiff_t r0)
+{
+    return packed ? (int)(mc - r0 < MR ? mc - r0 : MR) : (int)((mc - r0 + (nb - ib) - 1) / (nb - ib));
+}
+
 /* Every row block of op(A) (M rows, at most MR each, as even as possible) against one packed block of
  * kc rows of a panel: C[0:M, 0:width] (+)= op(A)[0:M, 0:kc] Bp.  A points at (row 0, k 0) of op(A). */
 static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t lda, int at, const REAL *Bp,
@@ -265,7 +277,7 @@ static void FR_NAME(rows)(ptrdiff_t M, ptrdiff_t kc, const REAL *A, ptrdiff_t ld
     ptrdiff_t r0 = 0;
     for (ptrdiff_t blk = 0; blk < nb; blk++) {
         const ptrdiff_t pfn = lines < per_tile ? lines : per_tile;
-        const int m = (int)((M - r0 + (nb - blk) - 1) / (nb - blk));
+        const int m = FR_NAME(tile_rows)(0, M, nb, blk, r0);
         const REAL *Ab = at ? A + r0 : A + r0 * lda;
         if (width == FR_NR) {
             FR_NAME(tile_m)(m, at, kc, Ab, lda, Bp, FR_NR, C + r0 * ldc, ldc, load, pf, (1 << s) - 1, pfn);
@@ -472,18 +484,6 @@ static void FR_NAME(gemm_panels)(ptrdiff_t kc, ptrdiff_t jp0, ptrdiff_t jp1, ptr
                 FR_NAME(gemm_panel)(kn, width, B, ldb, bt, k0 + kb, j0, dst + ((jp - jp0) * kc + kb) * FR_NR);
         }
     }
-}
-
-/* Rows of gemm's row tile ib of nb in a block of mc rows of op(A), r0 of them in the tiles before it: as even as
- * MR allows (25 rows: 5 x 5, not 4 x 6 + 1, whose one-row tile has only NV chains of multiply-adds to hide
- * the FMA latency), except for a packed op(A) (at), whose micro-panels are MR rows.  Measured (one thread,
- * alternating processes, both orders): (25, 512) x (512, 512) float64 and (25, 512) x (512, 2048) float32
- * 0.92-0.94x the time, (25, 256) x (256, 2048) float64 0.98-1.02x; 2 threads, rnn_step small forward
- * 0.89-0.94x (float32) and 0.90-0.97x (float64), lstm_step small float32 forward + backward 0.93-0.95x,
- * gru_step small float64 forward + backward 0.99-1.04x (within the noise). */
-static inline int FR_NAME(tile_rows)(int at, ptrdiff_t mc, ptrdiff_t nb, ptrdiff_t ib, ptrdiff_t r0)
-{
-    return at ? (int)(mc - r0 < MR ? mc - r0 : MR) : (int)((mc - r0 + (nb - ib) - 1) / (nb - ib));
 }
 
 /* One tile of gemm: C[0:m, 0:width] (+)= op(A) Bp through tile_g, straight into C for a full panel's
